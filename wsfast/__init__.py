@@ -1,0 +1,27 @@
+"""wsfast: a fast, correct WebSocket (RFC 6455) library."""
+
+from ._codec import (
+    DEFAULT_MAX_SIZE,
+    IMPLEMENTATION,
+    Frame,
+    FrameParser,
+    encode_frame,
+    mask,
+    mask_inplace,
+)
+from .enums import CloseCode, Opcode, is_valid_close_code
+from .exceptions import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidHandshake,
+    InvalidHeader,
+    InvalidStatus,
+    InvalidURI,
+    InvalidUTF8,
+    PayloadTooBig,
+    ProtocolError,
+    WebSocketError,
+)
+
+__version__ = "0.1.0"
