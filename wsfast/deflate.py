@@ -1,0 +1,449 @@
+"""permessage-deflate (RFC 7692): DEFLATE compression of WebSocket messages.
+
+A connection uses it in two steps:
+
+1. The handshake negotiates parameters. :class:`DeflateOptions` says what to offer
+   or accept. A client sends ``options.client_offer()`` in ``Sec-WebSocket-Extensions``
+   and passes the server's answer to ``options.client_accept(...)``; a server passes the
+   client's header to ``options.server_accept(...)`` and sends the header value it
+   returns. Both sides end up with the same :class:`DeflateParams`.
+2. The connection builds one :class:`PerMessageDeflate` from those parameters and
+   compresses the payload of each outgoing data message, setting RSV1 on its first
+   frame, and decompresses each incoming message whose first frame has RSV1 set.
+   Control frames are never compressed, and a message may always be sent uncompressed:
+   messages shorter than ``DeflateOptions.min_size`` are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import zlib
+
+from .exceptions import InvalidHeader, PayloadTooBig, ProtocolError
+
+__all__ = ["DeflateOptions", "DeflateParams", "PerMessageDeflate", "parse_extensions"]
+
+NAME = "permessage-deflate"
+
+# A compressed message is DEFLATE data that was flushed with an empty stored block
+# ending in these four bytes; the sender strips them and the receiver puts them back.
+_TRAILER = b"\x00\x00\xff\xff"
+
+# Below this size, adding the trailer with one copy is cheaper than a second zlib call.
+_COPY_TRAILER_BELOW = 4096
+
+_TOO_BIG = "message exceeds the size limit once decompressed"
+
+# Input step after a peer ends a DEFLATE stream inside a message (see _after_stream_end).
+_STEP_AFTER_STREAM_END = 1024
+
+# RFC 6455 §9.1 extension header grammar, with RFC 7230 tokens and quoted strings.
+_OWS = re.compile(r"[ \t]*")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_QUOTED = re.compile(r'"((?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*)"')
+_QUOTED_PAIR = re.compile(r"\\(.)")
+# RFC 7692 §7.1.2: window bits are a decimal 8..15 without leading zeros.
+_WINDOW_BITS = re.compile(r"[89]|1[0-5]")
+
+
+def _check_bits(name: str, bits, optional: bool = True) -> None:
+    if bits is None and optional:
+        return
+    if type(bits) is not int or not 8 <= bits <= 15:
+        raise ValueError(f"{name} must be an int within 8..15{' or None' if optional else ''}, not {bits!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DeflateParams:
+    """The parameters both endpoints agreed on in the handshake.
+
+    ``server_max_window_bits`` and ``client_max_window_bits`` bound the LZ77 window
+    (2**bits bytes) each side compresses with; ``*_no_context_takeover`` means that side
+    compresses every message on its own, without referring to earlier messages.
+    """
+
+    server_no_context_takeover: bool = False
+    client_no_context_takeover: bool = False
+    server_max_window_bits: int = 15
+    client_max_window_bits: int = 15
+
+    def __post_init__(self) -> None:
+        _check_bits("server_max_window_bits", self.server_max_window_bits, optional=False)
+        _check_bits("client_max_window_bits", self.client_max_window_bits, optional=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class DeflateOptions:
+    """What an endpoint offers (client) or accepts (server), plus local zlib tuning.
+
+    Negotiated settings, as a client's requests or a server's demands:
+
+    - ``server_max_window_bits`` (8..15): the largest window the server may compress
+      with. A smaller window saves the receiver memory (2**bits bytes) but compresses
+      less. A client requests it; a server applies it to itself.
+    - ``client_max_window_bits`` (8..15): the same for the client. A client always offers
+      to accept any limit; with a number it also promises to stay within it. A server
+      asks for it whenever the client's offer allows.
+    - ``server_no_context_takeover`` / ``client_no_context_takeover``: that side
+      compresses each message independently: repeated content compresses worse, but
+      neither side carries that direction's history from one message to the next.
+
+    Local settings, never sent:
+
+    - ``level`` (0..9, or -1 for zlib's default of 6) and ``mem_level`` (1..9): zlib's
+      speed / ratio / memory trade-offs for compressing.
+    - ``min_size``: messages shorter than this many bytes are sent uncompressed
+      (0 compresses everything). Tiny messages rarely shrink: 5 bytes of text take
+      7 bytes compressed, unless an earlier message repeats them.
+    """
+
+    server_max_window_bits: int | None = None
+    client_max_window_bits: int | None = None
+    server_no_context_takeover: bool = False
+    client_no_context_takeover: bool = False
+    level: int = -1
+    mem_level: int = 8
+    min_size: int = 0
+
+    def __post_init__(self) -> None:
+        _check_bits("server_max_window_bits", self.server_max_window_bits)
+        _check_bits("client_max_window_bits", self.client_max_window_bits)
+        if type(self.level) is not int or not -1 <= self.level <= 9:
+            raise ValueError(f"level must be within -1..9, not {self.level!r}")
+        if type(self.mem_level) is not int or not 1 <= self.mem_level <= 9:
+            raise ValueError(f"mem_level must be within 1..9, not {self.mem_level!r}")
+        if type(self.min_size) is not int or self.min_size < 0:
+            raise ValueError(f"min_size must be an int >= 0, not {self.min_size!r}")
+
+    def client_offer(self) -> str:
+        """The ``Sec-WebSocket-Extensions`` value a client sends."""
+        parts = [NAME]
+        if self.server_max_window_bits is not None:
+            parts.append(f"server_max_window_bits={self.server_max_window_bits}")
+        if self.client_max_window_bits is None:
+            parts.append("client_max_window_bits")
+        else:
+            parts.append(f"client_max_window_bits={self.client_max_window_bits}")
+        if self.server_no_context_takeover:
+            parts.append("server_no_context_takeover")
+        if self.client_no_context_takeover:
+            parts.append("client_no_context_takeover")
+        return "; ".join(parts)
+
+    def client_accept(self, header) -> DeflateParams | None:
+        """Check the server's ``Sec-WebSocket-Extensions`` answer to :meth:`client_offer`.
+
+        ``header`` is the header's value, a list of its values when it was repeated, or
+        None when absent. Returns the agreed parameters, or None when the server declined
+        compression. Raises :class:`InvalidHeader` for an answer RFC 7692 forbids: another
+        or a second extension, an unknown, repeated or malformed parameter, or a setting
+        that contradicts the offer.
+        """
+        extensions = parse_extensions(header)
+        if not extensions:
+            return None
+        if len(extensions) > 1:
+            names = ", ".join(name for name, _ in extensions)
+            raise InvalidHeader(f"server enabled several extensions ({names}); only {NAME} was offered")
+        name, params = extensions[0]
+        if name.lower() != NAME:
+            raise InvalidHeader(f"server enabled extension {name!r}, which was not offered")
+        values = _parameters(params, offer=False)
+        server_no_context_takeover = values.get("server_no_context_takeover", False)
+        if self.server_no_context_takeover and not server_no_context_takeover:
+            raise InvalidHeader(f"server did not accept server_no_context_takeover in its {NAME} answer")
+        server_bits = values.get("server_max_window_bits", 15)
+        if self.server_max_window_bits is not None and server_bits > self.server_max_window_bits:
+            raise InvalidHeader(
+                f"server_max_window_bits={server_bits} in the {NAME} answer exceeds "
+                f"the {self.server_max_window_bits} offered"
+            )
+        client_bits = values.get("client_max_window_bits", 15)
+        return DeflateParams(
+            server_no_context_takeover=server_no_context_takeover,
+            client_no_context_takeover=self.client_no_context_takeover
+            or values.get("client_no_context_takeover", False),
+            server_max_window_bits=server_bits,
+            # The client keeps the promise of its offer even if the server asks for less.
+            client_max_window_bits=min(client_bits, self.client_max_window_bits or 15),
+        )
+
+    def server_accept(self, header) -> tuple[DeflateParams, str] | None:
+        """Pick the first acceptable offer in the client's ``Sec-WebSocket-Extensions``.
+
+        ``header`` is the header's value, a list of its values when it was repeated, or
+        None when absent. Returns the agreed parameters and the header value to answer
+        with, or None when the client offered no acceptable ``permessage-deflate``
+        (offers with unknown, repeated or invalid parameters are declined, as RFC 7692
+        requires). Raises :class:`InvalidHeader` when the header is malformed.
+        """
+        for name, params in parse_extensions(header):
+            if name.lower() != NAME:
+                continue
+            try:
+                offer = _parameters(params, offer=True)
+            except InvalidHeader:
+                continue
+            return self._answer(offer)
+        return None
+
+    def _answer(self, offer: dict) -> tuple[DeflateParams, str]:
+        """Agreed parameters and response header for one valid client offer."""
+        parts = [NAME]
+        server_no_context_takeover = self.server_no_context_takeover or "server_no_context_takeover" in offer
+        if server_no_context_takeover:
+            parts.append("server_no_context_takeover")
+        client_no_context_takeover = self.client_no_context_takeover or "client_no_context_takeover" in offer
+        if client_no_context_takeover:
+            parts.append("client_no_context_takeover")
+        server_bits = 15
+        if "server_max_window_bits" in offer or self.server_max_window_bits is not None:
+            server_bits = min(offer.get("server_max_window_bits", 15), self.server_max_window_bits or 15)
+            parts.append(f"server_max_window_bits={server_bits}")
+        client_bits = 15
+        # The server may limit the client's window only when the client said it can comply.
+        if "client_max_window_bits" in offer and self.client_max_window_bits is not None:
+            client_bits = min(offer["client_max_window_bits"] or 15, self.client_max_window_bits)
+            parts.append(f"client_max_window_bits={client_bits}")
+        params = DeflateParams(server_no_context_takeover, client_no_context_takeover, server_bits, client_bits)
+        return params, "; ".join(parts)
+
+
+def _parameters(params: list[tuple[str, str | None]], *, offer: bool) -> dict:
+    """Check the parameters of one ``permessage-deflate`` offer or answer; return them as a dict.
+
+    No-context-takeover flags map to True and window bits to their int; only an offer's
+    ``client_max_window_bits`` may lack a value, which maps to None. Raises
+    :class:`InvalidHeader` for an unknown, repeated or invalid parameter.
+    """
+    where = "offer" if offer else "answer"
+    values: dict = {}
+    for name, value in params:
+        name = name.lower()
+        if name in values:
+            raise InvalidHeader(f"parameter {name} is repeated in the {NAME} {where}")
+        if name in ("server_no_context_takeover", "client_no_context_takeover"):
+            if value is not None:
+                raise InvalidHeader(f"{name} must not have a value, got {value!r} in the {NAME} {where}")
+            values[name] = True
+        elif name in ("server_max_window_bits", "client_max_window_bits"):
+            if value is None:
+                if not offer or name == "server_max_window_bits":
+                    raise InvalidHeader(f"{name} without a value in the {NAME} {where}")
+                values[name] = None
+            elif _WINDOW_BITS.fullmatch(value):
+                values[name] = int(value)
+            else:
+                raise InvalidHeader(f"{name}={value!r} is not within 8..15 in the {NAME} {where}")
+        else:
+            raise InvalidHeader(f"unknown parameter {name} in the {NAME} {where}")
+    return values
+
+
+def parse_extensions(header) -> list[tuple[str, list[tuple[str, str | None]]]]:
+    """Parse a ``Sec-WebSocket-Extensions`` value into ``[(name, [(param, value), ...]), ...]``.
+
+    ``header`` is a str, a list of the values of repeated headers, or None. A parameter
+    without ``=`` has the value None; quoted values are unescaped; names keep their case.
+    Raises :class:`InvalidHeader` when the value does not follow RFC 6455 §9.1.
+    """
+    if header is None:
+        return []
+    text = header if isinstance(header, str) else ", ".join(header)
+    extensions: list = []
+    end = len(text)
+    pos = 0
+    while True:
+        pos = _OWS.match(text, pos).end()
+        if pos == end:
+            return extensions
+        if text[pos] == ",":  # RFC 7230 §7: empty list elements are allowed
+            pos += 1
+            continue
+        match = _TOKEN.match(text, pos)
+        if match is None:
+            raise InvalidHeader(f"malformed Sec-WebSocket-Extensions {text!r} at {pos}: expected an extension name")
+        params: list = []
+        extensions.append((match.group(), params))
+        pos = _OWS.match(text, match.end()).end()
+        while pos < end and text[pos] == ";":
+            pos = _OWS.match(text, pos + 1).end()
+            match = _TOKEN.match(text, pos)
+            if match is None:
+                raise InvalidHeader(f"malformed Sec-WebSocket-Extensions {text!r} at {pos}: expected a parameter name")
+            name = match.group()
+            value = None
+            pos = _OWS.match(text, match.end()).end()
+            if pos < end and text[pos] == "=":
+                pos = _OWS.match(text, pos + 1).end()
+                match = _TOKEN.match(text, pos)
+                if match is not None:
+                    value = match.group()
+                else:
+                    match = _QUOTED.match(text, pos)
+                    if match is None:
+                        raise InvalidHeader(f"malformed Sec-WebSocket-Extensions {text!r} at {pos}: expected a value")
+                    value = _QUOTED_PAIR.sub(r"\1", match.group(1))
+                pos = _OWS.match(text, match.end()).end()
+            params.append((name, value))
+        if pos < end and text[pos] != ",":
+            raise InvalidHeader(f"malformed Sec-WebSocket-Extensions {text!r} at {pos}: expected ',' or ';'")
+
+
+class PerMessageDeflate:
+    """Compressor and decompressor of one connection, built from the negotiated params.
+
+    ``client`` tells which side of ``params`` is ours. ``options`` supplies the local
+    zlib settings and ``min_size`` (defaults: :class:`DeflateOptions`). Errors raised by
+    :meth:`decompress` and :meth:`decompress_frame` are fatal for the connection: fail it
+    with the exception's ``code``.
+
+    Memory per connection, from zlib: 2**(window bits + 2) + 2**(mem_level + 9) bytes to
+    compress (256 KiB with the defaults) and about 2**(window bits) to decompress.
+    """
+
+    __slots__ = (
+        "_compressor",
+        "_decompressor",
+        "_flush_mode",
+        "_reset_decompressor",
+        "_unflushed",
+        "_wbits",
+        "client",
+        "min_size",
+        "params",
+    )
+
+    def __init__(self, params: DeflateParams, *, client: bool, options: DeflateOptions | None = None) -> None:
+        if options is None:
+            options = DeflateOptions()
+        self.params = params
+        self.client = bool(client)
+        self.min_size = options.min_size
+        if client:
+            send_bits, send_reset = params.client_max_window_bits, params.client_no_context_takeover
+            receive_bits, receive_reset = params.server_max_window_bits, params.server_no_context_takeover
+        else:
+            send_bits, send_reset = params.server_max_window_bits, params.server_no_context_takeover
+            receive_bits, receive_reset = params.client_max_window_bits, params.client_no_context_takeover
+        # zlib refuses an 8-bit window for raw deflate. A 9-bit one is safe in its place:
+        # zlib never refers further back than the window size minus 262 bytes, 250 here.
+        self._compressor = zlib.compressobj(options.level, zlib.DEFLATED, -max(send_bits, 9), options.mem_level)
+        # A full flush ends the message like a sync flush does, and also makes zlib forget
+        # everything before it: the cheap way to compress each message on its own.
+        self._flush_mode = zlib.Z_FULL_FLUSH if send_reset else zlib.Z_SYNC_FLUSH
+        self._wbits = -receive_bits
+        self._decompressor = zlib.decompressobj(self._wbits)
+        self._reset_decompressor = receive_reset
+        self._unflushed = False  # the current stream got data that only the trailer completes
+
+    def __repr__(self) -> str:
+        return f"PerMessageDeflate({self.params!r}, client={self.client})"
+
+    def compress(self, message) -> bytes:
+        """Compress one whole outgoing data message (bytes-like) into its payload.
+
+        Send the result in a text or binary frame with RSV1 set (and in continuation
+        frames without it, if you fragment it).
+        """
+        compressor = self._compressor
+        head = compressor.compress(message)
+        # The flush always ends with the 4-byte trailer, which the sender strips.
+        tail = compressor.flush(self._flush_mode)[:-4]
+        return head + tail if head else tail
+
+    def decompress(self, message, max_size: int | None = None) -> bytes:
+        """Decompress the payload of one whole incoming message whose first frame had RSV1.
+
+        ``message`` is a bytes-like payload, or a list of the payloads of its frames in
+        order. Raises :class:`PayloadTooBig` as soon as the message would exceed
+        ``max_size`` bytes (None: no limit), without producing more than that; and
+        :class:`ProtocolError` with code 1007 when the data is not valid DEFLATE.
+        """
+        if isinstance(message, (bytes, bytearray, memoryview)):
+            return self.decompress_frame(message, True, max_size)
+        fragments = list(message)
+        if not fragments:
+            fragments = [b""]
+        last = len(fragments) - 1
+        pieces = []
+        size = 0
+        for index, fragment in enumerate(fragments):
+            piece = self.decompress_frame(fragment, index == last, None if max_size is None else max_size - size)
+            size += len(piece)
+            pieces.append(piece)
+        return b"".join(pieces)
+
+    def decompress_frame(self, payload, fin: bool, max_size: int | None = None) -> bytes:
+        """Decompress the payload of one frame of an incoming compressed message.
+
+        Call it for every frame of the message, in order, with the frame's ``fin`` bit,
+        and pass the bytes it returns on as that frame's data. ``max_size`` is how many
+        bytes this frame may still add to the message (None: no limit). Raises like
+        :meth:`decompress`.
+        """
+        # zlib gets room for one byte more than allowed: producing it proves the excess.
+        limit = 0 if max_size is None else max(max_size, 0) + 1
+        try:
+            if fin and 0 < len(payload) < _COPY_TRAILER_BELOW:
+                out = self._inflate(bytes(payload) + _TRAILER, limit, True)
+            else:
+                out = self._inflate(payload, limit, False) if payload else b""
+                # The trailer completes the stored block a sender's flush began. Without
+                # data since the last stream end (an empty message, or one ending with a
+                # BFINAL block) there is none: a bare trailer would garble the next message.
+                if fin and self._unflushed:
+                    rest = self._inflate(_TRAILER, limit - len(out) if limit else 0, True)
+                    if rest:
+                        out += rest
+        except zlib.error as exc:
+            raise ProtocolError(f"invalid compressed data: {exc}", 1007) from None
+        if fin:
+            self._unflushed = False
+            if self._reset_decompressor:
+                self._decompressor = zlib.decompressobj(self._wbits)
+        return out
+
+    def _inflate(self, data, limit: int, trailer: bool) -> bytes:
+        """Inflate ``data``, producing at most ``limit`` bytes (0: no limit).
+
+        ``trailer`` tells that ``data`` ends with the 4-byte trailer the receiver appends.
+        """
+        decompressor = self._decompressor
+        out = decompressor.decompress(data, limit)
+        if limit and len(out) == limit:
+            raise PayloadTooBig(_TOO_BIG)
+        self._unflushed = True
+        if decompressor.eof:
+            return self._after_stream_end(data, out, limit, trailer)
+        return out
+
+    def _after_stream_end(self, data, out: bytes, limit: int, trailer: bool) -> bytes:
+        """Go on inflating ``data`` after the peer ended its DEFLATE stream with a BFINAL block.
+
+        RFC 7692 §7.2.3.4 allows it. What follows starts a new stream, which cannot refer
+        to the old one. It is fed in small steps, because each further stream end copies
+        what is left of its step: whole-buffer steps would make many ends quadratic.
+        """
+        end = len(data)
+        pos = end
+        pieces = [out]
+        while True:
+            if self._decompressor.eof:
+                pos -= len(self._decompressor.unused_data)
+                self._decompressor = zlib.decompressobj(self._wbits)
+                if pos == end or (trailer and pos == end - 4):
+                    self._unflushed = False  # the trailer would start a stream of its own
+                    break
+            elif pos == end:
+                break
+            if limit:
+                limit -= len(pieces[-1])
+            chunk = memoryview(data)[pos : pos + _STEP_AFTER_STREAM_END]
+            out = self._decompressor.decompress(chunk, limit)
+            if limit and len(out) == limit:
+                raise PayloadTooBig(_TOO_BIG)
+            pieces.append(out)
+            pos += len(chunk)
+        return b"".join(pieces)

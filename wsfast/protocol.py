@@ -1,0 +1,468 @@
+"""The WebSocket protocol after the handshake (RFC 6455 §5-7), without any I/O.
+
+A :class:`Connection` turns received bytes into messages and control events, and the
+calls you make into bytes to send. The I/O layer's loop is::
+
+    events = conn.receive_data(sock.recv(65536))   # or conn.receive_eof() on EOF
+    sock.sendall(conn.data_to_send())              # pongs and close replies are queued here
+    if conn.close_transport:
+        sock.close()
+"""
+
+from __future__ import annotations
+
+import codecs
+import enum
+import os
+
+from . import _codec
+from .enums import Opcode, is_valid_close_code
+from .exceptions import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidUTF8,
+    PayloadTooBig,
+    ProtocolError,
+)
+
+__all__ = ["Close", "Connection", "Ping", "Pong", "State"]
+
+_CONTINUATION = Opcode.CONTINUATION.value
+_TEXT = Opcode.TEXT.value
+_BINARY = Opcode.BINARY.value
+_CLOSE = Opcode.CLOSE.value
+_PING = Opcode.PING.value
+_PONG = Opcode.PONG.value
+
+_MAX_REASON = 123  # a close payload is at most 125 bytes, two of them the code
+_CLEAN_CODES = (1000, 1001, 1005)
+_NEW_UTF8_DECODER = codecs.getincrementaldecoder("utf-8")
+_KEY_POOL_SIZE = 4096  # mask keys come from one urandom call per 1024 frames
+
+
+class State(enum.IntEnum):
+    """Where a connection is in its life.
+
+    A :class:`Connection` starts OPEN; CONNECTING is for I/O layers still in the handshake.
+    """
+
+    CONNECTING = 0
+    OPEN = 1
+    CLOSING = 2
+    CLOSED = 3
+
+
+# Enum member lookups are slow on the hot path; these are the same objects.
+_OPEN = State.OPEN
+_CLOSING = State.CLOSING
+_CLOSED = State.CLOSED
+
+
+class _ControlEvent:
+    __slots__ = ("payload",)
+
+    def __init__(self, payload: bytes = b"") -> None:
+        self.payload = payload
+
+    def __eq__(self, other: object):
+        if type(other) is not type(self):
+            return NotImplemented
+        return self.payload == other.payload  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.payload))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.payload!r})"
+
+
+class Ping(_ControlEvent):
+    """A ping arrived (it is answered automatically)."""
+
+    __slots__ = ()
+
+
+class Pong(_ControlEvent):
+    """A pong arrived."""
+
+    __slots__ = ()
+
+
+class Close:
+    """The peer's close frame: ``code`` (1005 when it had none) and ``reason``."""
+
+    __slots__ = ("code", "reason")
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        self.code = code
+        self.reason = reason
+
+    def __eq__(self, other: object):
+        if not isinstance(other, Close):
+            return NotImplemented
+        return (self.code, self.reason) == (other.code, other.reason)
+
+    def __hash__(self) -> int:
+        return hash((self.code, self.reason))
+
+    def __repr__(self) -> str:
+        return f"Close({self.code!r}, {self.reason!r})"
+
+
+class Connection:
+    """One side of an open WebSocket connection.
+
+    ``client`` selects the role: a client masks what it sends and expects unmasked
+    frames, a server the reverse. Messages larger than ``max_message_size`` bytes (None
+    for no limit) fail the connection with 1009. Outgoing messages longer than
+    ``max_frame_size`` are split into fragments of at most that size. ``codec`` is the
+    frame codec module, by default the compiled one when available.
+
+    Nothing here raises because of what the peer sent: a violation sets :attr:`error`,
+    queues a close frame with the matching code and sets :attr:`close_transport`.
+    """
+
+    def __init__(
+        self,
+        *,
+        client: bool,
+        max_message_size: int | None = _codec.DEFAULT_MAX_SIZE,
+        max_frame_size: int | None = None,
+        codec=None,
+        deflate=None,
+    ) -> None:
+        if max_message_size is not None and max_message_size < 0:
+            raise ValueError("max_message_size must be >= 0 or None")
+        if max_frame_size is not None and max_frame_size < 1:
+            raise ValueError("max_frame_size must be >= 1 or None")
+        codec = _codec.codec if codec is None else codec
+        self.client = bool(client)
+        self.max_message_size = max_message_size
+        self.max_frame_size = max_frame_size
+        self.state = _OPEN
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        self.close_sent_code: int | None = None
+        self.error: ProtocolError | None = None
+        self.close_transport = False
+
+        # Control frames may carry 125 bytes whatever the message limit; a smaller
+        # limit is then enforced here per data frame, on the slow path.
+        frame_limit = None if max_message_size is None else max(max_message_size, 125)
+        self._deflate = deflate
+        self._parser = codec.FrameParser(client=self.client, max_size=frame_limit, allowed_rsv=0 if deflate is None else 4)
+        # Frames of compressed messages need _handle: the fast paths skip them.
+        self._fast_ok = (max_message_size is None or max_message_size >= 125) and deflate is None
+        self._inflating = False  # the message being received is compressed
+        self._inflated = None  # the last frame's decompressed payload, for receive_frames
+        self._new_frame = codec.Frame
+        self._encode_frame = codec.encode_frame
+        self._outgoing: list[bytes] = []
+        self._close_sent = False
+        self._receiving = True  # False once a close frame arrived or the connection failed
+        self._key_pool = b""
+        self._key_pos = _KEY_POOL_SIZE  # the pool is filled on first use
+        # The fragmented message being received: its opcode, parts, size, text decoder.
+        self._message_opcode: int | None = None
+        self._parts: list = []
+        self._message_size = 0
+        self._decoder = None
+
+    # Receiving ---------------------------------------------------------------------
+
+    def receive_data(self, data) -> list:
+        """Process received bytes; return the complete messages and control events.
+
+        Text messages come as ``str``, binary ones as ``bytes``, control frames as
+        :class:`Ping`, :class:`Pong` and :class:`Close`. Bytes arriving after the peer's
+        close frame or after a violation are ignored.
+        """
+        return self._receive(data, self._events)
+
+    def receive_frames(self, data) -> list:
+        """Like :meth:`receive_data`, but return the validated frames themselves."""
+        return self._receive(data, self._validate)
+
+    def _receive(self, data, process) -> list:
+        if not self._receiving:
+            return []
+        try:
+            frames = self._parser.feed(data)
+        except ProtocolError as exc:
+            # The frames before the broken one are still delivered.
+            results = process(exc.frames)
+            if self._receiving:
+                self._fail(exc)
+            return results
+        return process(frames)
+
+    def _events(self, frames: list) -> list:
+        events: list = []
+        append = events.append
+        fast = self._fast_ok and self._message_opcode is None
+        try:
+            for frame in frames:
+                # Fast path: a whole text or binary message in one frame.
+                if fast and frame.fin:
+                    opcode = frame.opcode
+                    if opcode == _BINARY:
+                        append(frame.payload)
+                        continue
+                    if opcode == _TEXT:
+                        append(frame.payload.decode())
+                        continue
+                event = self._handle(frame)
+                if event is not None:
+                    append(event)
+                if not self._receiving:
+                    break  # nothing after a close frame counts
+                fast = self._fast_ok and self._message_opcode is None
+        except UnicodeDecodeError as exc:
+            self._fail(InvalidUTF8(f"invalid UTF-8 in text message: {exc.reason}"))
+        except ProtocolError as exc:
+            self._fail(exc)
+        return events
+
+    def _validate(self, frames: list) -> list:
+        valid: list = []
+        try:
+            for frame in frames:
+                self._handle(frame)
+                if self._inflated is not None:
+                    frame = self._new_frame(frame.opcode, self._inflated, frame.fin)
+                    self._inflated = None
+                valid.append(frame)
+                if not self._receiving:
+                    break
+        except UnicodeDecodeError as exc:
+            self._fail(InvalidUTF8(f"invalid UTF-8 in text message: {exc.reason}"))
+        except ProtocolError as exc:
+            self._fail(exc)
+        return valid
+
+    def _handle(self, frame):
+        """Validate one frame and act on it; return its event, or None for a fragment."""
+        opcode = frame.opcode
+        if frame.rsv1 and (opcode >= _CLOSE or opcode == _CONTINUATION):
+            # Only reachable with deflate: RSV1 marks the first frame of a compressed message.
+            raise ProtocolError("RSV1 set on a control or continuation frame")
+        if opcode >= _CLOSE:
+            return self._handle_control(frame)
+        payload = frame.payload
+        if opcode == _CONTINUATION:
+            if self._message_opcode is None:
+                raise ProtocolError("continuation frame without a message to continue")
+        else:
+            if self._message_opcode is not None:
+                raise ProtocolError("new message started before the previous one finished")
+            if frame.fin and self._fast_ok:
+                return payload.decode("utf-8") if opcode == _TEXT else payload
+            self._message_opcode = opcode
+            self._decoder = _NEW_UTF8_DECODER() if opcode == _TEXT else None
+            self._inflating = frame.rsv1
+        if self._inflating:
+            limit = self.max_message_size
+            payload = self._inflated = self._deflate.decompress_frame(
+                payload, frame.fin, None if limit is None else limit - self._message_size
+            )
+        size = self._message_size + len(payload)
+        if self.max_message_size is not None and size > self.max_message_size:
+            raise PayloadTooBig(f"message of more than {self.max_message_size} bytes")
+        self._message_size = size
+        # Text is decoded fragment by fragment so invalid UTF-8 fails at once.
+        decoder = self._decoder
+        self._parts.append(payload if decoder is None else decoder.decode(payload, frame.fin))
+        if not frame.fin:
+            return None
+        parts = self._parts
+        message = "".join(parts) if decoder is not None else b"".join(parts)
+        self._message_opcode = None
+        self._inflating = False
+        self._parts = []
+        self._message_size = 0
+        self._decoder = None
+        return message
+
+    def _handle_control(self, frame):
+        opcode = frame.opcode
+        payload = frame.payload
+        if opcode == _PING:
+            if not self._close_sent:
+                self._send_frame(_PONG, payload)
+            return Ping(payload)
+        if opcode == _PONG:
+            return Pong(payload)
+        if len(payload) == 1:
+            raise ProtocolError("close frame with a 1-byte payload")
+        code = int.from_bytes(payload[:2], "big") if payload else 1005
+        if payload and not is_valid_close_code(code):
+            raise ProtocolError(f"invalid close code {code}")
+        try:
+            reason = payload[2:].decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidUTF8("close reason is not valid UTF-8") from None
+        self.close_code = code
+        self.close_reason = reason
+        self._receiving = False
+        if not self._close_sent:
+            # Echo the code (RFC 6455 §5.5.1); an empty close is answered with an empty one.
+            self._queue_close(None if code == 1005 else code, "")
+        self.state = _CLOSING
+        if not self.client:
+            self.close_transport = True  # the server closes TCP first (RFC 6455 §7.1.1)
+        return Close(code, reason)
+
+    def receive_eof(self) -> None:
+        """The TCP connection ended (the peer closed it, or it was closed here).
+
+        Without a received close frame, :attr:`close_code` becomes 1006.
+        """
+        if self.close_code is None:
+            self.close_code = 1006
+            self.close_reason = ""
+        self._receiving = False
+        self.state = _CLOSED
+        self.close_transport = True
+
+    def _fail(self, exc: ProtocolError) -> None:
+        """Fail the connection (RFC 6455 §7.1.7): send a close with exc's code, stop reading."""
+        self.error = exc
+        self._receiving = False
+        if not self._close_sent:
+            self._queue_close(exc.code, str(exc))
+        if self.state is not _CLOSED:
+            self.state = _CLOSING
+        self.close_transport = True
+
+    # Sending -----------------------------------------------------------------------
+
+    def send_text(self, text: str) -> None:
+        """Send a text message."""
+        if not isinstance(text, str):
+            raise TypeError(f"send_text needs a str, not {type(text).__name__}")
+        self._send_message(_TEXT, text.encode())
+
+    def send_binary(self, data) -> None:
+        """Send a binary message from any bytes-like object."""
+        if type(data) is not bytes:
+            if isinstance(data, str):
+                raise TypeError("send_binary needs a bytes-like object, not str; use send_text")
+            data = memoryview(data).cast("B")  # lengths in bytes, whatever the item type
+        self._send_message(_BINARY, data)
+
+    def _send_message(self, opcode: int, payload) -> None:
+        if self.state is not _OPEN:
+            raise self.closed_exception()
+        rsv = 0
+        deflate = self._deflate
+        if deflate is not None and len(payload) >= deflate.min_size:
+            payload = deflate.compress(payload)
+            rsv = 4  # RSV1 on the first frame only
+        limit = self.max_frame_size
+        if limit is None or len(payload) <= limit:
+            # One frame, encoded right here: this is the hot path.
+            if self.client:
+                frame = self._encode_frame(opcode, payload, rsv=rsv, mask_key=self._mask_key())
+            else:
+                frame = self._encode_frame(opcode, payload, rsv=rsv)
+            self._outgoing.append(frame)
+            return
+        view = memoryview(payload)
+        size = len(view)
+        for start in range(0, size, limit):
+            self._send_frame(opcode, view[start : start + limit], start + limit >= size, rsv)
+            opcode = _CONTINUATION
+            rsv = 0
+
+    def send_ping(self, payload=b"") -> None:
+        """Send a ping (at most 125 bytes; a str is sent as UTF-8)."""
+        self._send_control(_PING, payload)
+
+    def send_pong(self, payload=b"") -> None:
+        """Send an unsolicited pong (at most 125 bytes; a str is sent as UTF-8)."""
+        self._send_control(_PONG, payload)
+
+    def _send_control(self, opcode: int, payload) -> None:
+        if isinstance(payload, str):
+            payload = payload.encode("utf-8")
+        if memoryview(payload).nbytes > 125:
+            raise ValueError("ping and pong payloads are limited to 125 bytes")
+        if self.state is not _OPEN:
+            raise self.closed_exception()
+        self._send_frame(opcode, payload)
+
+    def send_close(self, code: int | None = 1000, reason: str = "") -> None:
+        """Start the closing handshake; the connection then stops sending data.
+
+        ``code`` must be valid on the wire (see :func:`wsfast.is_valid_close_code`), or None
+        for a close frame without a code (and then without a reason). ``reason`` is cut to
+        123 UTF-8 bytes. Once a close frame has been sent, further calls do nothing.
+        """
+        if code is None:
+            if reason:
+                raise ValueError("a close frame without a code cannot carry a reason")
+        elif not isinstance(code, int) or not is_valid_close_code(code):
+            raise ValueError(f"close code {code!r} cannot be sent")
+        if not isinstance(reason, str):
+            raise TypeError(f"reason must be a str, not {type(reason).__name__}")
+        if self._close_sent or self.state is _CLOSED:
+            return
+        self._queue_close(code, reason)
+        self.state = _CLOSING
+
+    def _queue_close(self, code: int | None, reason: str) -> None:
+        if code is None:
+            payload = b""
+        else:
+            encoded = reason.encode("utf-8")
+            if len(encoded) > _MAX_REASON:
+                # Dropping the bytes of a cut-off character keeps the reason valid UTF-8.
+                encoded = encoded[:_MAX_REASON].decode("utf-8", "ignore").encode("utf-8")
+            payload = code.to_bytes(2, "big") + encoded
+        self._send_frame(_CLOSE, payload)
+        self._close_sent = True
+        self.close_sent_code = None if code is None else int(code)
+
+    def _send_frame(self, opcode: int, payload, fin: bool = True, rsv: int = 0) -> None:
+        if self.client:
+            frame = self._encode_frame(opcode, payload, fin=fin, rsv=rsv, mask_key=self._mask_key())
+        else:
+            frame = self._encode_frame(opcode, payload, fin=fin, rsv=rsv)
+        self._outgoing.append(frame)
+
+    def _mask_key(self) -> bytes:
+        """A fresh random mask key, from a pool refilled by one urandom call at a time."""
+        pos = self._key_pos
+        if pos == _KEY_POOL_SIZE:
+            self._key_pool = os.urandom(_KEY_POOL_SIZE)
+            pos = 0
+        self._key_pos = pos + 4
+        return self._key_pool[pos : pos + 4]
+
+    def data_to_send(self) -> bytes:
+        """Return and forget the bytes queued for sending (b"" when there are none)."""
+        outgoing = self._outgoing
+        if not outgoing:
+            return b""
+        self._outgoing = []
+        return outgoing[0] if len(outgoing) == 1 else b"".join(outgoing)
+
+    # Closing -----------------------------------------------------------------------
+
+    def closed_exception(self) -> ConnectionClosed:
+        """The exception describing how the connection closed, for the I/O layer to raise.
+
+        :class:`ConnectionClosedOK` when close frames with 1000, 1001 or no code were
+        exchanged both ways, else :class:`ConnectionClosedError`.
+        """
+        code = 1006 if self.close_code is None else self.close_code
+        reason = self.close_reason or ""
+        sent = 1005 if self.close_sent_code is None else self.close_sent_code
+        clean = self.error is None and self._close_sent and code in _CLEAN_CODES and sent in _CLEAN_CODES
+        cls = ConnectionClosedOK if clean else ConnectionClosedError
+        return cls(code, reason, self.close_sent_code)
+
+    def __repr__(self) -> str:
+        role = "client" if self.client else "server"
+        return f"<Connection {role} {self.state.name}>"
