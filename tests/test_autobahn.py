@@ -1,0 +1,26 @@
+"""The Autobahn TestSuite client cases, run by ``autobahn/run.py`` for both codec twins.
+
+Skipped when the ``kosoku`` fuzzing server is not installed (it comes with the ``test``
+extra). The script reads kosoku's JSON reports and fails on any case in groups 1-10 that
+is not OK, NON-STRICT or INFORMATIONAL, and on any case of the deflate groups that fails.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.skipif(shutil.which("kosoku") is None, reason="kosoku is not installed (pip install -e '.[test]')")
+def test_autobahn_client_cases(tmp_path):
+    command = [sys.executable, str(ROOT / "autobahn" / "run.py"), "--deflate", "--outdir", str(tmp_path)]
+    if os.environ.get("WSFAST_REQUIRE_EXTENSION"):
+        command.append("--require-compiled")
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1500)
+    print(result.stdout)
+    assert result.returncode == 0, result.stdout + result.stderr
