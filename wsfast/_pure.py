@@ -1,11 +1,14 @@
 """The pure-Python frame codec: same API and behaviour as the compiled ``wsfast._compiled``.
 
 Used when the extension is missing or ``WSFAST_NO_EXTENSIONS=1`` is set. Written for
-CPython speed: whole-buffer integer XOR for masking, one slice per payload, and no
-per-byte loops.
+CPython speed: masking runs in C loops of ``int`` and ``bytes`` methods, the parser
+looks frame headers up in tables, and nothing loops over single payload bytes.
 """
 
 from __future__ import annotations
+
+from operator import index
+from struct import Struct
 
 from .enums import Opcode
 from .exceptions import PayloadTooBig, ProtocolError
@@ -36,8 +39,8 @@ class Frame:
         rsv2: bool = False,
         rsv3: bool = False,
     ) -> None:
-        self.opcode = int(opcode)
-        self.payload = bytes(payload)
+        self.opcode = index(opcode)
+        self.payload = payload if type(payload) is bytes else bytes(memoryview(payload))
         self.fin = bool(fin)
         self.rsv1 = bool(rsv1)
         self.rsv2 = bool(rsv2)
@@ -67,20 +70,25 @@ class Frame:
     def __len__(self) -> int:
         return len(self.payload)
 
-    def __getitem__(self, index):
-        return self.payload[index]
-
-    def _key(self) -> tuple:
-        return (self.opcode, self.fin, self.rsv1, self.rsv2, self.rsv3, self.payload)
+    def __getitem__(self, item):
+        return self.payload[item]
 
     def __eq__(self, other: object):
+        # Compares public attributes only, so frames of both codec twins compare equal.
         try:
-            return self._key() == other._key()  # type: ignore[attr-defined]
+            return (
+                self.opcode == other.opcode  # type: ignore[attr-defined]
+                and self.payload == other.payload  # type: ignore[attr-defined]
+                and self.fin == other.fin  # type: ignore[attr-defined]
+                and self.rsv1 == other.rsv1  # type: ignore[attr-defined]
+                and self.rsv2 == other.rsv2  # type: ignore[attr-defined]
+                and self.rsv3 == other.rsv3  # type: ignore[attr-defined]
+            )
         except AttributeError:
             return NotImplemented
 
     def __hash__(self) -> int:
-        return hash(self._key())
+        return hash((self.opcode, self.fin, self.rsv1, self.rsv2, self.rsv3, self.payload))
 
     def __repr__(self) -> str:
         name = _OPCODE_NAMES.get(self.opcode, str(self.opcode))
@@ -89,30 +97,73 @@ class Frame:
         return f"<Frame {name} fin={self.fin}{flags} {len(self.payload)} bytes {payload!r}>"
 
 
+# --- masking ---------------------------------------------------------------------------
+
+# _XOR_TABLES[k] is the bytes.translate() table that XORs every byte with k.
+_IDENTITY = int.from_bytes(bytes(range(256)), "big")
+_XOR_TABLES = [(_IDENTITY ^ int.from_bytes(bytes((k,)) * 256, "big")).to_bytes(256, "big") for k in range(256)]
+del _IDENTITY
+
+# Below this size one big-integer XOR beats four strided translates; above it the
+# integer conversions cost more per byte than translate does.
+_TRANSLATE_FROM = 512
+# Larger data is translated in blocks of this size (a multiple of 4, so each block starts
+# at key[0]): the temporaries stay small and in cache instead of costing fresh memory.
+_BLOCK = 64 * 1024
+
+
 def _check_key(key) -> bytes:
-    key = bytes(key)
+    if type(key) is not bytes:
+        key = bytes(memoryview(key))
     if len(key) != 4:
         raise ValueError(f"mask key must be 4 bytes, not {len(key)}")
     return key
 
 
-def _xor(data, key: bytes) -> bytes:
-    """XOR ``data`` with ``key`` repeated, as one big-integer operation."""
+def _byte_view(data) -> memoryview:
+    view = memoryview(data)
+    if view.ndim != 1 or view.itemsize != 1:
+        view = view.cast("B")
+    return view
+
+
+def _xor_int(data, key: bytes) -> bytes:
+    """XOR ``data`` with ``key`` repeated, as one big-integer operation: fastest for small data."""
     n = len(data)
-    if not n:
-        return b""
-    stream = key * (n // 4 + 1)
-    if len(stream) != n:
-        stream = stream[:n]
+    stream = (key * ((n >> 2) + 1))[:n]
     return (int.from_bytes(data, "little") ^ int.from_bytes(stream, "little")).to_bytes(n, "little")
+
+
+def _xor_lanes(data, key: bytes) -> bytearray:
+    """XOR ``data`` with ``key`` repeated, one key byte at a time: fastest for large data.
+
+    Byte i is XOR-ed with key[i % 4], so each of the four strided lanes goes through
+    ``bytes.translate`` with the table of its key byte.
+    """
+    out = bytearray(data)
+    tables = _XOR_TABLES
+    out[0::4] = out[0::4].translate(tables[key[0]])
+    out[1::4] = out[1::4].translate(tables[key[1]])
+    out[2::4] = out[2::4].translate(tables[key[2]])
+    out[3::4] = out[3::4].translate(tables[key[3]])
+    return out
+
+
+def _xor(data, key: bytes) -> bytes:
+    """XOR ``data`` with ``key`` repeated, by whichever way is faster for its size."""
+    n = len(data)
+    if n < _TRANSLATE_FROM:
+        return _xor_int(data, key)
+    view = memoryview(data)
+    return b"".join([_xor_lanes(view[i : i + _BLOCK], key) for i in range(0, n, _BLOCK)])
 
 
 def mask(data, key) -> bytes:
     """Return ``data`` XOR-ed with the 4-byte ``key`` (masking and unmasking are the same)."""
-    view = memoryview(data)
-    if view.ndim != 1 or view.itemsize != 1:
-        view = view.cast("B")
-    return _xor(view, _check_key(key))
+    key = _check_key(key)
+    if type(data) is not bytes:
+        data = _byte_view(data)
+    return _xor(data, key)
 
 
 def mask_inplace(buffer, key) -> None:
@@ -120,9 +171,24 @@ def mask_inplace(buffer, key) -> None:
     view = memoryview(buffer)
     if view.readonly:
         raise TypeError("mask_inplace needs a writable buffer")
+    key = _check_key(key)
     if view.ndim != 1 or view.itemsize != 1:
         view = view.cast("B")
-    view[:] = _xor(view, _check_key(key))
+    n = len(view)
+    if n < _TRANSLATE_FROM:
+        view[:] = _xor_int(view, key)
+        return
+    # Masking a copy and writing it back beats strided writes into a memoryview.
+    for i in range(0, n, _BLOCK):
+        block = view[i : i + _BLOCK]
+        block[:] = _xor_lanes(block, key)
+
+
+# --- encoding --------------------------------------------------------------------------
+
+_HEADER_7 = Struct("!BB").pack
+_HEADER_16 = Struct("!BBH").pack
+_HEADER_64 = Struct("!BBQ").pack
 
 
 def encode_frame(opcode: int, payload=b"", *, fin: bool = True, rsv: int = 0, mask_key=None) -> bytes:
@@ -132,17 +198,17 @@ def encode_frame(opcode: int, payload=b"", *, fin: bool = True, rsv: int = 0, ma
     With ``mask_key`` (4 bytes) the frame is masked, as a client must; the length uses the
     shortest of the 7, 16 and 64-bit encodings.
     """
-    opcode = int(opcode)
+    opcode = index(opcode)
     if opcode not in _KNOWN_OPCODES:
         raise ValueError(f"unknown opcode {opcode:#x}")
+    rsv = index(rsv)
     if not 0 <= rsv <= 7:
         raise ValueError(f"rsv must be within 0..7, not {rsv}")
-    if isinstance(payload, str):
-        raise TypeError("payload must be bytes-like, not str")
-    view = memoryview(payload)
-    if view.ndim != 1 or view.itemsize != 1:
-        view = view.cast("B")
-    n = len(view)
+    if type(payload) is not bytes:
+        if isinstance(payload, str):
+            raise TypeError("payload must be bytes-like, not str")
+        payload = _byte_view(payload)
+    n = len(payload)
     if opcode >= 8:
         if n > _CONTROL_MAX:
             raise ValueError(f"control frame payload is {n} bytes; at most 125 allowed")
@@ -151,15 +217,40 @@ def encode_frame(opcode: int, payload=b"", *, fin: bool = True, rsv: int = 0, ma
     first = (0x80 if fin else 0) | (rsv << 4) | opcode
     masked = 0x80 if mask_key is not None else 0
     if n < 126:
-        header = bytes((first, masked | n))
+        header = _HEADER_7(first, masked | n)
     elif n < 65536:
-        header = bytes((first, masked | 126)) + n.to_bytes(2, "big")
+        header = _HEADER_16(first, masked | 126, n)
     else:
-        header = bytes((first, masked | 127)) + n.to_bytes(8, "big")
+        header = _HEADER_64(first, masked | 127, n)
     if mask_key is None:
-        return header + view
+        return header + payload
     key = _check_key(mask_key)
-    return header + key + _xor(view, key)
+    return header + key + _xor(payload, key)
+
+
+# --- parsing ---------------------------------------------------------------------------
+
+
+def _first_byte_table(allowed_rsv: int) -> list:
+    """Map each first header byte to (opcode, fin, rsv1, rsv2, rsv3), or None if invalid."""
+    table: list = []
+    for b0 in range(256):
+        fin = b0 >= 0x80
+        rsv = (b0 >> 4) & 7
+        opcode = b0 & 0x0F
+        valid = not rsv & ~allowed_rsv and opcode in _KNOWN_OPCODES and (fin or opcode < 8)
+        table.append((opcode, fin, rsv >= 4, rsv & 2 == 2, rsv & 1 == 1) if valid else None)
+    return table
+
+
+def _second_byte_table(mask_bit: int) -> list:
+    """Map each second header byte to its 7-bit length, or -1 if the mask bit is wrong."""
+    return [b1 & 0x7F if b1 & 0x80 == mask_bit else -1 for b1 in range(256)]
+
+
+# Indexed by allowed_rsv, and by client (True parses unmasked frames from a server).
+_FIRST_BYTE_TABLES = [_first_byte_table(allowed_rsv) for allowed_rsv in range(8)]
+_SECOND_BYTE_TABLES = {True: _second_byte_table(0), False: _second_byte_table(0x80)}
 
 
 class FrameParser:
@@ -170,7 +261,8 @@ class FrameParser:
     header announces more than ``max_size`` payload bytes (None for no limit) is rejected
     before its payload is buffered. ``allowed_rsv`` lists the reserved bits an extension
     negotiated (4 for RSV1). A violation raises :class:`ProtocolError` carrying the close
-    code, with the frames completed before it in ``error.frames``; the parser then stays failed.
+    code, with the frames completed before it in ``error.frames``; the parser then stays
+    failed, and every later ``feed`` raises the same kind of error with no frames.
     """
 
     def __init__(self, *, client: bool = True, max_size: int | None = DEFAULT_MAX_SIZE, allowed_rsv: int = 0) -> None:
@@ -182,8 +274,8 @@ class FrameParser:
         self.max_size = max_size
         self.allowed_rsv = allowed_rsv
         self._limit = (1 << 63) - 1 if max_size is None else max_size
-        # Masked-bit value a valid frame carries in direction we parse.
-        self._mask_bit = 0 if client else 0x80
+        self._first_bytes = _FIRST_BYTE_TABLES[allowed_rsv]
+        self._second_bytes = _SECOND_BYTE_TABLES[self.client]
         self._pending = bytearray()
         self._need = 2  # bytes _pending must hold before parsing can progress
         self._error: ProtocolError | None = None
@@ -196,7 +288,10 @@ class FrameParser:
     def feed(self, data) -> list:
         """Parse ``data`` (any bytes-like) and return the frames it completed, in order."""
         if self._error is not None:
-            raise self._error
+            error = self._error
+            again = type(error)(str(error), error.code)
+            again.frames = []
+            raise again
         pending = self._pending
         if pending:
             pending += data
@@ -205,14 +300,13 @@ class FrameParser:
             buf = bytes(pending)
             pending.clear()
         else:
-            buf = data if type(data) is bytes else bytes(data)
+            buf = data if type(data) is bytes else bytes(memoryview(data))
         frames: list = []
         try:
             pos = self._parse(buf, frames)
         except ProtocolError as exc:
             exc.frames = frames
             self._error = exc
-            self._need = 0
             raise
         if pos < len(buf):
             pending += memoryview(buf)[pos:]
@@ -222,61 +316,80 @@ class FrameParser:
         """Append every complete frame in ``buf`` to ``frames``; return where parsing stopped."""
         end = len(buf)
         pos = 0
+        first_bytes = self._first_bytes
+        second_bytes = self._second_bytes
+        limit = self._limit
+        masked = not self.client
+        view = memoryview(buf)
+        from_bytes = int.from_bytes
         append = frames.append
         new_frame = Frame.__new__
-        while True:
-            if end - pos < 2:
-                self._need = 2
-                return pos
-            b0 = buf[pos]
-            b1 = buf[pos + 1]
-            length = b1 & 0x7F
-            opcode = b0 & 0x0F
-            rsv = (b0 >> 4) & 7
-            if rsv & ~self.allowed_rsv:
-                raise ProtocolError("reserved bits set without a negotiated extension")
-            if opcode not in _KNOWN_OPCODES:
-                raise ProtocolError(f"unknown opcode {opcode:#x}")
-            if opcode >= 8:
-                if not b0 & 0x80:
-                    raise ProtocolError("fragmented control frame")
-                if length > _CONTROL_MAX:
-                    raise ProtocolError("control frame payload longer than 125 bytes")
-            if b1 & 0x80 != self._mask_bit:
-                raise ProtocolError("masked frame from server" if self.client else "unmasked frame from client")
+        while end - pos >= 2:
+            head = first_bytes[buf[pos]]
+            length = second_bytes[buf[pos + 1]]
+            if head is None or length < 0:
+                self._reject(buf[pos], buf[pos + 1])
+            opcode, fin, rsv1, rsv2, rsv3 = head
             start = pos + 2
-            if length == 126:
-                start += 2
-                if end < start:
-                    self._need = start - pos
-                    return pos
-                length = (buf[pos + 2] << 8) | buf[pos + 3]
-            elif length == 127:
-                start += 8
-                if end < start:
-                    self._need = start - pos
-                    return pos
-                length = int.from_bytes(buf[pos + 2 : start], "big")
-                if length >> 63:
-                    raise ProtocolError("payload length has its most significant bit set")
-            if length > self._limit:
+            if length > 125:
+                if opcode >= 8:
+                    raise ProtocolError("control frame payload longer than 125 bytes")
+                if length == 126:
+                    start += 2
+                    if end < start:
+                        self._need = start - pos
+                        return pos
+                    length = (buf[pos + 2] << 8) | buf[pos + 3]
+                else:
+                    start += 8
+                    if end < start:
+                        self._need = start - pos
+                        return pos
+                    length = from_bytes(buf[pos + 2 : start], "big")
+                    if length >> 63:
+                        raise ProtocolError("payload length has its most significant bit set")
+            if length > limit:
                 raise PayloadTooBig(f"frame of {length} bytes exceeds max_size of {self.max_size}")
-            if self._mask_bit:
+            if masked:
+                stop = start + 4 + length
+                if end < stop:
+                    self._need = stop - pos
+                    return pos
                 key = buf[start : start + 4]
-                start += 4
-            stop = start + length
-            if end < stop:
-                self._need = stop - pos
-                return pos
-            payload = buf[start:stop]
-            if self._mask_bit:
-                payload = _xor(payload, key)
+                if length < _TRANSLATE_FROM:  # _xor_int, inlined
+                    stream = (key * ((length >> 2) + 1))[:length]
+                    payload = (from_bytes(buf[start + 4 : stop], "little") ^ from_bytes(stream, "little")).to_bytes(
+                        length, "little"
+                    )
+                else:
+                    payload = _xor(view[start + 4 : stop], key)
+            else:
+                stop = start + length
+                if end < stop:
+                    self._need = stop - pos
+                    return pos
+                payload = buf[start:stop]
             frame = new_frame(Frame)
             frame.opcode = opcode
             frame.payload = payload
-            frame.fin = b0 >= 0x80
-            frame.rsv1 = rsv >= 4
-            frame.rsv2 = rsv & 2 == 2
-            frame.rsv3 = rsv & 1 == 1
+            frame.fin = fin
+            frame.rsv1 = rsv1
+            frame.rsv2 = rsv2
+            frame.rsv3 = rsv3
             append(frame)
             pos = stop
+        self._need = 2
+        return pos
+
+    def _reject(self, first_byte: int, second_byte: int) -> None:
+        """Raise the error for a header that the lookup tables marked invalid."""
+        opcode = first_byte & 0x0F
+        if (first_byte >> 4) & 7 & ~self.allowed_rsv:
+            raise ProtocolError("reserved bits set without a negotiated extension")
+        if opcode not in _KNOWN_OPCODES:
+            raise ProtocolError(f"unknown opcode {opcode:#x}")
+        if opcode >= 8 and first_byte < 0x80:
+            raise ProtocolError("fragmented control frame")
+        if opcode >= 8 and second_byte & 0x7F > _CONTROL_MAX:
+            raise ProtocolError("control frame payload longer than 125 bytes")
+        raise ProtocolError("masked frame from server" if self.client else "unmasked frame from client")

@@ -1,0 +1,42 @@
+"""Shared fixtures: every codec test runs against both twins, ``wsfast._pure`` and ``wsfast._compiled``.
+
+When the compiled twin cannot be imported its tests are skipped, saying why; with
+``WSFAST_REQUIRE_EXTENSION=1`` (as CI sets) they fail instead, so a broken build is never
+mistaken for a green run.
+"""
+
+import importlib
+import os
+
+import pytest
+from hypothesis import settings
+
+# Tests assert outcomes, never time: no per-example deadline, which a loaded machine
+# would trip at random.
+settings.register_profile("wsfast", deadline=None)
+settings.load_profile("wsfast")
+
+
+def load_compiled():
+    """Import ``wsfast._compiled``, or skip (fail, when the extension is required) saying why."""
+    try:
+        return importlib.import_module("wsfast._compiled")
+    except ImportError as exc:
+        reason = f"wsfast._compiled is not importable ({exc}); build it with `pip install -e .`"
+        if os.environ.get("WSFAST_REQUIRE_EXTENSION"):
+            pytest.fail(f"WSFAST_REQUIRE_EXTENSION is set but {reason}", pytrace=False)
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session", params=["pure", "compiled"])
+def codec(request):
+    """The codec module under test: each twin in turn (modules hold no state: one per session)."""
+    if request.param == "pure":
+        return importlib.import_module("wsfast._pure")
+    return load_compiled()
+
+
+@pytest.fixture(scope="session")
+def twins():
+    """Both codec modules, pure first, for tests that compare them."""
+    return importlib.import_module("wsfast._pure"), load_compiled()
