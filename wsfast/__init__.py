@@ -9,6 +9,8 @@ from ._codec import (
     mask,
     mask_inplace,
 )
+from .client import CertificateInfo, Client, connect
+from .deflate import DeflateOptions
 from .enums import CloseCode, Opcode, is_valid_close_code
 from .exceptions import (
     ConnectionClosed,
@@ -23,5 +25,7 @@ from .exceptions import (
     ProtocolError,
     WebSocketError,
 )
+from .protocol import State
+from .server import Server, ServerConnection, serve
 
 __version__ = "0.1.0"

@@ -1,0 +1,781 @@
+"""The blocking client: against wsfast's own server and against raw-socket fake servers
+that send exactly the bytes a test needs (slow, broken, fragmented or hostile peers)."""
+
+from __future__ import annotations
+
+import base64
+import collections
+import faulthandler
+import hashlib
+import socket
+import threading
+import time
+
+import pytest
+
+from wsfast import _pure
+from wsfast.client import Client, connect
+from wsfast.enums import Opcode
+from wsfast.exceptions import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidHandshake,
+    InvalidHeader,
+    InvalidStatus,
+    InvalidURI,
+    InvalidUTF8,
+    PayloadTooBig,
+    ProtocolError,
+)
+from wsfast.protocol import State
+from wsfast.server import serve
+
+TIMEOUT = 5  # seconds any single wait in these tests may take
+
+
+@pytest.fixture(autouse=True)
+def no_hang():
+    """Dump the stacks and stop the run if a test hangs."""
+    faulthandler.dump_traceback_later(60, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+
+
+@pytest.fixture
+def echo_url(codec):
+    with serve(codec=codec) as server:
+        yield f"ws://127.0.0.1:{server.port}/"
+
+
+def server_url(handler, **options) -> tuple:
+    server = serve(handler, **options).start()
+    return server, f"ws://127.0.0.1:{server.port}/"
+
+
+# A raw-socket fake server --------------------------------------------------------------------
+
+
+def frame(opcode, payload=b"", fin=True, rsv=0) -> bytes:
+    """An unmasked frame, as a server sends it."""
+    return _pure.encode_frame(opcode, payload, fin=fin, rsv=rsv)
+
+
+def accept_response(request: bytes) -> bytes:
+    key = next(
+        line.split(b":", 1)[1].strip()
+        for line in request.split(b"\r\n")
+        if line.lower().startswith(b"sec-websocket-key:")
+    )
+    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    return (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "
+        + accept
+        + b"\r\n\r\n"
+    )
+
+
+def read_request(sock) -> bytes:
+    request = b""
+    while b"\r\n\r\n" not in request:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        request += chunk
+    return request
+
+
+class Peer:
+    """The server end of a RawServer connection: send bytes, read the client's frames."""
+
+    def __init__(self, sock) -> None:
+        self.sock = sock
+        self.sendall = sock.sendall
+        self._parser = _pure.FrameParser(client=False, max_size=None)
+        self._frames: collections.deque = collections.deque()
+
+    def next_frame(self):
+        """The client's next frame, or None at EOF."""
+        while not self._frames:
+            data = self.sock.recv(65536)
+            if not data:
+                return None
+            self._frames.extend(self._parser.feed(data))
+        return self._frames.popleft()
+
+    def drain(self) -> None:
+        """Read and discard until the client closes the connection."""
+        while self.sock.recv(65536):
+            pass
+
+
+class RawServer:
+    """Accepts one connection and runs ``script(peer)`` on it, after answering the upgrade
+    with ``response(request)`` (by default a valid 101; None: no handshake at all)."""
+
+    def __init__(self, script=None, response=accept_response) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.url = f"ws://127.0.0.1:{self.port}/"
+        self.script = script
+        self.response = response
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        sock, _ = self.listener.accept()
+        with sock:
+            sock.settimeout(TIMEOUT)
+            try:
+                if self.response is not None:
+                    sock.sendall(self.response(read_request(sock)))
+                if self.script is not None:
+                    self.script(Peer(sock))
+            except BaseException as exc:  # reported by join()
+                self.error = exc
+
+    def join(self) -> None:
+        self.thread.join(TIMEOUT)
+        self.listener.close()
+        if self.error is not None:
+            raise self.error
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.join()
+
+
+def close_politely(peer) -> None:
+    """Answer the client's close frame, as a server does, then end TCP."""
+    close = peer.next_frame()
+    if close is not None and close.opcode == Opcode.CLOSE:
+        peer.sendall(frame(Opcode.CLOSE, close.payload[:2]))
+
+
+# Messages ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["hello", "", "ünïcødé ✓ 🚀", b"\x00\x01\xff", b"", "x" * 126, b"y" * 65536, "z" * 70000],
+    ids=["text", "empty-text", "unicode", "binary", "empty-binary", "len126", "len64k", "len70000"],
+)
+def test_echo(echo_url, codec, message):
+    with connect(echo_url, codec=codec) as ws:
+        ws.send(message)
+        assert ws.recv(timeout=TIMEOUT) == message
+
+
+def test_bytes_like_messages_are_binary(echo_url):
+    with connect(echo_url) as ws:
+        ws.send(bytearray(b"abc"))
+        ws.send(memoryview(b"defg")[1:])
+        ws.send(memoryview(bytes(8)).cast("I"))  # lengths count bytes, not items
+        assert [ws.recv(timeout=TIMEOUT) for _ in range(3)] == [b"abc", b"efg", bytes(8)]
+
+
+def test_sixteen_mib_messages(echo_url, codec):
+    big_binary = bytes(range(256)) * (1 << 16)
+    big_text = "€" * ((16 << 20) // 3)
+    with connect(echo_url, codec=codec) as ws:
+        ws.send(big_binary)
+        assert ws.recv(timeout=TIMEOUT) == big_binary
+        ws.send(big_text)
+        assert ws.recv(timeout=TIMEOUT) == big_text
+
+
+def test_send_rejects_other_types(echo_url):
+    with connect(echo_url) as ws:
+        for bad in (123, None, ["list"], object()):
+            with pytest.raises(TypeError, match="str or a bytes-like"):
+                ws.send(bad)
+        ws.send("still open")
+        assert ws.recv(timeout=TIMEOUT) == "still open"
+
+
+def test_iteration_ends_on_normal_close(codec):
+    def handler(ws):
+        for i in range(3):
+            ws.send(f"message {i}")
+        ws.close(1000, "done")
+
+    server, url = server_url(handler, codec=codec)
+    with server, connect(url, codec=codec) as ws:
+        assert list(ws) == ["message 0", "message 1", "message 2"]
+        assert ws.close_code == 1000
+        assert ws.close_reason == "done"
+        assert ws.state is State.CLOSED
+        with pytest.raises(ConnectionClosedOK):
+            ws.recv(timeout=TIMEOUT)
+
+
+def test_iteration_raises_on_error_close():
+    def handler(ws):
+        ws.send("last words")
+        ws.close(4000, "custom failure")
+
+    server, url = server_url(handler)
+    with server, connect(url) as ws:
+        received = []
+        with pytest.raises(ConnectionClosedError) as info:
+            for message in ws:
+                received.append(message)
+        assert received == ["last words"]
+        assert info.value.code == 4000
+        assert info.value.reason == "custom failure"
+        assert info.value.sent_code == 4000  # the client echoed the code
+
+
+def test_recv_many_returns_every_message_once(codec):
+    count = 5000
+
+    def script(peer):
+        peer.sendall(b"".join(frame(Opcode.BINARY, i.to_bytes(4, "big")) for i in range(count)))
+        peer.sendall(frame(Opcode.CLOSE, (1000).to_bytes(2, "big")))
+        peer.next_frame()  # the client's reply
+
+    with RawServer(script) as server, connect(server.url, codec=codec) as ws:
+        received: list = []
+        with pytest.raises(ConnectionClosedOK):
+            while True:
+                received += ws.recv_many(timeout=TIMEOUT)
+        assert received == [i.to_bytes(4, "big") for i in range(count)]
+        assert ws.pending == 0
+
+
+def test_pending_counts_parsed_messages():
+    def script(peer):
+        peer.sendall(frame(Opcode.TEXT, b"a") + frame(Opcode.TEXT, b"b") + frame(Opcode.TEXT, b"c"))
+        close_politely(peer)
+
+    with RawServer(script) as server, connect(server.url) as ws:
+        assert ws.recv(timeout=TIMEOUT) == "a"
+        assert ws.pending == 2
+        assert ws.recv_many() == ["b", "c"]
+
+
+def test_frames_in_the_handshake_packet_are_kept():
+    def response(request):
+        return accept_response(request) + frame(Opcode.TEXT, b"early") + frame(Opcode.BINARY, b"bird")
+
+    with RawServer(close_politely, response=response) as server, connect(server.url) as ws:
+        assert ws.pending == 0  # not parsed before the first read ...
+        assert ws.recv(timeout=TIMEOUT) == "early"  # ... but never lost
+        assert ws.recv(timeout=TIMEOUT) == b"bird"
+
+
+def test_recv_frame_sees_frames_from_the_handshake_packet():
+    def response(request):
+        return accept_response(request) + frame(Opcode.TEXT, b"fr", fin=False) + frame(Opcode.CONTINUATION, b"ame")
+
+    with RawServer(close_politely, response=response) as server, connect(server.url) as ws:
+        first, second = ws.recv_frame(timeout=TIMEOUT), ws.recv_frame(timeout=TIMEOUT)
+        assert (first.opcode, first.fin, first.payload) == (Opcode.TEXT, False, b"fr")
+        assert (second.opcode, second.fin, second.payload) == (Opcode.CONTINUATION, True, b"ame")
+
+
+# Fragmentation -------------------------------------------------------------------------------
+
+
+def frame_counter(ws):
+    """Answers each message with how many frames it came in."""
+    count = 0
+    while True:
+        received = ws.recv_frame()
+        if received.opcode == Opcode.CLOSE:
+            return
+        count += 1
+        if received.fin:
+            ws.send(f"{count} frames, opcode {received.opcode} last")
+            count = 0
+
+
+def test_max_frame_size_splits_outgoing_messages(codec):
+    server, url = server_url(frame_counter)
+    with server, connect(url, max_frame_size=1000, codec=codec) as ws:
+        ws.send(b"x" * 10_000)
+        assert ws.recv(timeout=TIMEOUT) == "10 frames, opcode 0 last"
+        ws.send("y" * 1001)
+        assert ws.recv(timeout=TIMEOUT) == "2 frames, opcode 0 last"
+        ws.send("fits")
+        assert ws.recv(timeout=TIMEOUT) == "1 frames, opcode 1 last"
+
+
+def test_max_frame_size_messages_reassemble_on_the_server(echo_url, codec):
+    message = "fragmented ✓ " * 1000
+    with connect(echo_url, max_frame_size=7, codec=codec) as ws:
+        ws.send(message)
+        assert ws.recv(timeout=TIMEOUT) == message
+
+
+def test_receives_fragmented_message_with_interleaved_ping(codec):
+    text = "ü" * 200  # a two-byte character is cut between fragments
+    encoded = text.encode()
+
+    def script(peer):
+        peer.sendall(
+            frame(Opcode.TEXT, encoded[:101], fin=False)
+            + frame(Opcode.PING, b"in between")
+            + frame(Opcode.CONTINUATION, encoded[101:301], fin=False)
+            + frame(Opcode.CONTINUATION, encoded[301:])
+        )
+        pong = peer.next_frame()
+        assert (pong.opcode, pong.payload) == (Opcode.PONG, b"in between")
+        close_politely(peer)
+
+    with RawServer(script) as server, connect(server.url, codec=codec) as ws:
+        assert ws.recv(timeout=TIMEOUT) == text
+
+
+def test_slow_peer_sends_one_byte_at_a_time(codec):
+    text = "slow ✓ " * 50  # over 125 bytes: a 16-bit length, split like everything else
+    data = frame(Opcode.TEXT, text.encode()) + frame(Opcode.BINARY, b"\x01\x02")
+
+    def script(peer):
+        peer.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(len(data)):
+            peer.sendall(data[i : i + 1])
+            if i % 16 == 0:
+                time.sleep(0.001)  # give the client separate reads
+        close_politely(peer)
+
+    with RawServer(script) as server, connect(server.url, codec=codec) as ws:
+        assert ws.recv(timeout=TIMEOUT) == text
+        assert ws.recv(timeout=TIMEOUT) == b"\x01\x02"
+
+
+# Control frames ------------------------------------------------------------------------------
+
+
+def test_ping_is_answered_by_the_server(echo_url, codec):
+    with connect(echo_url, codec=codec) as ws:
+        ws.ping(b"are you there")
+        pong = ws.recv_frame(timeout=TIMEOUT)
+        assert (pong.opcode, pong.payload) == (Opcode.PONG, b"are you there")
+        ws.ping("text payload")
+        assert ws.recv_frame(timeout=TIMEOUT).payload == b"text payload"
+        with pytest.raises(ValueError):
+            ws.ping(bytes(126))
+
+
+def test_pings_from_the_server_are_answered_and_skipped_by_recv():
+    def script(peer):
+        peer.sendall(frame(Opcode.PING, b"1") + frame(Opcode.TEXT, b"data") + frame(Opcode.PONG, b"unsolicited"))
+        pong = peer.next_frame()
+        assert (pong.opcode, pong.payload) == (Opcode.PONG, b"1")
+        close_politely(peer)
+
+    with RawServer(script) as server, connect(server.url) as ws:
+        assert ws.recv(timeout=TIMEOUT) == "data"
+        ws.pong(b"heartbeat")  # unsolicited pongs are allowed
+
+
+def test_unsolicited_pong_reaches_the_server():
+    def script(peer):
+        pong = peer.next_frame()
+        assert (pong.opcode, pong.payload) == (Opcode.PONG, b"heartbeat")
+        close_politely(peer)
+
+    with RawServer(script) as server, connect(server.url) as ws:
+        ws.pong(b"heartbeat")
+
+
+# Closing -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "code, reason, clean", [(1000, "", True), (1001, "going", True), (3000, "app", False), (4999, "ü" * 70, False)]
+)
+def test_close_codes_and_reasons_reach_the_server(code, reason, clean):
+    seen = []
+
+    def handler(ws):
+        try:
+            for _ in ws:
+                pass
+        except ConnectionClosed as exc:
+            seen.append(exc)
+        seen.append((ws.close_code, ws.close_reason))
+
+    server, url = server_url(handler)
+    with server:
+        ws = connect(url)
+        ws.close(code, reason)
+        assert ws.state is State.CLOSED
+        server.close()
+    expected_reason = reason.encode()[:123].decode("utf-8", "ignore")
+    assert seen[-1] == (code, expected_reason)
+    assert (len(seen) == 1) == clean  # iteration ends silently only for a clean close
+
+
+def test_close_is_idempotent_and_sending_afterwards_fails(echo_url):
+    ws = connect(echo_url)
+    ws.close()
+    ws.close()
+    ws.close(4000)
+    assert ws.state is State.CLOSED
+    with pytest.raises(ConnectionClosed):
+        ws.send("too late")
+    with pytest.raises(ConnectionClosedOK):
+        ws.recv(timeout=TIMEOUT)
+
+
+def test_close_rejects_invalid_codes(echo_url):
+    with connect(echo_url) as ws:
+        for code in (999, 1005, 1006, 1015, 5000):
+            with pytest.raises(ValueError):
+                ws.close(code)
+        assert ws.state is State.OPEN
+
+
+def test_close_waits_for_the_server_then_returns():
+    def script(peer):
+        close = peer.next_frame()
+        assert close.close_code == 1000 and close.text == "good bye"
+        peer.sendall(frame(Opcode.CLOSE, close.payload[:2]))
+        # The server closes TCP first (RFC 6455 §7.1.1); the client sees EOF.
+
+    with RawServer(script) as server:
+        ws = connect(server.url)
+        ws.close(1000, "good bye")
+        assert ws.state is State.CLOSED
+        assert ws.close_code == 1000
+
+
+def test_close_gives_up_after_close_timeout():
+    def script(peer):
+        peer.next_frame()  # the close frame, never answered
+        peer.drain()
+
+    with RawServer(script) as server:
+        ws = connect(server.url, close_timeout=0.2)
+        ws.close()
+        assert ws.state is State.CLOSED
+        assert ws.close_code == 1006
+        with pytest.raises(ConnectionClosedError) as info:
+            ws.recv(timeout=TIMEOUT)
+        assert info.value.code == 1006
+
+
+def test_server_that_never_closes_tcp_is_dropped_after_close_timeout():
+    def script(peer):
+        peer.sendall(frame(Opcode.CLOSE, (1000).to_bytes(2, "big")))
+        peer.next_frame()  # the echoed close, then keep TCP open
+        peer.drain()
+
+    with RawServer(script) as server:
+        ws = connect(server.url, close_timeout=0.2)
+        with pytest.raises(ConnectionClosedOK):
+            ws.recv(timeout=TIMEOUT)
+        assert ws.state is State.CLOSED
+
+
+def test_messages_before_a_close_are_not_lost():
+    def script(peer):
+        peer.sendall(frame(Opcode.TEXT, b"one") + frame(Opcode.TEXT, b"two") + frame(Opcode.CLOSE, b"\x03\xe8bye"))
+        peer.next_frame()
+
+    with RawServer(script) as server, connect(server.url) as ws:
+        time.sleep(0.1)
+        assert list(ws) == ["one", "two"]
+        assert (ws.close_code, ws.close_reason) == (1000, "bye")
+
+
+def test_abrupt_drop_is_1006_after_the_queued_messages():
+    def script(peer):
+        peer.sendall(frame(Opcode.TEXT, b"before the drop"))
+
+    with RawServer(script) as server, connect(server.url) as ws:
+        assert ws.recv(timeout=TIMEOUT) == "before the drop"
+        with pytest.raises(ConnectionClosedError) as info:
+            ws.recv(timeout=TIMEOUT)
+        assert info.value.code == 1006
+        assert ws.state is State.CLOSED
+        with pytest.raises(ConnectionClosedError):
+            ws.send("nobody listens")
+
+
+def test_drop_in_the_middle_of_a_frame():
+    def script(peer):
+        peer.sendall(frame(Opcode.BINARY, bytes(1000))[:500])
+
+    with RawServer(script) as server, connect(server.url) as ws:
+        with pytest.raises(ConnectionClosedError) as info:
+            ws.recv(timeout=TIMEOUT)
+        assert info.value.code == 1006
+
+
+def test_close_from_another_thread_ends_a_blocked_recv(echo_url):
+    ws = connect(echo_url)
+    outcome = []
+
+    def reader():
+        try:
+            outcome.append(ws.recv())
+        except ConnectionClosed as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    time.sleep(0.1)  # let the reader block
+    ws.close(1000, "from elsewhere")
+    thread.join(TIMEOUT)
+    assert isinstance(outcome[0], ConnectionClosedOK)
+    assert ws.state is State.CLOSED
+
+
+def test_close_from_another_thread_when_the_server_never_answers():
+    def script(peer):
+        peer.next_frame()
+        peer.drain()
+
+    with RawServer(script) as server:
+        ws = connect(server.url, close_timeout=0.2)
+        outcome = []
+
+        def reader():
+            try:
+                ws.recv()
+            except ConnectionClosed as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        time.sleep(0.1)
+        ws.close()
+        thread.join(TIMEOUT)
+        assert isinstance(outcome[0], ConnectionClosedError)
+        assert outcome[0].code == 1006
+
+
+# Protocol errors -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data, code, error",
+    [
+        (b"\x81\x85abcdhello", 1002, ProtocolError),  # masked frame from a server
+        (frame(Opcode.TEXT, b"\xff\xfe"), 1007, InvalidUTF8),
+        (frame(Opcode.TEXT, b"x", rsv=4), 1002, ProtocolError),
+        (frame(Opcode.CONTINUATION, b"x"), 1002, ProtocolError),
+        (frame(Opcode.BINARY, bytes(2000)), 1009, PayloadTooBig),
+        (frame(Opcode.CLOSE, b"\x03"), 1002, ProtocolError),
+        (frame(Opcode.CLOSE, (1006).to_bytes(2, "big")), 1002, ProtocolError),
+    ],
+    ids=["masked", "utf8", "rsv", "continuation", "too-big", "close-1-byte", "close-1006"],
+)
+def test_protocol_errors_close_with_the_right_code(codec, data, code, error):
+    received = []
+
+    def script(peer):
+        peer.sendall(frame(Opcode.TEXT, b"valid first") + data)
+        received.append(peer.next_frame())
+
+    with RawServer(script) as server, connect(server.url, max_message_size=1000, codec=codec) as ws:
+        assert ws.recv(timeout=TIMEOUT) == "valid first"
+        with pytest.raises(ConnectionClosedError) as info:
+            ws.recv(timeout=TIMEOUT)
+        assert info.value.sent_code == code
+        assert isinstance(info.value.__cause__, error)
+        assert ws.state is State.CLOSED
+    assert received[0].opcode == Opcode.CLOSE
+    assert received[0].close_code == code
+
+
+# Timeouts ------------------------------------------------------------------------------------
+
+
+def test_recv_timeout_leaves_the_connection_usable(echo_url):
+    with connect(echo_url) as ws:
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=0.05)
+        with pytest.raises(TimeoutError):
+            ws.recv_many(timeout=0)
+        with pytest.raises(TimeoutError):
+            ws.recv_frame(timeout=0.01)
+        ws.send("after the timeouts")
+        assert ws.recv_frame(timeout=TIMEOUT).payload == b"after the timeouts"
+
+
+def test_recv_timeout_with_a_partial_frame_keeps_it():
+    data = frame(Opcode.BINARY, b"0123456789")
+    gate = threading.Event()
+
+    def script(peer):
+        peer.sendall(data[:5])
+        gate.wait(TIMEOUT)
+        peer.sendall(data[5:])
+        close_politely(peer)
+
+    with RawServer(script) as server, connect(server.url) as ws:
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=0.1)
+        gate.set()
+        assert ws.recv(timeout=TIMEOUT) == b"0123456789"
+
+
+def test_connect_timeout_when_the_handshake_never_comes():
+    with RawServer(Peer.drain, response=None) as server:
+        with pytest.raises(TimeoutError):
+            connect(server.url, timeout=0.2)
+
+
+def test_connect_timeout_when_the_response_trickles():
+    def response(request):
+        return b"HTTP/1.1 101 Switching Protocols\r\n"  # and then nothing
+
+    with RawServer(Peer.drain, response=response) as server, pytest.raises(TimeoutError):
+        connect(server.url, timeout=0.2)
+
+
+# Handshake failures --------------------------------------------------------------------------
+
+
+def fixed_response(text: bytes):
+    return lambda request: text
+
+
+def test_non_101_status_raises_invalid_status():
+    response = fixed_response(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot here!")
+    with RawServer(response=response) as server, pytest.raises(InvalidStatus) as info:
+        connect(server.url, timeout=TIMEOUT)
+    assert info.value.status == 404
+    assert info.value.body == b"not here!"
+
+
+def test_wrong_accept_raises_invalid_header():
+    response = fixed_response(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n"
+    )
+    with RawServer(response=response) as server, pytest.raises(InvalidHeader, match="Accept"):
+        connect(server.url, timeout=TIMEOUT)
+
+
+def test_missing_upgrade_raises_invalid_header():
+    def response(request):
+        return accept_response(request).replace(b"Upgrade: websocket\r\n", b"")
+
+    with RawServer(response=response) as server, pytest.raises(InvalidHeader, match="Upgrade"):
+        connect(server.url, timeout=TIMEOUT)
+
+
+def test_oversized_response_head_raises_invalid_handshake():
+    def response(request):
+        return b"HTTP/1.1 101 Switching Protocols\r\n" + b"X-Filler: " + b"a" * 100_000 + b"\r\n\r\n"
+
+    with RawServer(response=response) as server, pytest.raises(InvalidHandshake, match="max_header_size"):
+        connect(server.url, timeout=TIMEOUT)
+
+
+def test_server_hanging_up_during_the_handshake_raises_invalid_handshake():
+    with RawServer(response=fixed_response(b"HTTP/1.1 101 Swi")) as server, pytest.raises(InvalidHandshake):
+        connect(server.url, timeout=TIMEOUT)
+
+
+def test_refused_connection_raises_oserror():
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()
+    with pytest.raises(OSError):
+        connect(f"ws://127.0.0.1:{port}/", timeout=TIMEOUT)
+
+
+def test_bad_arguments():
+    import ssl
+
+    with pytest.raises(InvalidURI):
+        connect("http://example.com/")
+    with pytest.raises(ValueError):
+        connect("ws://example.com/", ssl=ssl.create_default_context())
+    with pytest.raises(ValueError):
+        connect("wss://example.com/", ssl=False)
+    with pytest.raises(ValueError):
+        connect("ws://127.0.0.1:1/", max_message_size=-1)
+    with pytest.raises(ValueError):
+        connect("ws://127.0.0.1:1/", max_frame_size=0)
+    with pytest.raises(ValueError):
+        connect("ws://127.0.0.1:1/", headers={"Bad Name": "x"})
+
+
+# Handshake options ---------------------------------------------------------------------------
+
+
+def test_headers_origin_subprotocols_and_credentials():
+    seen = {}
+
+    def handler(ws):
+        seen["path"] = ws.path
+        seen["headers"] = ws.request_headers
+        ws.send(ws.subprotocol)
+
+    server, url = server_url(handler, subprotocols=["chat", "superchat"])
+    url = url.replace("ws://", "ws://user:secret@") + "feed?symbol=X"
+    with (
+        server,
+        connect(
+            url, headers={"X-Token": "abc"}, origin="https://example.com", subprotocols=["superchat", "chat"]
+        ) as ws,
+    ):
+        assert ws.subprotocol == "superchat"
+        assert ws.recv(timeout=TIMEOUT) == "superchat"
+        assert ws.response_headers["Sec-WebSocket-Protocol"] == "superchat"
+    assert seen["path"] == "/feed?symbol=X"
+    assert seen["headers"]["X-Token"] == "abc"
+    assert seen["headers"]["Origin"] == "https://example.com"
+    assert seen["headers"]["Authorization"] == "Basic " + base64.b64encode(b"user:secret").decode()
+
+
+def test_addresses_state_and_repr(echo_url):
+    with connect(echo_url) as ws:
+        assert isinstance(ws, Client)
+        assert ws.state is State.OPEN
+        assert ws.remote_address[1] == int(echo_url.rsplit(":", 1)[1].strip("/"))
+        assert ws.local_address[0] == "127.0.0.1"
+        assert ws.certificate is None
+        assert "OPEN" in repr(ws)
+    assert ws.state is State.CLOSED
+
+
+def test_ipv6(codec):
+    try:
+        server = serve(host="::1", codec=codec).start()
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    with server, connect(f"ws://[::1]:{server.port}/", codec=codec) as ws:
+        ws.send("over IPv6")
+        assert ws.recv(timeout=TIMEOUT) == "over IPv6"
+        assert ws.remote_address[0] == "::1"
+
+
+# Threads -------------------------------------------------------------------------------------
+
+
+def test_send_from_another_thread_while_receiving(echo_url, codec):
+    count = 2000
+    with connect(echo_url, codec=codec) as ws:
+
+        def sender():
+            for i in range(count):
+                ws.send(f"{i}" if i % 2 else i.to_bytes(4, "big"))
+
+        thread = threading.Thread(target=sender)
+        thread.start()
+        received = [ws.recv(timeout=TIMEOUT) for _ in range(count)]
+        thread.join(TIMEOUT)
+    assert received == [f"{i}" if i % 2 else i.to_bytes(4, "big") for i in range(count)]
+
+
+def test_big_sends_do_not_block_the_receiving_thread(echo_url):
+    # Both directions carry megabytes at once: the reader must keep draining while
+    # another thread's send waits for the server to read.
+    big = bytes(8 << 20)
+    with connect(echo_url) as ws:
+        thread = threading.Thread(target=lambda: [ws.send(big) for _ in range(3)])
+        thread.start()
+        for _ in range(3):
+            assert ws.recv(timeout=TIMEOUT) == big
+        thread.join(TIMEOUT)
