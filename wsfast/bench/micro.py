@@ -1,0 +1,216 @@
+"""Codec micro-benchmarks: masking and parsing, for wsfast's twins and the peers' public codecs.
+
+Cases:
+
+- ``mask-16``, ``mask-1k``, ``mask-1m``: XOR a payload of that size with a 4-byte key.
+- ``parse-100``: split a buffer of 10,000 unmasked 100-byte binary frames into frames.
+- ``receive-100``: the same buffer through a sans-I/O connection, down to messages.
+
+Each contestant uses its own public call for the job (named in the result); wsfast shows
+both its copying ``mask`` and its ``mask_inplace``. Libraries that expose no such call are
+left out of that case.
+"""
+
+from __future__ import annotations
+
+import os
+from time import perf_counter
+
+MASK_SIZES = {"mask-16": 16, "mask-1k": 1024, "mask-1m": 1 << 20}
+PARSE_FRAMES = 10_000
+PARSE_SIZE = 100
+KEY = b"\x12\x34\x56\x78"
+CASES = (*MASK_SIZES, "parse-100", "receive-100")
+
+
+def _feed_buffer() -> bytes:
+    from .server import frame_header
+
+    return (frame_header(0x2, PARSE_SIZE) + os.urandom(PARSE_SIZE)) * PARSE_FRAMES
+
+
+# Each maker takes a case it supports and returns (api name, callable doing one
+# operation, items one call handles, bytes one call handles).
+
+
+def _wsfast(codec_name: str, inplace: bool = False):
+    def make(case: str):
+        import importlib
+
+        codec = importlib.import_module(codec_name)
+        if inplace:
+            data = bytearray(os.urandom(MASK_SIZES[case]))
+            mask_inplace = codec.mask_inplace
+            return "mask_inplace", lambda: mask_inplace(data, KEY), 1, len(data)
+        if case in MASK_SIZES:
+            data = os.urandom(MASK_SIZES[case])
+            mask = codec.mask
+            return "mask", lambda: mask(data, KEY), 1, len(data)
+        buf = _feed_buffer()
+        if case == "parse-100":
+            feed = codec.FrameParser(client=True, max_size=None).feed
+            return "FrameParser.feed", lambda: feed(buf), PARSE_FRAMES, len(buf)
+        from wsfast.protocol import Connection
+
+        receive = Connection(
+            client=True, max_message_size=None, codec=codec
+        ).receive_data
+        return "Connection.receive_data", lambda: receive(buf), PARSE_FRAMES, len(buf)
+
+    return make
+
+
+def _websockets(case: str):
+    if case in MASK_SIZES:
+        from websockets.speedups import apply_mask
+
+        data = os.urandom(MASK_SIZES[case])
+        return "speedups.apply_mask", lambda: apply_mask(data, KEY), 1, len(data)
+    buf = _feed_buffer()
+    if case == "parse-100":
+        from websockets.frames import Frame
+        from websockets.streams import StreamReader
+
+        def parse():
+            reader = StreamReader()
+            reader.feed_data(buf)
+            frames = []
+            for _ in range(PARSE_FRAMES):
+                try:
+                    next(Frame.parse(reader.read_exact, mask=False))
+                except StopIteration as done:  # a generator returns its frame this way
+                    frames.append(done.value)
+            return frames
+
+        return "frames.Frame.parse", parse, PARSE_FRAMES, len(buf)
+    from websockets.client import ClientProtocol
+    from websockets.protocol import State
+    from websockets.uri import parse_uri
+
+    protocol = ClientProtocol(
+        parse_uri("ws://127.0.0.1/"), state=State.OPEN, max_size=None
+    )
+
+    def receive():
+        protocol.receive_data(buf)
+        return protocol.events_received()
+
+    return "ClientProtocol.receive_data", receive, PARSE_FRAMES, len(buf)
+
+
+def _aiohttp(case: str):
+    if case in MASK_SIZES:
+        from aiohttp._websocket.helpers import websocket_mask
+
+        data = bytearray(
+            os.urandom(MASK_SIZES[case])
+        )  # masked in place: XOR twice is a no-op
+        return (
+            "websocket_mask (in place)",
+            lambda: websocket_mask(KEY, data),
+            1,
+            len(data),
+        )
+    import asyncio
+
+    from aiohttp._websocket.reader import WebSocketDataQueue, WebSocketReader
+
+    class _Protocol:
+        _reading_paused = True  # never asked to pause
+
+    queue = WebSocketDataQueue(_Protocol(), 1 << 30, loop=asyncio.new_event_loop())
+    reader = WebSocketReader(queue, 0, False, False)
+    buf = _feed_buffer()
+
+    def receive():
+        reader.feed_data(buf)
+        messages = list(queue._buffer)
+        queue._buffer.clear()
+        return messages
+
+    return "WebSocketReader.feed_data", receive, PARSE_FRAMES, len(buf)
+
+
+def _wsproto(case: str):
+    if case in MASK_SIZES:
+        from wsproto.frame_protocol import XorMaskerSimple
+
+        data = os.urandom(MASK_SIZES[case])
+        return (
+            "XorMaskerSimple.process",
+            lambda: XorMaskerSimple(KEY).process(data),
+            1,
+            len(data),
+        )
+    buf = _feed_buffer()
+    if case == "parse-100":
+        from wsproto.frame_protocol import FrameProtocol
+
+        frames = FrameProtocol(client=True, extensions=[])
+
+        def parse():
+            frames.receive_bytes(buf)
+            return list(frames.received_frames())
+
+        return "FrameProtocol.received_frames", parse, PARSE_FRAMES, len(buf)
+    from wsproto.connection import Connection, ConnectionType
+
+    connection = Connection(ConnectionType.CLIENT)
+
+    def receive():
+        connection.receive_data(buf)
+        return list(connection.events())
+
+    return "Connection.events", receive, PARSE_FRAMES, len(buf)
+
+
+def _websocket_client(case: str):
+    from websocket import ABNF
+
+    data = os.urandom(MASK_SIZES[case])
+    return "ABNF.mask", lambda: ABNF.mask(KEY, data), 1, len(data)
+
+
+_MASKING = tuple(MASK_SIZES)
+# contestant -> (maker, the cases its library has a public call for); picows has none.
+MAKERS = {
+    "wsfast-c": (_wsfast("wsfast._compiled"), CASES),
+    "wsfast-c-inplace": (_wsfast("wsfast._compiled", inplace=True), _MASKING),
+    "wsfast-python": (_wsfast("wsfast._pure"), CASES),
+    "wsfast-python-inplace": (_wsfast("wsfast._pure", inplace=True), _MASKING),
+    "websockets": (_websockets, CASES),
+    "aiohttp": (
+        _aiohttp,
+        (*_MASKING, "receive-100"),
+    ),  # its reader yields messages, not frames
+    "wsproto": (_wsproto, CASES),
+    "websocket-client": (
+        _websocket_client,
+        _MASKING,
+    ),  # its parser reads from its socket
+}
+
+
+def run(contestant: str, case: str, min_time: float = 0.2) -> dict:
+    """Time one codec operation; return calls, items and bytes per second, best of 5 rounds."""
+    api, call, items, nbytes = MAKERS[contestant][0](case)
+    result = call()  # warm up, and check the work is really done
+    if items > 1 and len(result) != items:
+        raise RuntimeError(f"{api} returned {len(result)} items, expected {items}")
+    loops = 1
+    while True:  # find a loop count that runs about min_time / 5
+        start = perf_counter()
+        for _ in range(loops):
+            call()
+        took = perf_counter() - start
+        if took >= min_time / 5:
+            break
+        loops *= 2 if took == 0 else max(2, min(10, int(min_time / 5 / took) + 1))
+    best = took
+    for _ in range(4):
+        start = perf_counter()
+        for _ in range(loops):
+            call()
+        best = min(best, perf_counter() - start)
+    per_call = best / loops
+    return {"api": api, "seconds": per_call, "items": items, "bytes": nbytes}
