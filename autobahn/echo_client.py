@@ -4,7 +4,8 @@
 
 For case 1..N it connects to ``/runCase?case=i&agent=AGENT`` and sends every
 message back as it arrived (text as text, binary as binary) until the server
-closes. A case that raises or hangs is logged and abandoned; the run goes on.
+closes. It offers permessage-deflate, so the compression cases (groups 12 and 13)
+run too. A case that raises or hangs is logged and abandoned; the run goes on.
 Finally ``/updateReports`` makes the server write its reports. The codec twin
 is the one ``wsfast`` selects (``WSFAST_NO_EXTENSIONS=1`` forces the pure one).
 """
@@ -18,7 +19,14 @@ import sys
 import time
 
 from wsfast.client import connect
+from wsfast.deflate import DeflateOptions
 from wsfast.exceptions import ConnectionClosed
+
+# The fuzzing server asks a client to drop its compression context between messages
+# (cases 13.2, 13.5, 13.6) only if its offer includes client_no_context_takeover, as
+# Autobahn does; wsfast then honours that in every case. The compression cases echo
+# gigabytes: the fastest zlib level keeps them quick and changes nothing they check.
+COMPRESSION = DeflateOptions(client_no_context_takeover=True, level=1)
 
 
 class CaseTimeout(BaseException):
@@ -49,7 +57,7 @@ def case_count(base_url: str) -> int:
 
 def echo_case(base_url: str, case: int, agent: str) -> None:
     try:
-        with connect(f"{base_url}/runCase?case={case}&agent={agent}") as ws:
+        with connect(f"{base_url}/runCase?case={case}&agent={agent}", compression=COMPRESSION) as ws:
             for message in ws:
                 ws.send(message)
     except ConnectionClosed:

@@ -294,7 +294,7 @@ def frame_counter(ws):
 
 
 def test_max_frame_size_splits_outgoing_messages(codec):
-    server, url = server_url(frame_counter)
+    server, url = server_url(frame_counter, compression=None)  # counts the frames of the message as sent
     with server, connect(url, max_frame_size=1000, codec=codec) as ws:
         ws.send(b"x" * 10_000)
         assert ws.recv(timeout=TIMEOUT) == "10 frames, opcode 0 last"

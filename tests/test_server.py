@@ -226,7 +226,7 @@ def test_max_message_size_closes_with_1009():
 
 
 def test_max_frame_size_fragments_the_echo():
-    with serve(max_frame_size=10) as server, connect(f"ws://127.0.0.1:{server.port}/") as ws:
+    with serve(max_frame_size=10, compression=None) as server, connect(f"ws://127.0.0.1:{server.port}/") as ws:
         ws.send("a" * 25)
         frames = [ws.recv_frame(timeout=TIMEOUT) for _ in range(3)]
     assert [(f.opcode, f.fin, len(f)) for f in frames] == [(1, False, 10), (0, False, 10), (0, True, 5)]

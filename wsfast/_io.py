@@ -18,6 +18,7 @@ import ssl as ssl_module
 import threading
 from time import monotonic
 
+from .deflate import DeflateParams
 from .exceptions import ConnectionClosedError, ConnectionClosedOK
 from .protocol import Connection, State
 
@@ -84,6 +85,7 @@ class WebSocket:
         *,
         leftover: bytes = b"",
         subprotocol: str | None = None,
+        deflate_params: DeflateParams | None = None,
         close_timeout: float | None = 10.0,
     ) -> None:
         self._sock = sock
@@ -110,6 +112,9 @@ class WebSocket:
         self._write_closed = False  # TCP FIN sent
         self.subprotocol = subprotocol
         """The subprotocol agreed in the handshake, or None."""
+        self.deflate_params = deflate_params
+        """The permessage-deflate parameters agreed in the handshake (a
+        :class:`~wsfast.deflate.DeflateParams`), or None when messages go uncompressed."""
         self.local_address = sock.getsockname()
         """This end's socket address, as ``socket.getsockname()`` returns it."""
         self.remote_address = sock.getpeername()

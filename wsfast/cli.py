@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     echo.add_argument("--tls-cert", metavar="FILE", help="PEM certificate chain: serve wss://")
     echo.add_argument("--tls-key", metavar="FILE", help="PEM private key (if not in --tls-cert)")
     echo.add_argument("--max-frame-size", type=int, metavar="BYTES", help="split echoed messages into frames this big")
+    echo.add_argument("--no-compression", action="store_true", help="decline permessage-deflate")
     echo.set_defaults(run=_echo)
 
     client = commands.add_parser("connect", help="send lines from stdin, print what comes back")
@@ -63,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     client.add_argument("--header", action="append", default=[], metavar="NAME:VALUE", help="extra request header")
     client.add_argument("--subprotocol", action="append", default=[], metavar="NAME", help="subprotocol to offer")
     client.add_argument("--insecure", action="store_true", help="do not verify the server's certificate")
+    client.add_argument("--no-compression", action="store_true", help="do not offer permessage-deflate")
     client.add_argument(
         "--linger",
         type=float,
@@ -89,10 +91,11 @@ def _demo(args) -> int:
             return 2
     scheme = "wss" if args.tls else "ws"
     # The server splits its echoes at the same size, so the reply comes back in frames too.
-    with serve(ssl=server_context, max_frame_size=_DEMO_FRAME_SIZE) as server:
+    # Compression is off: it would shrink this repetitive text into a single frame.
+    with serve(ssl=server_context, max_frame_size=_DEMO_FRAME_SIZE, compression=None) as server:
         url = f"{scheme}://127.0.0.1:{server.port}/"
         print(f"echo server listening on {url} (wsfast {__version__}, {IMPLEMENTATION} codec)")
-        with connect(url, ssl=client_context, max_frame_size=_DEMO_FRAME_SIZE) as ws:
+        with connect(url, ssl=client_context, max_frame_size=_DEMO_FRAME_SIZE, compression=None) as ws:
             if ws.certificate is not None:
                 cert = ws.certificate
                 print(f"server certificate: {cert.subject}, issued by {cert.issuer}, expires {cert.not_after:%Y-%m-%d}")
@@ -151,7 +154,13 @@ def _echo(args) -> int:
     elif args.tls_key:
         print("--tls-key needs --tls-cert", file=sys.stderr)
         return 2
-    server = serve(host=args.host, port=args.port, ssl=context, max_frame_size=args.max_frame_size)
+    server = serve(
+        host=args.host,
+        port=args.port,
+        ssl=context,
+        max_frame_size=args.max_frame_size,
+        compression=None if args.no_compression else "deflate",
+    )
     scheme = "wss" if context else "ws"
     host = f"[{args.host}]" if ":" in args.host else args.host
     try:
@@ -181,11 +190,22 @@ def _connect(args) -> int:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     try:
-        ws = connect(args.url, headers=headers, subprotocols=args.subprotocol or None, ssl=context)
+        ws = connect(
+            args.url,
+            headers=headers,
+            subprotocols=args.subprotocol or None,
+            ssl=context,
+            compression=None if args.no_compression else "deflate",
+        )
     except (OSError, WebSocketError) as exc:
         print(f"cannot connect: {exc}", file=sys.stderr)
         return 1
-    print(f"connected to {args.url}" + (f" (subprotocol {ws.subprotocol})" if ws.subprotocol else ""), file=sys.stderr)
+    details = []
+    if ws.subprotocol:
+        details.append(f"subprotocol {ws.subprotocol}")
+    if ws.deflate_params:
+        details.append("permessage-deflate")
+    print(f"connected to {args.url}" + (f" ({', '.join(details)})" if details else ""), file=sys.stderr)
     # Lines are read in a helper thread, so that this one can notice the server closing.
     threading.Thread(target=_send_lines, args=(ws, args.linger), daemon=True).start()
     try:

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 
 from ._codec import DEFAULT_MAX_SIZE
 from ._io import WebSocket, deadline_after, logger, time_left
+from .deflate import DeflateOptions, PerMessageDeflate, deflate_options
 from .handshake import ClientHandshake
 from .protocol import Connection
 from .uri import parse_uri
@@ -86,8 +87,8 @@ class Client(WebSocket):
 
     Besides what every connection has (:meth:`send`, :meth:`recv`, :meth:`recv_many`,
     iteration, :meth:`recv_frame`, :meth:`ping`, :meth:`close`, :attr:`state`, ...), it
-    knows the server's handshake answer (:attr:`response_headers`, :attr:`subprotocol`)
-    and, for ``wss://``, the server's :attr:`certificate`.
+    knows the server's handshake answer (:attr:`response_headers`, :attr:`subprotocol`,
+    :attr:`deflate_params`) and, for ``wss://``, the server's :attr:`certificate`.
     """
 
     def __init__(
@@ -103,6 +104,7 @@ class Client(WebSocket):
             connection,
             leftover=handshake.leftover,
             subprotocol=handshake.subprotocol,
+            deflate_params=handshake.deflate_params,
             close_timeout=close_timeout,
         )
         self.response_headers = handshake.response_headers
@@ -122,6 +124,7 @@ def connect(
     origin: str | None = None,
     max_message_size: int | None = DEFAULT_MAX_SIZE,
     max_frame_size: int | None = None,
+    compression: str | DeflateOptions | None = "deflate",
     tcp_nodelay: bool = True,
     close_timeout: float | None = 10.0,
     codec=None,
@@ -139,6 +142,10 @@ def connect(
     - ``max_message_size``: larger incoming messages fail the connection with 1009
       (None: no limit). ``max_frame_size``: outgoing messages are split into frames of at
       most this many bytes (None: one frame per message).
+    - ``compression``: ``"deflate"`` offers permessage-deflate (RFC 7692) with the
+      defaults of :class:`~wsfast.DeflateOptions`, a :class:`~wsfast.DeflateOptions`
+      offers those settings, None offers nothing. Messages are compressed only if the
+      server agrees (see :attr:`Client.deflate_params`).
     - ``tcp_nodelay``: send small frames at once instead of letting TCP batch them.
     - ``close_timeout``: seconds closing waits for the server to finish the close
       handshake before dropping the connection (None: no limit).
@@ -158,10 +165,19 @@ def connect(
         raise ValueError(f"a wss:// URL needs TLS, but ssl={ssl!r}")
     if uri.user_info is not None:
         headers = _with_basic_auth(headers, *uri.user_info)
-    # Built first, so that bad options fail before any network traffic.
-    connection = Connection(client=True, max_message_size=max_message_size, max_frame_size=max_frame_size, codec=codec)
+    # Checked first, so that bad options fail before any network traffic.
+    deflate = deflate_options(compression)
+    connection_options = {"max_message_size": max_message_size, "max_frame_size": max_frame_size, "codec": codec}
+    Connection(client=True, **connection_options)
     handshake = ClientHandshake(
-        uri.host, uri.port, uri.resource, secure=uri.secure, origin=origin, headers=headers, subprotocols=subprotocols
+        uri.host,
+        uri.port,
+        uri.resource,
+        secure=uri.secure,
+        origin=origin,
+        headers=headers,
+        subprotocols=subprotocols,
+        deflate=deflate,
     )
     deadline = deadline_after(timeout)
     logger.debug("connecting to %s", url)
@@ -177,13 +193,17 @@ def connect(
             sock = ssl.wrap_socket(sock, server_hostname=server_hostname or uri.host)
         _handshake(sock, handshake, deadline)
         sock.settimeout(None)
+        params = handshake.deflate_params
+        # Without an agreement there is no deflate object, and so no cost when receiving.
+        extension = None if params is None else PerMessageDeflate(params, client=True, options=deflate)
+        connection = Connection(client=True, deflate=extension, **connection_options)
     except socket.timeout:
         sock.close()
         raise TimeoutError(f"the opening handshake with {url} timed out") from None
     except BaseException:
         sock.close()
         raise
-    logger.debug("connected to %s (subprotocol %s)", url, handshake.subprotocol)
+    logger.debug("connected to %s (subprotocol %s, deflate %s)", url, handshake.subprotocol, handshake.deflate_params)
     return Client(sock, connection, handshake, close_timeout=close_timeout)
 
 

@@ -22,7 +22,7 @@ import zlib
 
 from .exceptions import InvalidHeader, PayloadTooBig, ProtocolError
 
-__all__ = ["DeflateOptions", "DeflateParams", "PerMessageDeflate", "parse_extensions"]
+__all__ = ["DeflateOptions", "DeflateParams", "PerMessageDeflate", "deflate_options", "parse_extensions"]
 
 NAME = "permessage-deflate"
 
@@ -208,6 +208,19 @@ class DeflateOptions:
             parts.append(f"client_max_window_bits={client_bits}")
         params = DeflateParams(server_no_context_takeover, client_no_context_takeover, server_bits, client_bits)
         return params, "; ".join(parts)
+
+
+def deflate_options(compression) -> DeflateOptions | None:
+    """What a ``compression`` argument of the connect and serve functions asks for.
+
+    ``"deflate"`` means :class:`DeflateOptions` with its defaults, a
+    :class:`DeflateOptions` instance is used as it is, and None switches compression off.
+    """
+    if compression is None or isinstance(compression, DeflateOptions):
+        return compression
+    if compression == "deflate":
+        return DeflateOptions()
+    raise ValueError(f'compression must be "deflate", None or a DeflateOptions, not {compression!r}')
 
 
 def _parameters(params: list[tuple[str, str | None]], *, offer: bool) -> dict:

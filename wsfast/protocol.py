@@ -228,10 +228,10 @@ class Connection:
         valid: list = []
         try:
             for frame in frames:
+                self._inflated = None  # receive_data may have left one behind
                 self._handle(frame)
                 if self._inflated is not None:
                     frame = self._new_frame(frame.opcode, self._inflated, frame.fin)
-                    self._inflated = None
                 valid.append(frame)
                 if not self._receiving:
                     break

@@ -25,6 +25,7 @@ import time
 
 from ._codec import DEFAULT_MAX_SIZE
 from ._io import WebSocket, deadline_after, logger, time_left
+from .deflate import DeflateOptions, PerMessageDeflate, deflate_options
 from .exceptions import ConnectionClosed, InvalidHandshake
 from .handshake import ServerHandshake
 from .protocol import Connection, State
@@ -36,8 +37,8 @@ class ServerConnection(WebSocket):
     """A client's connection, as the server's handler receives it.
 
     It has the same API as :class:`wsfast.client.Client` (:meth:`send`, :meth:`recv`,
-    iteration, :meth:`close`, ...), plus the request's :attr:`path` and
-    :attr:`request_headers`.
+    iteration, :meth:`close`, :attr:`deflate_params`, ...), plus the request's
+    :attr:`path` and :attr:`request_headers`.
     """
 
     def __init__(
@@ -53,6 +54,7 @@ class ServerConnection(WebSocket):
             connection,
             leftover=handshake.leftover,
             subprotocol=handshake.subprotocol,
+            deflate_params=handshake.deflate_params,
             close_timeout=close_timeout,
         )
         self.path: str = handshake.path
@@ -82,6 +84,7 @@ class Server:
         *,
         ssl,
         subprotocols,
+        deflate,
         open_timeout,
         close_timeout,
         tcp_nodelay: bool,
@@ -91,6 +94,7 @@ class Server:
         self._listener = listener
         self._ssl = ssl
         self._subprotocols = subprotocols
+        self._deflate = deflate
         self._open_timeout = open_timeout
         self._close_timeout = close_timeout
         self._tcp_nodelay = tcp_nodelay
@@ -190,7 +194,7 @@ class Server:
 
     def _open(self, sock: socket.socket) -> ServerConnection | None:
         """Run the TLS and WebSocket handshakes; None if they fail (the socket is closed)."""
-        handshake = ServerHandshake(subprotocols=self._subprotocols)
+        handshake = ServerHandshake(subprotocols=self._subprotocols, deflate=self._deflate)
         deadline = deadline_after(self._open_timeout)
         try:
             if self._tcp_nodelay:
@@ -219,7 +223,10 @@ class Server:
             logger.debug("opening handshake failed: %r", exc)
             sock.close()
             return None
-        connection = Connection(client=False, **self._connection_options)
+        params = handshake.deflate_params
+        # Without an agreement there is no deflate object, and so no cost when receiving.
+        extension = None if params is None else PerMessageDeflate(params, client=False, options=self._deflate)
+        connection = Connection(client=False, deflate=extension, **self._connection_options)
         logger.debug("connection opened: %s", handshake.path)
         return ServerConnection(sock, connection, handshake, close_timeout=self._close_timeout)
 
@@ -270,6 +277,7 @@ def serve(
     subprotocols=None,
     max_message_size: int | None = DEFAULT_MAX_SIZE,
     max_frame_size: int | None = None,
+    compression: str | DeflateOptions | None = "deflate",
     open_timeout: float | None = 10.0,
     close_timeout: float | None = 10.0,
     tcp_nodelay: bool = True,
@@ -288,6 +296,10 @@ def serve(
     - ``max_message_size``: larger incoming messages fail the connection with 1009
       (None: no limit). ``max_frame_size``: outgoing messages are split into frames of
       at most this many bytes (None: one frame per message).
+    - ``compression``: ``"deflate"`` accepts a client's permessage-deflate (RFC 7692)
+      offer with the defaults of :class:`~wsfast.DeflateOptions`, a
+      :class:`~wsfast.DeflateOptions` accepts it with those settings, None declines it.
+      :attr:`ServerConnection.deflate_params` tells what was agreed.
     - ``open_timeout``: seconds a client has for the TLS and WebSocket handshakes.
     - ``close_timeout``: seconds closing waits for the client's part of the close handshake.
     - ``codec``: the frame codec module, by default the one ``wsfast`` selected.
@@ -295,6 +307,7 @@ def serve(
     A request that is not a valid WebSocket upgrade is answered 400 (426 for an
     unsupported WebSocket version) and closed.
     """
+    deflate = deflate_options(compression)
     connection_options = {"max_message_size": max_message_size, "max_frame_size": max_frame_size, "codec": codec}
     Connection(client=False, **connection_options)  # bad options fail here, not in every connection
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -304,6 +317,7 @@ def serve(
         listener,
         ssl=ssl,
         subprotocols=subprotocols,
+        deflate=deflate,
         open_timeout=open_timeout,
         close_timeout=close_timeout,
         tcp_nodelay=tcp_nodelay,

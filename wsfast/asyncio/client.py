@@ -15,6 +15,7 @@ import ssl as ssl_module
 
 from .._codec import DEFAULT_MAX_SIZE
 from ..client import CertificateInfo, _with_basic_auth, certificate_info
+from ..deflate import DeflateOptions, DeflateParams, PerMessageDeflate, deflate_options
 from ..exceptions import ConnectionClosedOK, InvalidHandshake
 from ..handshake import ClientHandshake
 from ..protocol import Close, Connection, Ping, Pong, State
@@ -87,9 +88,13 @@ class Client:
             raise ValueError("max_queued_bytes must be >= 0 or None")
         self._loop = asyncio.get_running_loop()
         self._handshake = handshake
-        self._conn = Connection(
-            client=True, max_message_size=max_message_size, max_frame_size=max_frame_size, codec=codec
-        )
+        self._connection_options = {
+            "max_message_size": max_message_size,
+            "max_frame_size": max_frame_size,
+            "codec": codec,
+        }
+        # Replaced once the handshake tells whether messages are compressed.
+        self._conn = Connection(client=True, **self._connection_options)
         self._handshaking = True
         self._close_timeout = close_timeout
         self._transport = None
@@ -130,6 +135,12 @@ class Client:
     def response_headers(self):
         """The headers of the server's handshake response (a :class:`wsfast.handshake.Headers`)."""
         return self._handshake.response_headers
+
+    @property
+    def deflate_params(self) -> DeflateParams | None:
+        """The permessage-deflate parameters agreed in the handshake (a
+        :class:`~wsfast.deflate.DeflateParams`), or None when messages go uncompressed."""
+        return self._handshake.deflate_params
 
     @property
     def close_code(self) -> int | None:
@@ -391,6 +402,10 @@ class Client:
             self._transport.abort()
             return
         if done:
+            params = self._handshake.deflate_params
+            if params is not None:
+                extension = PerMessageDeflate(params, client=True, options=self._handshake.deflate)
+                self._conn = Connection(client=True, deflate=extension, **self._connection_options)
             self._handshaking = False
             if not self._opened.done():
                 self._opened.set_result(None)
@@ -451,6 +466,7 @@ def connect(
     max_message_size: int | None = DEFAULT_MAX_SIZE,
     max_frame_size: int | None = None,
     max_queued_bytes: int | None = DEFAULT_MAX_QUEUED_BYTES,
+    compression: str | DeflateOptions | None = "deflate",
     tcp_nodelay: bool = True,
     close_timeout: float | None = 10.0,
     codec=None,
@@ -473,6 +489,10 @@ def connect(
       most this many bytes (None: one frame per message).
     - ``max_queued_bytes``: reading from the socket pauses while received messages not yet
       returned by ``recv`` exceed this (None: never pause).
+    - ``compression``: ``"deflate"`` offers permessage-deflate (RFC 7692) with the
+      defaults of :class:`~wsfast.DeflateOptions`, a :class:`~wsfast.DeflateOptions`
+      offers those settings, None offers nothing. Messages are compressed only if the
+      server agrees (see :attr:`Client.deflate_params`).
     - ``tcp_nodelay``: send small frames at once instead of letting TCP batch them.
     - ``close_timeout``: seconds :meth:`Client.close` waits for the server to finish
       the close handshake before dropping the connection.
@@ -491,6 +511,7 @@ def connect(
         headers=headers,
         subprotocols=subprotocols,
         origin=origin,
+        deflate=deflate_options(compression),
         tcp_nodelay=tcp_nodelay,
         client_options={
             "max_message_size": max_message_size,
@@ -506,7 +527,7 @@ class _Connect:
     """What :func:`connect` returns: await it, or use it with ``async with``."""
 
     def __init__(
-        self, url, *, timeout, ssl, server_hostname, headers, subprotocols, origin, tcp_nodelay, client_options
+        self, url, *, timeout, ssl, server_hostname, headers, subprotocols, origin, deflate, tcp_nodelay, client_options
     ) -> None:
         uri = parse_uri(url)
         if ssl is True or (ssl is None and uri.secure):
@@ -521,6 +542,7 @@ class _Connect:
         self._headers = headers
         self._subprotocols = subprotocols
         self._origin = origin
+        self._deflate = deflate
         self._uri = uri
         self._ssl = ssl or None
         self._server_hostname = server_hostname or uri.host
@@ -549,6 +571,7 @@ class _Connect:
             origin=self._origin,
             headers=self._headers,
             subprotocols=self._subprotocols,
+            deflate=self._deflate,
         )
         client = Client(handshake, **self._client_options)
         try:
