@@ -1,0 +1,520 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: embedsignature=True
+"""The compiled frame codec: same API and behaviour as the pure-Python ``wsfast._pure``.
+
+Masking runs in C kernels chosen for the CPU at import. Frames are parsed straight
+from the caller's buffer; a payload that arrives in pieces is copied (and unmasked)
+piece by piece into the ``bytes`` object the frame will carry.
+"""
+
+cimport cython
+from cpython.buffer cimport (
+    PyBUF_FULL_RO,
+    PyBUF_SIMPLE,
+    PyBuffer_IsContiguous,
+    PyBuffer_Release,
+    PyObject_CheckBuffer,
+    PyObject_GetBuffer,
+)
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.object cimport PyObject
+from libc.stdint cimport INT64_MAX, uint64_t
+from libc.string cimport memcpy
+
+from kernels cimport (
+    WSFAST_BAD_MASK,
+    WSFAST_BAD_OPCODE,
+    WSFAST_BAD_RSV,
+    WSFAST_FRAGMENTED_CONTROL,
+    WSFAST_HEADER_INCOMPLETE,
+    WSFAST_HEADER_OK,
+    WSFAST_LENGTH_MSB,
+    WSFAST_LONG_CONTROL,
+    WSFAST_MAX_HEADER,
+    wsfast_header,
+    wsfast_header_status,
+    wsfast_mask,
+    wsfast_mask_init,
+    wsfast_parse_header,
+)
+
+import math
+from operator import index
+
+from wsfast.enums import Opcode
+from wsfast.exceptions import PayloadTooBig, ProtocolError
+
+__all__ = ["DEFAULT_MAX_SIZE", "Frame", "FrameParser", "encode_frame", "mask", "mask_inplace"]
+
+DEFAULT_MAX_SIZE = 64 * 1024 * 1024
+
+cdef extern from "Python.h":
+    const Py_ssize_t PY_SSIZE_T_MAX
+    # Raw forms for the payload being collected, which the parser owns by hand
+    # (NULL and a set exception on failure; the resize needs the only reference).
+    PyObject *_new_bytes "PyBytes_FromStringAndSize"(const char *data, Py_ssize_t size)
+    char *_bytes_data "PyBytes_AS_STRING"(PyObject *bytes)
+    int _PyBytes_Resize(PyObject **bytes, Py_ssize_t size)
+    Py_ssize_t Py_SIZE(PyObject *obj)
+    void Py_CLEAR(PyObject *obj)
+
+cdef enum:
+    FIN = 8
+    RSV1 = 4
+    RSV2 = 2
+    RSV3 = 1
+    CONTROL_MAX = 125
+    FIRST_CAPACITY = 64 * 1024  # least room taken for a payload still arriving
+    KNOWN_OPCODES = 0x0707  # bit n set when opcode n is defined
+
+# Limit used for max_size=None: no frame length can exceed it.
+cdef uint64_t NO_LIMIT = INT64_MAX
+
+_OPCODE_NAMES = {op.value: op.name for op in Opcode}
+
+wsfast_mask_init()
+
+
+cdef inline unsigned char _with_bit(unsigned char bits, unsigned char bit, bint on):
+    return (bits | bit) if on else (bits & ~bit)
+
+
+@cython.freelist(256)
+@cython.no_gc  # fields hold only ints, bools and bytes: no reference cycle is possible
+cdef class Frame:
+    """One WebSocket frame. ``payload`` is always ``bytes`` (already unmasked).
+
+    ``len(frame)`` is the payload size and ``frame[i]`` indexes its bytes.
+    """
+
+    cdef public bytes payload
+    cdef public int opcode
+    # FIN, RSV1, RSV2, RSV3 as the bits 8, 4, 2, 1, like the high half of the wire's
+    # first byte: one byte keeps the object small, which matters at millions per second.
+    cdef unsigned char _bits
+
+    def __init__(self, opcode, payload=b"", fin=True, rsv1=False, rsv2=False, rsv3=False):
+        self.opcode = index(opcode)
+        self.payload = payload if type(payload) is bytes else bytes(memoryview(payload))
+        self._bits = (FIN if fin else 0) | (RSV1 if rsv1 else 0) | (RSV2 if rsv2 else 0) | (RSV3 if rsv3 else 0)
+
+    @property
+    def fin(self):
+        """True on the last frame of a message."""
+        return self._bits & FIN != 0
+
+    @fin.setter
+    def fin(self, value):
+        self._bits = _with_bit(self._bits, FIN, value)
+
+    @property
+    def rsv1(self):
+        """The first reserved bit (per-message compression uses it)."""
+        return self._bits & RSV1 != 0
+
+    @rsv1.setter
+    def rsv1(self, value):
+        self._bits = _with_bit(self._bits, RSV1, value)
+
+    @property
+    def rsv2(self):
+        """The second reserved bit."""
+        return self._bits & RSV2 != 0
+
+    @rsv2.setter
+    def rsv2(self, value):
+        self._bits = _with_bit(self._bits, RSV2, value)
+
+    @property
+    def rsv3(self):
+        """The third reserved bit."""
+        return self._bits & RSV3 != 0
+
+    @rsv3.setter
+    def rsv3(self, value):
+        self._bits = _with_bit(self._bits, RSV3, value)
+
+    @property
+    def is_control(self):
+        """True for close, ping and pong frames."""
+        return self.opcode >= 8
+
+    @property
+    def text(self):
+        """The payload decoded as UTF-8; for a close frame, the reason after the code."""
+        cdef object payload = self.payload
+        if self.opcode == 8:
+            return payload[2:].decode()
+        return payload.decode()
+
+    @property
+    def close_code(self):
+        """A close frame's status code (1005 when it carries none); None for other frames."""
+        cdef object payload = self.payload
+        if self.opcode != 8:
+            return None
+        if len(payload) < 2:
+            return 1005
+        return int.from_bytes(payload[:2], "big")
+
+    def __len__(self):
+        return len(<object>self.payload)
+
+    def __getitem__(self, index):
+        return (<object>self.payload)[index]
+
+    def __eq__(self, other):
+        # Compares public attributes only, so frames of both codec twins compare equal.
+        if type(other) is Frame:
+            return (self.opcode == (<Frame>other).opcode and self._bits == (<Frame>other)._bits
+                    and <object>self.payload == <object>(<Frame>other).payload)
+        try:
+            return (
+                self.opcode == other.opcode
+                and self.payload == other.payload
+                and self.fin == other.fin
+                and self.rsv1 == other.rsv1
+                and self.rsv2 == other.rsv2
+                and self.rsv3 == other.rsv3
+            )
+        except AttributeError:
+            return NotImplemented
+
+    def __hash__(self):
+        return hash((self.opcode, self.fin, self.rsv1, self.rsv2, self.rsv3, self.payload))
+
+    def __repr__(self):
+        cdef object payload = self.payload
+        name = _OPCODE_NAMES.get(self.opcode, str(self.opcode))
+        flags = "".join(f" rsv{i}" for i, bit in enumerate((self.rsv1, self.rsv2, self.rsv3), 1) if bit)
+        shown = payload if len(payload) <= 32 else payload[:32] + b"..."
+        return f"<Frame {name} fin={self.fin}{flags} {len(payload)} bytes {shown!r}>"
+
+
+cdef inline int _append_frame(list frames, const wsfast_header *h, bytes payload) except -1:
+    cdef Frame frame = Frame.__new__(Frame)
+    frame.opcode = h.opcode
+    frame._bits = (h.fin << 3) | h.rsv
+    frame.payload = payload
+    frames.append(frame)
+    return 0
+
+
+cdef int _get_bytes(object data, Py_buffer *view) except -1:
+    """Fill ``view`` with the bytes of ``data``, accepting what the pure twin accepts.
+
+    One-dimensional byte buffers are used in place; anything else takes the pure
+    twin's route (cast, copy of a strided view) so its errors are the same too.
+    """
+    if PyObject_CheckBuffer(data):
+        PyObject_GetBuffer(data, view, PyBUF_FULL_RO)
+        if view.ndim == 1 and view.itemsize == 1 and PyBuffer_IsContiguous(view, b"C"):
+            return 0
+        PyBuffer_Release(view)
+    flat = memoryview(data)
+    if flat.ndim != 1 or flat.itemsize != 1:
+        flat = flat.cast("B")
+    if not flat.c_contiguous:
+        flat = flat.tobytes()
+    PyObject_GetBuffer(flat, view, PyBUF_SIMPLE)
+    return 0
+
+
+cdef int _load_key(object key, unsigned char *out) except -1:
+    if type(key) is not bytes:
+        key = bytes(memoryview(key))
+    if len(<bytes>key) != 4:
+        raise ValueError(f"mask key must be 4 bytes, not {len(<bytes>key)}")
+    memcpy(out, PyBytes_AS_STRING(key), 4)
+    return 0
+
+
+def mask(data, key):
+    """Return ``data`` XOR-ed with the 4-byte ``key`` (masking and unmasking are the same)."""
+    cdef Py_buffer view
+    cdef unsigned char k[4]
+    _load_key(key, k)
+    _get_bytes(data, &view)
+    try:
+        out = PyBytes_FromStringAndSize(NULL, view.len)
+        wsfast_mask(<unsigned char *>PyBytes_AS_STRING(out), <const unsigned char *>view.buf,
+                    view.len, k, 0)
+    finally:
+        PyBuffer_Release(&view)
+    return out
+
+
+def mask_inplace(buffer, key):
+    """XOR a writable buffer (bytearray, memoryview, ...) with the 4-byte ``key`` in place."""
+    cdef Py_buffer view
+    cdef unsigned char k[4]
+    if PyObject_CheckBuffer(buffer):
+        PyObject_GetBuffer(buffer, &view, PyBUF_FULL_RO)
+        try:
+            if view.readonly:
+                raise TypeError("mask_inplace needs a writable buffer")
+            _load_key(key, k)
+            if view.ndim == 1 and view.itemsize == 1 and PyBuffer_IsContiguous(&view, b"C"):
+                wsfast_mask(<unsigned char *>view.buf, <const unsigned char *>view.buf,
+                            view.len, k, 0)
+                return
+        finally:
+            PyBuffer_Release(&view)
+    # Multi-dimensional, strided or not a buffer at all: the pure twin's route.
+    flat = memoryview(buffer)
+    if flat.readonly:
+        raise TypeError("mask_inplace needs a writable buffer")
+    _load_key(key, k)
+    if flat.ndim != 1 or flat.itemsize != 1:
+        flat = flat.cast("B")
+    flat[:] = mask(flat, key)
+
+
+def encode_frame(opcode, payload=b"", *, fin=True, rsv=0, mask_key=None):
+    """Return the wire bytes of one frame.
+
+    ``rsv`` holds the three reserved bits as a number: 4 is RSV1, 2 is RSV2, 1 is RSV3.
+    With ``mask_key`` (4 bytes) the frame is masked, as a client must; the length uses the
+    shortest of the 7, 16 and 64-bit encodings.
+    """
+    cdef Py_buffer view
+    cdef unsigned char k[4]
+    cdef unsigned char *out_p
+    cdef Py_ssize_t n, pos
+    cdef uint64_t length
+    cdef int op, first, i
+    cdef unsigned char mask_bit = 0x80 if mask_key is not None else 0
+    if type(opcode) is not int:
+        opcode = index(opcode)
+    if not (0 <= opcode <= 15 and (KNOWN_OPCODES >> <int>opcode) & 1):
+        raise ValueError(f"unknown opcode {opcode:#x}")
+    op = opcode
+    if type(rsv) is not int:
+        rsv = index(rsv)
+    if not 0 <= rsv <= 7:
+        raise ValueError(f"rsv must be within 0..7, not {rsv}")
+    if isinstance(payload, str):
+        raise TypeError("payload must be bytes-like, not str")
+    _get_bytes(payload, &view)
+    try:
+        n = view.len
+        if op >= 8:
+            if n > CONTROL_MAX:
+                raise ValueError(f"control frame payload is {n} bytes; at most 125 allowed")
+            if not fin:
+                raise ValueError("control frames cannot be fragmented")
+        first = (0x80 if fin else 0) | (<int>rsv << 4) | op
+        if mask_bit:
+            _load_key(mask_key, k)
+        pos = 2 if n < 126 else 4 if n < 65536 else 10
+        out = PyBytes_FromStringAndSize(NULL, pos + (4 if mask_bit else 0) + n)
+        out_p = <unsigned char *>PyBytes_AS_STRING(out)
+        out_p[0] = first
+        if n < 126:
+            out_p[1] = mask_bit | n
+        elif n < 65536:
+            out_p[1] = mask_bit | 126
+            out_p[2] = n >> 8
+            out_p[3] = n & 0xFF
+        else:
+            out_p[1] = mask_bit | 127
+            length = n
+            for i in range(8):
+                out_p[2 + i] = (length >> (56 - 8 * i)) & 0xFF
+        if mask_bit:
+            memcpy(out_p + pos, k, 4)
+            wsfast_mask(out_p + pos + 4, <const unsigned char *>view.buf, n, k, 0)
+        else:
+            memcpy(out_p + pos, view.buf, n)
+    finally:
+        PyBuffer_Release(&view)
+    return out
+
+
+@cython.auto_pickle(False)  # its C state must never come from outside
+cdef class FrameParser:
+    """Streaming frame parser: feed it bytes in any chunking, get complete frames back.
+
+    ``client=True`` parses what a server sends (frames must be unmasked); ``client=False``
+    parses what a client sends (frames must be masked, and are unmasked here). A frame whose
+    header announces more than ``max_size`` payload bytes (None for no limit) is rejected
+    before its payload is buffered. ``allowed_rsv`` lists the reserved bits an extension
+    negotiated (4 for RSV1). A violation raises :class:`ProtocolError` carrying the close
+    code, with the frames completed before it in ``error.frames``; the parser then stays
+    failed, and every later ``feed`` raises the same kind of error with no frames.
+    """
+
+    cdef readonly bint client
+    cdef readonly object max_size
+    cdef readonly object allowed_rsv
+    cdef uint64_t _limit
+    cdef unsigned _rsv_bits
+    cdef int _masked  # 1 when frames must be masked: we parse a client's frames
+    # Start of a frame whose header has not fully arrived.
+    cdef unsigned char _head[WSFAST_MAX_HEADER]
+    cdef Py_ssize_t _head_len
+    # Frame whose header is known and whose payload is arriving: the payload goes
+    # straight into the bytes object the frame will carry. That object grows with the
+    # data (never past the announced length), so a header alone reserves no memory.
+    cdef wsfast_header _header
+    cdef PyObject *_payload  # owned; NULL when no payload is arriving
+    cdef Py_ssize_t _filled
+    cdef object _error
+
+    def __init__(self, *, client=True, max_size=DEFAULT_MAX_SIZE, allowed_rsv=0):
+        if max_size is not None and max_size < 0:
+            raise ValueError("max_size must be >= 0 or None")
+        if not 0 <= allowed_rsv <= 7:
+            raise ValueError("allowed_rsv must be within 0..7")
+        self.client = client
+        self.max_size = max_size
+        self.allowed_rsv = allowed_rsv
+        self._rsv_bits = allowed_rsv
+        if max_size is None or max_size >= NO_LIMIT:
+            self._limit = NO_LIMIT
+        else:
+            # A payload length is whole, so a fractional limit works as its floor.
+            self._limit = max_size if type(max_size) is int else math.floor(max_size)
+        self._masked = not self.client
+        self._reset()
+        self._error = None
+
+    def __dealloc__(self):
+        Py_CLEAR(self._payload)
+
+    @property
+    def buffered(self):
+        """Bytes held for a frame that has not fully arrived."""
+        if self._payload != NULL:
+            return self._header.size + self._filled
+        return self._head_len
+
+    def feed(self, data):
+        """Parse ``data`` (any bytes-like) and return the frames it completed, in order."""
+        cdef Py_buffer view
+        cdef list frames = []
+        if self._error is not None:
+            self._raise_again()
+        _get_bytes(data, &view)
+        try:
+            self._parse(<const unsigned char *>view.buf, view.len, frames)
+        except BaseException as exc:
+            exc.frames = frames
+            self._error = exc
+            self._reset()
+            raise
+        finally:
+            PyBuffer_Release(&view)
+        return frames
+
+    cdef void _reset(self):
+        self._head_len = 0
+        self._filled = 0
+        Py_CLEAR(self._payload)
+
+    cdef int _raise_again(self) except -1:
+        """Raise for a parser that already failed: the same kind of error, no frames."""
+        error = self._error
+        if isinstance(error, ProtocolError):
+            again = type(error)(str(error), error.code)
+            again.frames = []
+            raise again
+        raise error
+
+    cdef int _parse(self, const unsigned char *buf, Py_ssize_t n, list frames) except -1:
+        cdef Py_ssize_t pos = 0
+        cdef Py_ssize_t used
+        cdef wsfast_header h
+        cdef wsfast_header_status status
+        if self._payload != NULL:
+            pos = self._fill(buf, n, frames)
+            if self._payload != NULL:
+                return 0
+        if self._head_len:
+            used = min(n - pos, WSFAST_MAX_HEADER - self._head_len)
+            memcpy(&self._head[self._head_len], buf + pos, used)
+            status = wsfast_parse_header(self._head, self._head_len + used, self._rsv_bits,
+                                         self._masked, self._limit, &h)
+            if status == WSFAST_HEADER_INCOMPLETE:
+                self._head_len += used
+                return 0
+            if status != WSFAST_HEADER_OK:
+                self._raise(status, &h)
+            pos += h.size - self._head_len
+            self._head_len = 0
+            pos += self._start_payload(&h, buf + pos, n - pos, frames)
+        while pos < n:
+            status = wsfast_parse_header(buf + pos, n - pos, self._rsv_bits, self._masked,
+                                         self._limit, &h)
+            if status == WSFAST_HEADER_INCOMPLETE:
+                # Fewer than WSFAST_MAX_HEADER bytes are left: they fit in _head.
+                memcpy(self._head, buf + pos, n - pos)
+                self._head_len = n - pos
+                return 0
+            if status != WSFAST_HEADER_OK:
+                self._raise(status, &h)
+            pos += h.size
+            pos += self._start_payload(&h, buf + pos, n - pos, frames)
+        return 0
+
+    cdef Py_ssize_t _start_payload(self, const wsfast_header *h, const unsigned char *src,
+                                   Py_ssize_t avail, list frames) except -1:
+        """Deliver the frame of header ``h`` if its payload is all in ``src``, else
+        start collecting it; return the bytes of ``src`` used."""
+        cdef bytes payload
+        cdef Py_ssize_t length
+        if h.length > <uint64_t>PY_SSIZE_T_MAX:
+            raise PayloadTooBig(f"frame of {h.length} bytes exceeds the addressable memory")
+        length = <Py_ssize_t>h.length
+        if avail >= length:
+            if self._masked:
+                payload = PyBytes_FromStringAndSize(NULL, length)
+                wsfast_mask(<unsigned char *>PyBytes_AS_STRING(payload), src, length, h.key, 0)
+            else:
+                payload = PyBytes_FromStringAndSize(<const char *>src, length)
+            _append_frame(frames, h, payload)
+            return length
+        self._payload = _new_bytes(NULL, min(length, max(2 * avail, FIRST_CAPACITY)))
+        if self._payload == NULL:
+            return -1
+        self._header = h[0]
+        self._filled = 0
+        return self._fill(src, avail, frames)
+
+    cdef Py_ssize_t _fill(self, const unsigned char *src, Py_ssize_t avail, list frames) except -1:
+        """Copy (unmasking) up to ``avail`` bytes into the payload being collected,
+        deliver the frame once complete; return the bytes used."""
+        cdef Py_ssize_t length = <Py_ssize_t>self._header.length
+        cdef Py_ssize_t take = min(length - self._filled, avail)
+        cdef Py_ssize_t filled = self._filled + take
+        cdef unsigned char *dst
+        if filled > Py_SIZE(self._payload):
+            # Doubling keeps the copies linear in the payload size.
+            if _PyBytes_Resize(&self._payload, min(length, max(filled, 2 * Py_SIZE(self._payload)))) < 0:
+                return -1
+        dst = <unsigned char *>_bytes_data(self._payload) + self._filled
+        if self._masked:
+            wsfast_mask(dst, src, take, self._header.key, self._filled)
+        else:
+            memcpy(dst, src, take)
+        self._filled = filled
+        if filled == length:
+            payload = <bytes>self._payload
+            Py_CLEAR(self._payload)
+            _append_frame(frames, &self._header, payload)
+        return take
+
+    cdef int _raise(self, wsfast_header_status status, const wsfast_header *h) except -1:
+        if status == WSFAST_BAD_RSV:
+            raise ProtocolError("reserved bits set without a negotiated extension")
+        if status == WSFAST_BAD_OPCODE:
+            raise ProtocolError(f"unknown opcode {h.opcode:#x}")
+        if status == WSFAST_FRAGMENTED_CONTROL:
+            raise ProtocolError("fragmented control frame")
+        if status == WSFAST_LONG_CONTROL:
+            raise ProtocolError("control frame payload longer than 125 bytes")
+        if status == WSFAST_BAD_MASK:
+            raise ProtocolError("masked frame from server" if self.client else "unmasked frame from client")
+        if status == WSFAST_LENGTH_MSB:
+            raise ProtocolError("payload length has its most significant bit set")
+        raise PayloadTooBig(f"frame of {h.length} bytes exceeds max_size of {self.max_size}")

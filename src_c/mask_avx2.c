@@ -1,0 +1,45 @@
+/* AVX2 masking kernel: 128 bytes per step in four 32-byte registers. Only this
+ * function is compiled for AVX2; mask_dispatch.c calls it after checking the CPU. */
+#include "mask.h"
+
+#ifdef WSFAST_HAVE_AVX2
+#include <immintrin.h>
+#include <string.h>
+
+__attribute__((target("avx2")))
+void wsfast_mask_avx2(unsigned char *dst, const unsigned char *src, size_t n, uint32_t key)
+{
+    size_t i = 0, head = (size_t)(-(uintptr_t)src) & 31;
+    __m256i k;
+
+    /* Loads that straddle cache lines cost the most: start the wide loop at a
+     * 32-byte boundary of src, after a few bytes done by the portable kernel. */
+    if (head && n >= 256) {
+        unsigned char twice[8];
+        wsfast_mask_generic(dst, src, head, key);
+        memcpy(twice, &key, 4);
+        memcpy(twice + 4, &key, 4);
+        memcpy(&key, twice + (head & 3), 4);
+        dst += head;
+        src += head;
+        n -= head;
+    }
+    k = _mm256_set1_epi32((int)key);
+    for (; i + 128 <= n; i += 128) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(src + i));
+        __m256i b = _mm256_loadu_si256((const __m256i *)(src + i + 32));
+        __m256i c = _mm256_loadu_si256((const __m256i *)(src + i + 64));
+        __m256i d = _mm256_loadu_si256((const __m256i *)(src + i + 96));
+        _mm256_storeu_si256((__m256i *)(dst + i), _mm256_xor_si256(a, k));
+        _mm256_storeu_si256((__m256i *)(dst + i + 32), _mm256_xor_si256(b, k));
+        _mm256_storeu_si256((__m256i *)(dst + i + 64), _mm256_xor_si256(c, k));
+        _mm256_storeu_si256((__m256i *)(dst + i + 96), _mm256_xor_si256(d, k));
+    }
+    for (; i + 32 <= n; i += 32) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(src + i));
+        _mm256_storeu_si256((__m256i *)(dst + i), _mm256_xor_si256(a, k));
+    }
+    /* i is a multiple of 4, so the key is still in phase for the tail. */
+    wsfast_mask_generic(dst + i, src + i, n - i, key);
+}
+#endif
