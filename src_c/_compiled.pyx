@@ -42,7 +42,7 @@ import math
 from operator import index
 
 from wsfast.enums import Opcode
-from wsfast.exceptions import PayloadTooBig, ProtocolError
+from wsfast.exceptions import InvalidUTF8, PayloadTooBig, ProtocolError
 
 __all__ = ["DEFAULT_MAX_SIZE", "Frame", "FrameParser", "encode_frame", "mask", "mask_inplace"]
 
@@ -57,6 +57,8 @@ cdef extern from "Python.h":
     int _PyBytes_Resize(PyObject **bytes, Py_ssize_t size)
     Py_ssize_t Py_SIZE(PyObject *obj)
     void Py_CLEAR(PyObject *obj)
+    # Strict decoding: UnicodeDecodeError on invalid UTF-8.
+    str _decode_utf8 "PyUnicode_DecodeUTF8"(const char *data, Py_ssize_t size, const char *errors)
 
 cdef enum:
     FIN = 8
@@ -360,6 +362,9 @@ cdef class FrameParser:
     cdef PyObject *_payload  # owned; NULL when no payload is arriving
     cdef Py_ssize_t _filled
     cdef object _error
+    # In feed_messages(): whole unfragmented messages are delivered as bytes or str.
+    cdef bint _messages
+    cdef readonly Py_ssize_t last_frame_count
 
     def __init__(self, *, client=True, max_size=DEFAULT_MAX_SIZE, allowed_rsv=0):
         if max_size is not None and max_size < 0:
@@ -391,13 +396,34 @@ cdef class FrameParser:
 
     def feed(self, data):
         """Parse ``data`` (any bytes-like) and return the frames it completed, in order."""
+        return self._feed(data, False)
+
+    def feed_messages(self, data):
+        """Like :meth:`feed`, but deliver every complete message that came in one frame
+        as its payload: ``bytes`` for binary, ``str`` for text.
+
+        Everything else (control frames, fragments, frames with reserved bits set) comes
+        as a :class:`Frame`; :attr:`last_frame_count` tells how many did. Text that is not
+        valid UTF-8 raises :class:`InvalidUTF8` like any other violation.
+        """
+        return self._feed(data, True)
+
+    cdef list _feed(self, object data, bint messages):
         cdef Py_buffer view
         cdef list frames = []
         if self._error is not None:
             self._raise_again()
+        self._messages = messages
+        self.last_frame_count = 0
         _get_bytes(data, &view)
         try:
             self._parse(<const unsigned char *>view.buf, view.len, frames)
+        except UnicodeDecodeError as exc:
+            error = InvalidUTF8(f"invalid UTF-8 in text message: {exc.reason}")
+            error.frames = frames
+            self._error = error
+            self._reset()
+            raise error from None
         except BaseException as exc:
             exc.frames = frames
             self._error = exc
@@ -467,12 +493,15 @@ cdef class FrameParser:
             raise PayloadTooBig(f"frame of {h.length} bytes exceeds the addressable memory")
         length = <Py_ssize_t>h.length
         if avail >= length:
+            if h.opcode == 1 and not self._masked and self._is_message(h):
+                frames.append(_decode_utf8(<const char *>src, length, NULL))  # no bytes in between
+                return length
             if self._masked:
                 payload = PyBytes_FromStringAndSize(NULL, length)
                 wsfast_mask(<unsigned char *>PyBytes_AS_STRING(payload), src, length, h.key, 0)
             else:
                 payload = PyBytes_FromStringAndSize(<const char *>src, length)
-            _append_frame(frames, h, payload)
+            self._deliver(h, payload, frames)
             return length
         self._payload = _new_bytes(NULL, min(length, max(2 * avail, FIRST_CAPACITY)))
         if self._payload == NULL:
@@ -501,8 +530,22 @@ cdef class FrameParser:
         if filled == length:
             payload = <bytes>self._payload
             Py_CLEAR(self._payload)
-            _append_frame(frames, &self._header, payload)
+            self._deliver(&self._header, payload, frames)
         return take
+
+    cdef inline bint _is_message(self, const wsfast_header *h):
+        """True when feed_messages() delivers this frame's payload as a message."""
+        return self._messages and h.fin and h.rsv == 0 and (h.opcode == 2 or h.opcode == 1)
+
+    cdef inline int _deliver(self, const wsfast_header *h, bytes payload, list frames) except -1:
+        if self._is_message(h):
+            if h.opcode == 1:
+                frames.append(_decode_utf8(PyBytes_AS_STRING(payload), len(payload), NULL))
+            else:
+                frames.append(payload)
+            return 0
+        self.last_frame_count += 1
+        return _append_frame(frames, h, payload)
 
     cdef int _raise(self, wsfast_header_status status, const wsfast_header *h) except -1:
         if status == WSFAST_BAD_RSV:

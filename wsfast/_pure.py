@@ -11,7 +11,7 @@ from operator import index
 from struct import Struct
 
 from .enums import Opcode
-from .exceptions import PayloadTooBig, ProtocolError
+from .exceptions import InvalidUTF8, PayloadTooBig, ProtocolError
 
 __all__ = ["DEFAULT_MAX_SIZE", "Frame", "FrameParser", "encode_frame", "mask", "mask_inplace"]
 
@@ -232,14 +232,16 @@ def encode_frame(opcode: int, payload=b"", *, fin: bool = True, rsv: int = 0, ma
 
 
 def _first_byte_table(allowed_rsv: int) -> list:
-    """Map each first header byte to (opcode, fin, rsv1, rsv2, rsv3), or None if invalid."""
+    """Map each first header byte to (opcode, fin, rsv1, rsv2, rsv3, message), or None if
+    invalid; message is True when feed_messages() delivers the frame as a whole message."""
     table: list = []
     for b0 in range(256):
         fin = b0 >= 0x80
         rsv = (b0 >> 4) & 7
         opcode = b0 & 0x0F
         valid = not rsv & ~allowed_rsv and opcode in _KNOWN_OPCODES and (fin or opcode < 8)
-        table.append((opcode, fin, rsv >= 4, rsv & 2 == 2, rsv & 1 == 1) if valid else None)
+        message = fin and not rsv and opcode in (Opcode.TEXT, Opcode.BINARY)
+        table.append((opcode, fin, rsv >= 4, rsv & 2 == 2, rsv & 1 == 1, message) if valid else None)
     return table
 
 
@@ -279,6 +281,7 @@ class FrameParser:
         self._pending = bytearray()
         self._need = 2  # bytes _pending must hold before parsing can progress
         self._error: ProtocolError | None = None
+        self.last_frame_count = 0
 
     @property
     def buffered(self) -> int:
@@ -287,11 +290,25 @@ class FrameParser:
 
     def feed(self, data) -> list:
         """Parse ``data`` (any bytes-like) and return the frames it completed, in order."""
+        return self._feed(data, False)
+
+    def feed_messages(self, data) -> list:
+        """Like :meth:`feed`, but deliver every complete message that came in one frame
+        as its payload: ``bytes`` for binary, ``str`` for text.
+
+        Everything else (control frames, fragments, frames with reserved bits set) comes
+        as a :class:`Frame`; :attr:`last_frame_count` tells how many did. Text that is not
+        valid UTF-8 raises :class:`InvalidUTF8` like any other violation.
+        """
+        return self._feed(data, True)
+
+    def _feed(self, data, messages: bool) -> list:
         if self._error is not None:
             error = self._error
             again = type(error)(str(error), error.code)
             again.frames = []
             raise again
+        self.last_frame_count = 0
         pending = self._pending
         if pending:
             pending += data
@@ -303,7 +320,12 @@ class FrameParser:
             buf = data if type(data) is bytes else bytes(memoryview(data))
         frames: list = []
         try:
-            pos = self._parse(buf, frames)
+            pos = self._parse(buf, frames, messages)
+        except UnicodeDecodeError as exc:
+            error = InvalidUTF8(f"invalid UTF-8 in text message: {exc.reason}")
+            error.frames = frames
+            self._error = error
+            raise error from None
         except ProtocolError as exc:
             exc.frames = frames
             self._error = exc
@@ -312,8 +334,9 @@ class FrameParser:
             pending += memoryview(buf)[pos:]
         return frames
 
-    def _parse(self, buf: bytes, frames: list) -> int:
-        """Append every complete frame in ``buf`` to ``frames``; return where parsing stopped."""
+    def _parse(self, buf: bytes, frames: list, messages: bool) -> int:
+        """Append every complete frame in ``buf`` to ``frames`` (whole messages as their
+        payload when ``messages`` is true); return where parsing stopped."""
         end = len(buf)
         pos = 0
         first_bytes = self._first_bytes
@@ -324,62 +347,70 @@ class FrameParser:
         from_bytes = int.from_bytes
         append = frames.append
         new_frame = Frame.__new__
-        while end - pos >= 2:
-            head = first_bytes[buf[pos]]
-            length = second_bytes[buf[pos + 1]]
-            if head is None or length < 0:
-                self._reject(buf[pos], buf[pos + 1])
-            opcode, fin, rsv1, rsv2, rsv3 = head
-            start = pos + 2
-            if length > 125:
-                if opcode >= 8:
-                    raise ProtocolError("control frame payload longer than 125 bytes")
-                if length == 126:
-                    start += 2
-                    if end < start:
-                        self._need = start - pos
+        framed = 0  # Frame objects appended
+        try:
+            while end - pos >= 2:
+                head = first_bytes[buf[pos]]
+                length = second_bytes[buf[pos + 1]]
+                if head is None or length < 0:
+                    self._reject(buf[pos], buf[pos + 1])
+                opcode, fin, rsv1, rsv2, rsv3, message = head
+                start = pos + 2
+                if length > 125:
+                    if opcode >= 8:
+                        raise ProtocolError("control frame payload longer than 125 bytes")
+                    if length == 126:
+                        start += 2
+                        if end < start:
+                            self._need = start - pos
+                            return pos
+                        length = (buf[pos + 2] << 8) | buf[pos + 3]
+                    else:
+                        start += 8
+                        if end < start:
+                            self._need = start - pos
+                            return pos
+                        length = from_bytes(buf[pos + 2 : start], "big")
+                        if length >> 63:
+                            raise ProtocolError("payload length has its most significant bit set")
+                if length > limit:
+                    raise PayloadTooBig(f"frame of {length} bytes exceeds max_size of {self.max_size}")
+                if masked:
+                    stop = start + 4 + length
+                    if end < stop:
+                        self._need = stop - pos
                         return pos
-                    length = (buf[pos + 2] << 8) | buf[pos + 3]
+                    key = buf[start : start + 4]
+                    if length < _TRANSLATE_FROM:  # _xor_int, inlined
+                        stream = (key * ((length >> 2) + 1))[:length]
+                        payload = (from_bytes(buf[start + 4 : stop], "little") ^ from_bytes(stream, "little")).to_bytes(
+                            length, "little"
+                        )
+                    else:
+                        payload = _xor(view[start + 4 : stop], key)
                 else:
-                    start += 8
-                    if end < start:
-                        self._need = start - pos
+                    stop = start + length
+                    if end < stop:
+                        self._need = stop - pos
                         return pos
-                    length = from_bytes(buf[pos + 2 : start], "big")
-                    if length >> 63:
-                        raise ProtocolError("payload length has its most significant bit set")
-            if length > limit:
-                raise PayloadTooBig(f"frame of {length} bytes exceeds max_size of {self.max_size}")
-            if masked:
-                stop = start + 4 + length
-                if end < stop:
-                    self._need = stop - pos
-                    return pos
-                key = buf[start : start + 4]
-                if length < _TRANSLATE_FROM:  # _xor_int, inlined
-                    stream = (key * ((length >> 2) + 1))[:length]
-                    payload = (from_bytes(buf[start + 4 : stop], "little") ^ from_bytes(stream, "little")).to_bytes(
-                        length, "little"
-                    )
-                else:
-                    payload = _xor(view[start + 4 : stop], key)
-            else:
-                stop = start + length
-                if end < stop:
-                    self._need = stop - pos
-                    return pos
-                payload = buf[start:stop]
-            frame = new_frame(Frame)
-            frame.opcode = opcode
-            frame.payload = payload
-            frame.fin = fin
-            frame.rsv1 = rsv1
-            frame.rsv2 = rsv2
-            frame.rsv3 = rsv3
-            append(frame)
-            pos = stop
-        self._need = 2
-        return pos
+                    payload = buf[start:stop]
+                pos = stop
+                if messages and message:
+                    append(payload if opcode == 2 else payload.decode())
+                    continue
+                frame = new_frame(Frame)
+                frame.opcode = opcode
+                frame.payload = payload
+                frame.fin = fin
+                frame.rsv1 = rsv1
+                frame.rsv2 = rsv2
+                frame.rsv3 = rsv3
+                append(frame)
+                framed += 1
+            self._need = 2
+            return pos
+        finally:
+            self.last_frame_count = framed
 
     def _reject(self, first_byte: int, second_byte: int) -> None:
         """Raise the error for a header that the lookup tables marked invalid."""

@@ -178,46 +178,62 @@ class Connection:
         :class:`Ping`, :class:`Pong` and :class:`Close`. Bytes arriving after the peer's
         close frame or after a violation are ignored.
         """
-        return self._receive(data, self._events)
+        if not self._receiving:
+            return []
+        if not self._fast_ok:
+            return self._receive(data, self._parser.feed, self._events)
+        parser = self._parser
+        try:
+            items = parser.feed_messages(data)
+        except ProtocolError as exc:
+            return self._failed(exc, self._events)
+        # The parser delivered every unfragmented message itself: when nothing else came
+        # and no fragmented message is open, its list is already the events.
+        if parser.last_frame_count or self._message_opcode is not None:
+            return self._events(items)
+        return items
 
     def receive_frames(self, data) -> list:
         """Like :meth:`receive_data`, but return the validated frames themselves."""
-        return self._receive(data, self._validate)
-
-    def _receive(self, data, process) -> list:
         if not self._receiving:
             return []
+        return self._receive(data, self._parser.feed, self._validate)
+
+    def _receive(self, data, feed, process) -> list:
         try:
-            frames = self._parser.feed(data)
+            frames = feed(data)
         except ProtocolError as exc:
-            # The frames before the broken one are still delivered.
-            results = process(exc.frames)
-            if self._receiving:
-                self._fail(exc)
-            return results
+            return self._failed(exc, process)
         return process(frames)
 
-    def _events(self, frames: list) -> list:
+    def _failed(self, exc: ProtocolError, process) -> list:
+        """Process what the parser completed before ``exc``, then fail with ``exc``."""
+        results = process(exc.frames)
+        if self._receiving:
+            if isinstance(exc, InvalidUTF8) and self._message_opcode is not None:
+                # The invalid text frame started a message while another was open.
+                exc = ProtocolError("new message started before the previous one finished")
+            self._fail(exc)
+        return results
+
+    def _events(self, items: list) -> list:
+        """Act on parsed items: whole messages (from feed_messages) pass through, frames
+        go through :meth:`_handle`."""
         events: list = []
         append = events.append
-        fast = self._fast_ok and self._message_opcode is None
         try:
-            for frame in frames:
-                # Fast path: a whole text or binary message in one frame.
-                if fast and frame.fin:
-                    opcode = frame.opcode
-                    if opcode == _BINARY:
-                        append(frame.payload)
-                        continue
-                    if opcode == _TEXT:
-                        append(frame.payload.decode())
-                        continue
-                event = self._handle(frame)
+            for item in items:
+                kind = type(item)
+                if kind is bytes or kind is str:
+                    if self._message_opcode is not None:
+                        raise ProtocolError("new message started before the previous one finished")
+                    append(item)
+                    continue
+                event = self._handle(item)
                 if event is not None:
                     append(event)
                 if not self._receiving:
                     break  # nothing after a close frame counts
-                fast = self._fast_ok and self._message_opcode is None
         except UnicodeDecodeError as exc:
             self._fail(InvalidUTF8(f"invalid UTF-8 in text message: {exc.reason}"))
         except ProtocolError as exc:

@@ -25,7 +25,10 @@ __all__ = ["Client", "connect"]
 
 DEFAULT_MAX_QUEUED_BYTES = 4 * 1024 * 1024
 
+# The read buffer doubles from _READ_SIZE up to _MAX_READ_SIZE while reads fill it:
+# fewer, bigger reads for a fast feed, a small buffer for a quiet connection.
 _READ_SIZE = 256 * 1024
+_MAX_READ_SIZE = 4 * 1024 * 1024
 # Each queued message also costs a Python object and a queue slot; counting this
 # keeps a flood of tiny messages within the read limit too.
 _MESSAGE_OVERHEAD = 64
@@ -233,7 +236,10 @@ class Client:
             raise RuntimeError("another coroutine is already waiting for a message")
         self._waiter = waiter = self._loop.create_future()
         try:
-            await _wait_for(waiter, timeout)
+            if timeout is None:
+                await waiter  # without wait_for's wrapper: this is the hot path
+            else:
+                await _wait_for(waiter, timeout)
         finally:
             self._waiter = None
         if not self._messages:
@@ -346,6 +352,9 @@ class Client:
             self._handshake_received(bytes(self._view[:nbytes]))
         else:
             self._process(self._view[:nbytes])
+        if nbytes == len(self._buffer) and nbytes < _MAX_READ_SIZE:
+            self._buffer = bytearray(2 * nbytes)
+            self._view = memoryview(self._buffer)
 
     def _process(self, data) -> None:
         """Feed received bytes to the Connection and act on what it returns."""
