@@ -551,7 +551,7 @@ def test_client_initiated_close(codec):
     assert server.receive_data(client.data_to_send()) == [Close(1000, "done")]
     assert server.state is State.CLOSING
     assert server.close_transport  # the server closes TCP once it has echoed the close
-    assert client.receive_data(server.data_to_send()) == [Close(1000, "")]
+    assert client.receive_data(server.data_to_send()) == [Close(1000, "done")]
     assert client.state is State.CLOSING
     assert not client.close_transport  # the client waits for the server to close TCP
     assert client.data_to_send() == b""
@@ -572,7 +572,7 @@ def test_server_initiated_close(codec):
     assert not server.close_transport
     assert client.receive_data(server.data_to_send()) == [Close(1001, "bye")]
     assert not client.close_transport
-    assert server.receive_data(client.data_to_send()) == [Close(1001, "")]
+    assert server.receive_data(client.data_to_send()) == [Close(1001, "bye")]
     assert server.close_transport
     exc = client.closed_exception()
     assert isinstance(exc, ConnectionClosedOK)

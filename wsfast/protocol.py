@@ -322,8 +322,8 @@ class Connection:
         self.close_reason = reason
         self._receiving = False
         if not self._close_sent:
-            # Echo the code (RFC 6455 §5.5.1); an empty close is answered with an empty one.
-            self._queue_close(None if code == 1005 else code, "")
+            # Echo the close (RFC 6455 §5.5.1); an empty close is answered with an empty one.
+            self._queue_close(None if code == 1005 else code, reason)
         self.state = _CLOSING
         if not self.client:
             self.close_transport = True  # the server closes TCP first (RFC 6455 §7.1.1)

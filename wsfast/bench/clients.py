@@ -27,7 +27,7 @@ def _check(received: int, expected: int, what: str) -> None:
 def wsfast_feed(url: str, count: int, size: int) -> float:
     from wsfast.client import connect
 
-    with connect(url, max_message_size=None) as ws:
+    with connect(url, max_message_size=None, compression=None) as ws:
         recv = ws.recv
         total = 0
         start = perf_counter()
@@ -41,7 +41,7 @@ def wsfast_feed(url: str, count: int, size: int) -> float:
 def wsfast_many_feed(url: str, count: int, size: int) -> float:
     from wsfast.client import connect
 
-    with connect(url, max_message_size=None) as ws:
+    with connect(url, max_message_size=None, compression=None) as ws:
         recv_many = ws.recv_many
         received = total = 0
         start = perf_counter()
@@ -59,7 +59,7 @@ def wsfast_echo(url: str, count: int, size: int) -> float:
     from wsfast.client import connect
 
     payload = bytes(size)
-    with connect(url, max_message_size=None) as ws:
+    with connect(url, max_message_size=None, compression=None) as ws:
         send, recv = ws.send, ws.recv
         total = 0
         start = perf_counter()
@@ -74,7 +74,7 @@ def wsfast_echo(url: str, count: int, size: int) -> float:
 async def _wsfast_asyncio_feed(url: str, count: int, size: int) -> float:
     from wsfast.asyncio import connect
 
-    async with connect(url, max_message_size=None) as ws:
+    async with connect(url, max_message_size=None, compression=None) as ws:
         recv = ws.recv
         total = 0
         start = perf_counter()
@@ -89,7 +89,7 @@ async def _wsfast_asyncio_echo(url: str, count: int, size: int) -> float:
     from wsfast.asyncio import connect
 
     payload = bytes(size)
-    async with connect(url, max_message_size=None) as ws:
+    async with connect(url, max_message_size=None, compression=None) as ws:
         send, recv = ws.send, ws.recv
         total = 0
         start = perf_counter()
