@@ -1,8 +1,9 @@
 """The Autobahn TestSuite client cases, run by ``autobahn/run.py`` for both codec twins.
 
 Skipped when the ``kosoku`` fuzzing server is not installed (it comes with the ``test``
-extra). The script reads kosoku's JSON reports and fails on any case in groups 1-10 that
-is not OK, NON-STRICT or INFORMATIONAL, and on any case of the deflate groups that fails.
+extra). The script reads kosoku's JSON reports and fails on any case in groups 1-10 and in
+the permessage-deflate groups 12 and 13 (messages up to 16 KiB; the larger ones only with
+``--cases '12.*' --cases '13.*'``) that is not OK, NON-STRICT or INFORMATIONAL.
 """
 
 import os
