@@ -56,6 +56,8 @@ cdef extern from "Python.h":
     char *_bytes_data "PyBytes_AS_STRING"(PyObject *bytes)
     int _PyBytes_Resize(PyObject **bytes, Py_ssize_t size)
     Py_ssize_t Py_SIZE(PyObject *obj)
+    Py_ssize_t Py_REFCNT(PyObject *obj)
+    int PyBuffer_FillInfo(Py_buffer *view, object exporter, void *buf, Py_ssize_t len, int readonly, int flags) except -1
     void Py_CLEAR(PyObject *obj)
     # Strict decoding: UnicodeDecodeError on invalid UTF-8.
     str _decode_utf8 "PyUnicode_DecodeUTF8"(const char *data, Py_ssize_t size, const char *errors)
@@ -67,6 +69,8 @@ cdef enum:
     RSV3 = 1
     CONTROL_MAX = 125
     FIRST_CAPACITY = 64 * 1024  # least room taken for a payload still arriving
+    WINDOW_FROM = 16 * 1024  # payloads at least this large offer a payload_window()
+    WINDOW_ROOM = 256 * 1024  # a window spans at least this much (or the payload's rest)
     KNOWN_OPCODES = 0x0707  # bit n set when opcode n is defined
 
 # Limit used for max_size=None: no frame length can exceed it.
@@ -333,6 +337,23 @@ def encode_frame(opcode, payload=b"", *, fin=True, rsv=0, mask_key=None):
     return out
 
 
+@cython.final
+@cython.auto_pickle(False)
+cdef class _PayloadWindow:
+    """Exports part of a payload being collected as a writable buffer.
+
+    It holds the payload object, so the memory stays valid as long as any view of it
+    lives; the parser refuses to move that object (grow it) meanwhile.
+    """
+
+    cdef object _payload
+    cdef char *_start
+    cdef Py_ssize_t _len
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        PyBuffer_FillInfo(view, self, self._start, self._len, 0, flags)
+
+
 @cython.auto_pickle(False)  # its C state must never come from outside
 cdef class FrameParser:
     """Streaming frame parser: feed it bytes in any chunking, get complete frames back.
@@ -397,6 +418,31 @@ cdef class FrameParser:
     def feed(self, data):
         """Parse ``data`` (any bytes-like) and return the frames it completed, in order."""
         return self._feed(data, False)
+
+    def payload_window(self):
+        """A writable memoryview where the next bytes of a large payload now arriving
+        will end up, or None.
+
+        Reading from the network straight into it and then feeding what was read
+        (``parser.feed(window[:n])``) saves copying those bytes: the parser finds them
+        already in place. Feeding anything else works as usual. The window covers no
+        more than the rest of the payload; drop it before asking for the next one.
+        """
+        cdef Py_ssize_t length, capacity
+        cdef _PayloadWindow window
+        if self._payload == NULL or self._header.length < WINDOW_FROM or self._error is not None:
+            return None
+        length = <Py_ssize_t>self._header.length
+        # Room grows with the data received, so a header alone never reserves its length.
+        capacity = min(length, max(2 * self._filled, self._filled + WINDOW_ROOM))
+        if capacity > Py_SIZE(self._payload):
+            self._grow(capacity)
+        capacity = Py_SIZE(self._payload)
+        window = _PayloadWindow.__new__(_PayloadWindow)
+        window._payload = <object>self._payload
+        window._start = _bytes_data(self._payload) + self._filled
+        window._len = capacity - self._filled
+        return memoryview(window)
 
     def feed_messages(self, data):
         """Like :meth:`feed`, but deliver every complete message that came in one frame
@@ -517,14 +563,18 @@ cdef class FrameParser:
         cdef Py_ssize_t take = min(length - self._filled, avail)
         cdef Py_ssize_t filled = self._filled + take
         cdef unsigned char *dst
+        cdef bytes copy
         if filled > Py_SIZE(self._payload):
             # Doubling keeps the copies linear in the payload size.
-            if _PyBytes_Resize(&self._payload, min(length, max(filled, 2 * Py_SIZE(self._payload)))) < 0:
-                return -1
+            self._grow(min(length, max(filled, 2 * Py_SIZE(self._payload))))
         dst = <unsigned char *>_bytes_data(self._payload) + self._filled
+        if src != dst and src < dst + take and dst < src + take:
+            # Part of an earlier payload window fed again: copy it out first.
+            copy = PyBytes_FromStringAndSize(<const char *>src, take)
+            src = <const unsigned char *>PyBytes_AS_STRING(copy)
         if self._masked:
-            wsfast_mask(dst, src, take, self._header.key, self._filled)
-        else:
+            wsfast_mask(dst, src, take, self._header.key, self._filled)  # in place when src is dst
+        elif src != dst:  # else the bytes were read into a payload_window(): already there
             memcpy(dst, src, take)
         self._filled = filled
         if filled == length:
@@ -532,6 +582,14 @@ cdef class FrameParser:
             Py_CLEAR(self._payload)
             self._deliver(&self._header, payload, frames)
         return take
+
+    cdef int _grow(self, Py_ssize_t size) except -1:
+        """Resize the payload being collected to ``size`` bytes."""
+        if Py_REFCNT(self._payload) != 1:
+            raise BufferError("a payload_window() of this parser is still in use")
+        if _PyBytes_Resize(&self._payload, size) < 0:
+            return -1
+        return 0
 
     cdef inline bint _is_message(self, const wsfast_header *h):
         """True when feed_messages() delivers this frame's payload as a message."""

@@ -208,6 +208,8 @@ def encode_frame(opcode: int, payload=b"", *, fin: bool = True, rsv: int = 0, ma
         if isinstance(payload, str):
             raise TypeError("payload must be bytes-like, not str")
         payload = _byte_view(payload)
+        if not payload.c_contiguous:
+            payload = payload.tobytes()  # bytes + a strided view cannot concatenate
     n = len(payload)
     if opcode >= 8:
         if n > _CONTROL_MAX:
@@ -292,6 +294,10 @@ class FrameParser:
         """Parse ``data`` (any bytes-like) and return the frames it completed, in order."""
         return self._feed(data, False)
 
+    def payload_window(self) -> None:
+        """Always None: this codec offers no window to read a large payload into (the
+        compiled codec may; frames come out the same either way)."""
+
     def feed_messages(self, data) -> list:
         """Like :meth:`feed`, but deliver every complete message that came in one frame
         as its payload: ``bytes`` for binary, ``str`` for text.
@@ -311,6 +317,8 @@ class FrameParser:
         self.last_frame_count = 0
         pending = self._pending
         if pending:
+            if type(data) is not bytes and not memoryview(data).c_contiguous:
+                data = memoryview(data).tobytes()  # bytearray += takes contiguous data only
             pending += data
             if len(pending) < self._need:
                 return []

@@ -193,6 +193,12 @@ class Connection:
             return self._events(items)
         return items
 
+    def payload_window(self):
+        """A writable memoryview to read the next bytes of a large incoming payload into,
+        or None; pass what was read to :meth:`receive_data` as usual (``window[:n]``),
+        which then skips copying it. See ``FrameParser.payload_window``."""
+        return self._parser.payload_window() if self._receiving else None
+
     def receive_frames(self, data) -> list:
         """Like :meth:`receive_data`, but return the validated frames themselves."""
         if not self._receiving:

@@ -47,9 +47,7 @@ class _Protocol(asyncio.BufferedProtocol):
         self._client._connection_made(transport)
 
     def get_buffer(self, sizehint: int):
-        # A memoryview, not the bytearray: the TLS transport fills it in slices, and
-        # slicing a bytearray would copy.
-        return self._client._view
+        return self._client._read_buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
         self._client._data_received(nbytes)
@@ -103,6 +101,7 @@ class Client:
         self._transport = None
         self._buffer = bytearray(_READ_SIZE)
         self._view = memoryview(self._buffer)
+        self._window = None  # the read buffer when it is a large payload's own place
         self._opened = self._loop.create_future()
         self._closed = self._loop.create_future()
         self._lost_reason: BaseException | None = None
@@ -347,7 +346,25 @@ class Client:
         self._transport = transport
         transport.write(self._handshake.request())
 
+    def _read_buffer(self) -> memoryview:
+        """Where the transport reads next: straight into a large payload arriving (the
+        codec's payload window, which saves copying it), else the read buffer."""
+        self._window = None  # a window not filled must go before the next one is made
+        if not self._handshaking:
+            window = self._conn.payload_window()
+            if window is not None:
+                self._window = window
+                return window
+        # A memoryview, not the bytearray: the TLS transport fills it in slices, and
+        # slicing a bytearray would copy.
+        return self._view
+
     def _data_received(self, nbytes: int) -> None:
+        window = self._window
+        if window is not None:
+            self._window = None
+            self._process(window[:nbytes])
+            return
         if self._handshaking:
             self._handshake_received(bytes(self._view[:nbytes]))
         else:

@@ -1,0 +1,143 @@
+"""FrameParser.payload_window(): reading a large payload straight into place gives the
+same frames as feeding the bytes; the pure-Python twin offers no window at all."""
+
+import os
+import tracemalloc
+
+import pytest
+
+from wsfast.enums import Opcode
+
+KEY = b"\x01\x02\x03\x04"
+
+
+def wire_of(codec, client, *payloads):
+    mask_key = None if client else KEY
+    return b"".join(codec.encode_frame(Opcode.BINARY, payload, mask_key=mask_key) for payload in payloads)
+
+
+def read_through_windows(parser, wire, chunk):
+    """Feed ``wire`` like a socket reader would: into the payload window when there is
+    one, else as ``chunk``-byte pieces; return the frames and how many windows were used."""
+    frames, pos, windows = [], 0, 0
+    while pos < len(wire):
+        window = parser.payload_window()
+        if window is None:
+            piece = wire[pos : pos + chunk]
+        else:
+            windows += 1
+            piece = window[: min(len(window), chunk, len(wire) - pos)]
+            piece[:] = wire[pos : pos + len(piece)]
+        frames += parser.feed(piece)
+        pos += len(piece)
+        del window, piece  # a window must go before the parser may grow the payload
+    return frames, windows
+
+
+@pytest.mark.parametrize("client", [True, False], ids=["client", "server"])
+@pytest.mark.parametrize("chunk", [1000, 4099, 65536, 1 << 20])
+def test_window_reads_give_the_same_frames(codec, client, chunk):
+    payloads = [os.urandom(100_000), b"small", os.urandom(16 * 1024), os.urandom(700_001), b""]
+    wire = wire_of(codec, client, *payloads)
+    frames, windows = read_through_windows(codec.FrameParser(client=client), wire, chunk)
+    assert frames == [codec.Frame(Opcode.BINARY, payload) for payload in payloads]
+    if chunk < len(wire):  # else every payload arrives whole: no window is needed
+        assert (windows > 0) == (codec.__name__ == "wsfast._compiled")
+
+
+def test_pure_twin_offers_no_window():
+    from wsfast import _pure
+
+    parser = _pure.FrameParser()
+    parser.feed(wire_of(_pure, True, bytes(100_000))[:1000])
+    assert parser.payload_window() is None
+
+
+def test_no_window_for_small_payloads_or_between_frames(codec):
+    parser = codec.FrameParser()
+    assert parser.payload_window() is None
+    parser.feed(wire_of(codec, True, bytes(1000))[:100])
+    assert parser.payload_window() is None
+
+
+def test_window_spans_the_rest_of_the_payload_only(codec):
+    parser = codec.FrameParser()
+    wire = wire_of(codec, True, bytes(20_000), b"next")
+    parser.feed(wire[:104])
+    window = parser.payload_window()
+    if window is not None:
+        assert len(window) == 20_000 - 100
+        assert not window.readonly
+
+
+def test_window_messages_and_masking_phase(codec):
+    """A server-side parser unmasks bytes read into a window with the right key phase."""
+    text = "é" * 50_000
+    wire = codec.encode_frame(Opcode.TEXT, text.encode(), mask_key=KEY)
+    parser = codec.FrameParser(client=False)
+    result = parser.feed_messages(wire[:1003])  # payload split at an odd offset
+    window = parser.payload_window()
+    if window is not None:
+        window[:7] = wire[1003:1010]
+        result += parser.feed_messages(window[:7])
+        del window
+        result += parser.feed_messages(wire[1010:])
+    else:
+        result += parser.feed_messages(wire[1003:])
+    assert result == [text]
+
+
+def test_feeding_other_data_while_a_window_exists(codec):
+    """The window is only a place to read into: what is fed is what counts."""
+    payload = os.urandom(50_000)
+    wire = wire_of(codec, True, payload)
+    parser = codec.FrameParser()
+    parser.feed(wire[:5000])
+    window = parser.payload_window()
+    if window is not None:
+        window[:100] = bytes(100)  # scribbled on, then not fed
+    assert parser.feed(wire[5000:]) == [codec.Frame(Opcode.BINARY, payload)]
+
+
+def test_a_window_fed_again_after_more_data(codec):
+    """Bytes of an old window fed after the payload moved on are copied, not lost."""
+    payload = os.urandom(50_000)
+    wire = wire_of(codec, True, payload)
+    parser = codec.FrameParser()
+    frames = parser.feed(wire[:1000])
+    window = parser.payload_window()
+    if window is None:
+        pytest.skip("this codec offers no window")
+    window[:500] = wire[1000:1500]
+    old = bytes(window[:500])
+    frames += parser.feed(window[:500])
+    frames += parser.feed(window[:500])  # the same bytes again, now at a later offset
+    del window
+    expected = wire[:1500] + old + wire[1500:-500]
+    frames += parser.feed(wire[1500:-500])
+    head = len(wire) - len(payload)
+    assert frames == [codec.Frame(Opcode.BINARY, expected[head:])]
+
+
+def test_growing_while_a_window_is_held_is_refused(codec):
+    parser = codec.FrameParser(max_size=None)
+    parser.feed(wire_of(codec, True, bytes(4_000_000))[:100])
+    window = parser.payload_window()
+    if window is None:
+        pytest.skip("this codec offers no window")
+    with pytest.raises(BufferError):
+        parser.feed(bytes(len(window) + 1))
+
+
+def test_a_window_for_a_huge_header_reserves_little(codec):
+    header = b"\x82\x7f" + (2**40).to_bytes(8, "big")
+    parser = codec.FrameParser(max_size=None)
+    tracemalloc.start()
+    try:
+        parser.feed(header + bytes(1000))
+        window = parser.payload_window()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1024 * 1024
+    assert window is None or len(window) < 1024 * 1024
