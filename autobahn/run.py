@@ -1,18 +1,21 @@
-"""Run the Autobahn conformance cases against the wsfast client, both codec twins.
+"""Run the Autobahn conformance cases against the wsfast clients, both codec twins.
 
     python autobahn/run.py [--cases '1.*' ...] [--exclude '9.*' ...] [--deflate]
-                           [--outdir DIR] [--require-compiled]
+                           [--client blocking|asyncio ...] [--outdir DIR] [--require-compiled]
 
-Each twin gets its own kosoku fuzzing server and its own echo client process
-(``autobahn/echo_client.py``), and the two run side by side. Afterwards the
-JSON reports are summarised per agent, for groups 1-10 and for the deflate
-groups apart. Exit status 1 when a case is anything but OK, NON-STRICT or
+Every pairing of a client (the blocking ``wsfast.client``, driven by
+``autobahn/echo_client.py``, and ``wsfast.asyncio``, driven by
+``autobahn/echo_client_asyncio.py``) with a codec twin is one agent, e.g.
+``wsfast-asyncio-c``. Each agent gets its own kosoku fuzzing server and its own
+echo client process, and all of them run side by side. Afterwards the JSON
+reports are summarised per agent, for groups 1-10 and for the deflate groups
+apart. Exit status 1 when a case is anything but OK, NON-STRICT or
 INFORMATIONAL, when cases are missing, or when a client hung, crashed or raised
 anything but ConnectionClosed; 0 otherwise.
 
 The permessage-deflate groups 12 and 13 are skipped unless ``--deflate`` is given
 or ``--cases`` names them. Each of their cases echoes 1000 messages, ~10 GB per
-twin in all, so ``--deflate`` runs the half with messages of at most 16 KiB: every
+agent in all, so ``--deflate`` runs the half with messages of at most 16 KiB: every
 data set and every negotiated parameter set, whole and fragmented. Name them in
 ``--cases`` (``--cases '12.*' --cases '13.*'``) to run them all.
 """
@@ -32,7 +35,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ECHO_CLIENT = Path(__file__).resolve().parent / "echo_client.py"
+HERE = Path(__file__).resolve().parent
+
+# client -> (agent name prefix, echo client script)
+CLIENTS = {
+    "blocking": ("wsfast", HERE / "echo_client.py"),
+    "asyncio": ("wsfast-asyncio", HERE / "echo_client_asyncio.py"),
+}
 
 TWINS = {"python": {"WSFAST_NO_EXTENSIONS": "1"}, "c": {}}
 PASSING = {"OK", "NON-STRICT", "INFORMATIONAL"}
@@ -53,6 +62,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--deflate", action="store_true",
                         help="also run the permessage-deflate groups 12 and 13, "
                              "their cases with messages of at most 16 KiB")
+    parser.add_argument("--client", action="append", choices=list(CLIENTS), dest="clients",
+                        help="client to test (repeatable; default: all)")
     parser.add_argument("--outdir", type=Path, default=ROOT / "reports" / "autobahn",
                         help="where kosoku writes its reports (default: reports/autobahn)")
     parser.add_argument("--require-compiled", action="store_true",
@@ -60,7 +71,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--case-timeout", type=float, default=20.0, metavar="SECONDS",
                         help="abandon a case that runs longer (default: 20)")
     parser.add_argument("--run-timeout", type=float, default=600.0, metavar="SECONDS",
-                        help="kill a twin's whole run after this long (default: 600)")
+                        help="kill the whole run after this long (default: 600)")
     return parser.parse_args()
 
 
@@ -107,11 +118,12 @@ def wait_listening(port: int, server: subprocess.Popen, timeout: float = 30.0) -
     raise RuntimeError(f"kosoku did not listen on port {port} within {timeout:g}s")
 
 
-class TwinRun:
-    """One codec twin's run: its fuzzing server, its echo client, and their outcome."""
+class AgentRun:
+    """One client with one codec twin: its fuzzing server, its echo client, and their outcome."""
 
-    def __init__(self, impl: str, outdir: Path):
-        self.agent = f"wsfast-{impl}"
+    def __init__(self, client: str, impl: str, outdir: Path):
+        prefix, self.echo_client = CLIENTS[client]
+        self.agent = f"{prefix}-{impl}"
         self.impl = impl
         self.outdir = outdir / self.agent
         self.problems: list[str] = []
@@ -140,7 +152,7 @@ class TwinRun:
             last_line = (self.outdir / "kosoku.log").read_text().strip().splitlines()[-1:]
             raise RuntimeError(" ".join([str(exc), *last_line])) from None
         self.client = subprocess.Popen(
-            [sys.executable, str(ECHO_CLIENT), f"ws://127.0.0.1:{self.port}", self.agent,
+            [sys.executable, str(self.echo_client), f"ws://127.0.0.1:{self.port}", self.agent,
              "--case-timeout", str(args.case_timeout)],
             env=child_env(TWINS[self.impl]), stdout=self.client_log, stderr=subprocess.STDOUT,
         )
@@ -215,7 +227,7 @@ def explain(outdir: Path, entry: dict) -> str:
     return f"{why}; {close}; {report['description']}"
 
 
-def summarise(run: TwinRun, results: dict[str, dict]) -> list[str]:
+def summarise(run: AgentRun, results: dict[str, dict]) -> list[str]:
     """Print the agent's table rows and failures; return the failing case ids."""
     print(f"\n{run.agent}: {len(results)} cases in {run.elapsed:.1f}s")
     for part, groups in PARTS.items():
@@ -246,18 +258,19 @@ def main() -> int:
         if twin_available(impl):
             impls.append(impl)
         elif impl == "c" and not args.require_compiled:
-            print("wsfast-c: skipped, the compiled twin is not built")
+            print("compiled twin: skipped, it is not built")
         else:
-            print(f"wsfast-{impl}: FAILED, this twin is not available")
+            print(f"{impl} twin: FAILED, it is not available")
             return 1
 
     started = time.monotonic()
     deadline = started + args.run_timeout
-    runs: list[TwinRun] = []
+    runs: list[AgentRun] = []
     try:
-        for impl in impls:
-            runs.append(TwinRun(impl, args.outdir))
-            runs[-1].start(args, include, exclude)
+        for client in dict.fromkeys(args.clients or CLIENTS):
+            for impl in impls:
+                runs.append(AgentRun(client, impl, args.outdir))
+                runs[-1].start(args, include, exclude)
         while any([run.running(time.monotonic()) for run in runs]):
             if time.monotonic() > deadline:
                 break

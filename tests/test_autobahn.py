@@ -1,4 +1,5 @@
-"""The Autobahn TestSuite client cases, run by ``autobahn/run.py`` for both codec twins.
+"""The Autobahn TestSuite client cases, run by ``autobahn/run.py`` for the blocking and the
+asyncio client, each with both codec twins.
 
 Skipped when the ``kosoku`` fuzzing server is not installed (it comes with the ``test``
 extra). The script reads kosoku's JSON reports and fails on any case in groups 1-10 and in
