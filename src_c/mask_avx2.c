@@ -6,14 +6,18 @@
 #include <immintrin.h>
 #include <string.h>
 
+/* From this size a copy to a separate buffer would push the whole cache out: write
+ * around the cache instead (what memcpy does for such sizes too). */
+#define STREAMING_THRESHOLD (4u << 20)
+
 __attribute__((target("avx2")))
 void wsfast_mask_avx2(unsigned char *dst, const unsigned char *src, size_t n, uint32_t key)
 {
-    size_t i = 0, head = (size_t)(-(uintptr_t)src) & 31;
+    size_t i = 0, head = (size_t)(-(uintptr_t)dst) & 31;
     __m256i k;
 
-    /* Loads that straddle cache lines cost the most: start the wide loop at a
-     * 32-byte boundary of src, after a few bytes done by the portable kernel. */
+    /* Stores that straddle cache lines cost the most: start the wide loop at a
+     * 32-byte boundary of dst, after a few bytes done by the portable kernel. */
     if (head && n >= 256) {
         unsigned char twice[8];
         wsfast_mask_generic(dst, src, head, key);
@@ -25,6 +29,19 @@ void wsfast_mask_avx2(unsigned char *dst, const unsigned char *src, size_t n, ui
         n -= head;
     }
     k = _mm256_set1_epi32((int)key);
+    if (n >= STREAMING_THRESHOLD && dst != src) {
+        for (; i + 128 <= n; i += 128) {
+            __m256i a = _mm256_loadu_si256((const __m256i *)(src + i));
+            __m256i b = _mm256_loadu_si256((const __m256i *)(src + i + 32));
+            __m256i c = _mm256_loadu_si256((const __m256i *)(src + i + 64));
+            __m256i d = _mm256_loadu_si256((const __m256i *)(src + i + 96));
+            _mm256_stream_si256((__m256i *)(dst + i), _mm256_xor_si256(a, k));
+            _mm256_stream_si256((__m256i *)(dst + i + 32), _mm256_xor_si256(b, k));
+            _mm256_stream_si256((__m256i *)(dst + i + 64), _mm256_xor_si256(c, k));
+            _mm256_stream_si256((__m256i *)(dst + i + 96), _mm256_xor_si256(d, k));
+        }
+        _mm_sfence();
+    }
     for (; i + 128 <= n; i += 128) {
         __m256i a = _mm256_loadu_si256((const __m256i *)(src + i));
         __m256i b = _mm256_loadu_si256((const __m256i *)(src + i + 32));
