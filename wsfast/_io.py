@@ -253,12 +253,11 @@ class WebSocket:
                 return
             if window is None:
                 data = self._view[:size]
-                if size == len(self._buffer) and size < _MAX_READ_SIZE:
-                    self._buffer = bytearray(2 * size)  # data keeps the old one alive meanwhile
-                    self._view = memoryview(self._buffer)
+                self._grow_if_filled(size)
             elif size > len(window):
                 # The window is full; the tail holds what follows it.
                 data = self._view[: size - len(window)]
+                self._grow_if_filled(size - len(window))
                 self._act(self._process, window, quiet=True)
                 del window  # the parser may have to grow the payload it showed
             else:
@@ -270,6 +269,13 @@ class WebSocket:
         if conn.close_transport and not self._write_closed:
             # Our close frame is out (just above): tell the peer TCP is done too.
             self._shutdown_write()
+
+    def _grow_if_filled(self, size: int) -> None:
+        """Double the read buffer when a read filled it (the data read keeps the old one
+        alive meanwhile)."""
+        if size == len(self._buffer) and size < _MAX_READ_SIZE:
+            self._buffer = bytearray(2 * size)
+            self._view = memoryview(self._buffer)
 
     def _read_into_window(self, window: memoryview) -> int:
         """Read the rest of a large payload straight into its ``window``, and in the same
