@@ -714,6 +714,171 @@ async def ws_send_all(ws, messages):
         await ws.send(message)
 
 
+# Callbacks (on_message) ----------------------------------------------------------------------
+
+
+def test_on_message_receives_every_message_in_order(echo_server, codec):
+    messages = ["one", b"two", "", b"", "ünïcødé", bytes(range(256)) * 300]
+
+    async def main():
+        received = []
+        finished = asyncio.get_running_loop().create_future()
+
+        def on_message(client, message):
+            assert client is ws
+            received.append(message)
+            if len(received) == len(messages):
+                finished.set_result(None)
+
+        async with echo_server() as url, connect(url, codec=codec, on_message=on_message) as ws:
+            for message in messages:
+                ws.send_nowait(message)
+            await finished
+        assert received == messages
+        assert [type(message) for message in received] == [type(message) for message in messages]
+
+    run(main())
+
+
+def test_on_message_can_answer_with_send_nowait():
+    """A counter bounced 100 times: each message the callback gets, it answers at once."""
+
+    async def script(peer):
+        peer.send(TEXT, b"0")
+        answers = []
+        while len(answers) < 100:
+            answers.append((await peer.recv_frame()).payload)
+            if len(answers) < 100:
+                peer.send(TEXT, answers[-1])
+        peer.send(CLOSE, (1000).to_bytes(2, "big"))
+        await peer.recv_frame()  # the client's close frame
+        return answers
+
+    def on_message(client, message):
+        client.send_nowait(str(int(message) + 1))
+
+    async def main():
+        async with raw_server(script) as (url, done), connect(url, on_message=on_message) as ws:
+            await ws.wait_closed()
+            assert await done == [str(n).encode() for n in range(1, 101)]
+            assert ws.close_code == 1000
+
+    run(main())
+
+
+def test_answering_a_message_that_came_with_the_close_is_no_error(caplog):
+    async def script(peer):
+        # One write: the client parses both before calling on_message.
+        peer.send_raw(peer.codec.encode_frame(TEXT, b"question") + peer.codec.encode_frame(CLOSE, b"\x03\xe8"))
+        return await peer.recv_frame()
+
+    answered = []
+
+    def on_message(client, message):
+        answered.append(message)
+        client.send_nowait("answer")  # raises ConnectionClosedOK: the close was first
+
+    async def main():
+        async with raw_server(script) as (url, done), connect(url, on_message=on_message) as ws:
+            await ws.wait_closed()
+            close = await done
+            assert (close.opcode, close.payload) == (CLOSE, b"\x03\xe8")
+            assert ws.close_code == 1000
+
+    run(main())
+    assert answered == ["question"]
+    assert "on_message raised" not in caplog.text
+
+
+def test_messages_sent_with_the_handshake_reach_on_message():
+    """A callback may run before connect() returns: it gets the client as an argument."""
+
+    async def script(peer):
+        peer.send(TEXT, b"early")
+        peer.send(CLOSE, (1000).to_bytes(2, "big"))
+        await peer.recv_frame()
+
+    async def main():
+        received = []
+        async with raw_server(script) as (url, done):
+            ws = await connect(url, on_message=lambda client, message: received.append((client, message)))
+            await ws.wait_closed()
+            await done
+        assert received == [(ws, "early")]
+
+    run(main())
+
+
+def test_recv_is_refused_with_on_message():
+    async def main():
+        async with websockets_server() as url, connect(url, on_message=lambda client, message: None) as ws:
+            for receive in (ws.recv(), ws.recv_many(), ws.__anext__()):
+                with pytest.raises(RuntimeError, match="on_message"):
+                    await receive
+            assert ws.state is State.OPEN
+
+    run(main())
+
+
+def test_on_message_that_raises_closes_with_1011(caplog):
+    async def script(peer):
+        peer.send(TEXT, b"boom")
+        peer.send(TEXT, b"after")  # not delivered: the client is closing
+        close = await peer.recv_frame()
+        peer.send(CLOSE, close.payload)
+        return close
+
+    received = []
+
+    def on_message(client, message):
+        received.append(message)
+        raise KeyError(message)
+
+    async def main():
+        async with raw_server(script) as (url, done), connect(url, on_message=on_message) as ws:
+            with pytest.raises(KeyError, match="boom"):
+                await ws.wait_closed()
+            close = await done
+            assert (close.opcode, int.from_bytes(close.payload[:2], "big")) == (CLOSE, 1011)
+            assert ws.state is State.CLOSED
+        assert received == ["boom"]
+
+    run(main())
+    assert "on_message raised" in caplog.text
+
+
+def test_pings_and_pongs_with_on_message():
+    async def handler(ws):
+        await asyncio.wait_for(await ws.ping(b"server ping"), 5)
+        await ws.send("pinged")
+        await ws.wait_closed()
+
+    async def main():
+        received = []
+        async with websockets_server(handler) as url, connect(url, on_message=lambda c, m: received.append(m)) as ws:
+            assert await ws.ping(b"client ping") >= 0
+            await wait_until(lambda: received == ["pinged"])
+
+    run(main())
+
+
+def test_wait_closed_after_a_dropped_connection():
+    async def script(peer):
+        peer.send(TEXT, b"last")
+        peer.abort()
+
+    async def main():
+        received = []
+        async with raw_server(script) as (url, done), connect(url, on_message=lambda c, m: received.append(m)) as ws:
+            await ws.wait_closed()
+            assert received == ["last"]
+            assert ws.close_code == 1006
+            with pytest.raises(ConnectionClosedError):
+                ws.send_nowait("too late")
+
+    run(main())
+
+
 # Handshake and options -----------------------------------------------------------------------
 
 

@@ -1,27 +1,32 @@
 """An asyncio WebSocket client on the sans-I/O :class:`wsfast.protocol.Connection`.
 
 Received bytes land in one reusable buffer (``asyncio.BufferedProtocol``) and go
-straight to the connection; complete messages wait in a queue for :meth:`Client.recv`.
-Both directions apply backpressure: reading pauses while too much is queued, and
-:meth:`Client.send` waits while the socket's write buffer is full.
+straight to the connection; complete messages wait in a queue for :meth:`Client.recv`,
+or go to an ``on_message`` callback as soon as they are parsed. Both directions apply
+backpressure: reading pauses while too much is queued, and :meth:`Client.send` waits
+while the socket's write buffer is full.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import socket
 import ssl as ssl_module
 
 from .._codec import DEFAULT_MAX_SIZE
 from ..client import CertificateInfo, _with_basic_auth, certificate_info
 from ..deflate import DeflateOptions, DeflateParams, PerMessageDeflate, deflate_options
-from ..exceptions import ConnectionClosedOK, InvalidHandshake
+from ..exceptions import ConnectionClosed, ConnectionClosedOK, InvalidHandshake
 from ..handshake import ClientHandshake
+from ..enums import CloseCode
 from ..protocol import Close, Connection, Ping, Pong, State
 from ..uri import parse_uri
 
 __all__ = ["Client", "connect"]
+
+logger = logging.getLogger("wsfast")
 
 DEFAULT_MAX_QUEUED_BYTES = 4 * 1024 * 1024
 
@@ -73,6 +78,11 @@ class Client:
     closes the connection normally and raises :class:`~wsfast.ConnectionClosedError`
     when it closes with an error or the connection drops. ``async with`` closes it on
     the way out. One coroutine at a time may receive; any number may send.
+
+    Given ``on_message``, the client calls ``on_message(client, message)`` from the
+    event loop for each message as soon as it is parsed, instead of queuing it for
+    :meth:`recv`: no task switch per message, the lowest latency asyncio allows. The
+    callback may answer with :meth:`send_nowait`; :meth:`wait_closed` waits for the end.
     """
 
     def __init__(
@@ -84,6 +94,7 @@ class Client:
         max_queued_bytes: int | None = DEFAULT_MAX_QUEUED_BYTES,
         close_timeout: float | None = 10.0,
         codec=None,
+        on_message=None,
     ) -> None:
         if max_queued_bytes is not None and max_queued_bytes < 0:
             raise ValueError("max_queued_bytes must be >= 0 or None")
@@ -116,6 +127,8 @@ class Client:
         self._high_water = float("inf") if max_queued_bytes is None else max_queued_bytes
         self._low_water = self._high_water / 4
         self._reading_paused = False
+        self._on_message = on_message
+        self._callback_error: Exception | None = None  # what on_message raised
 
         self._writing_paused = False
         self._drain_waiters: collections.deque = collections.deque()
@@ -229,6 +242,8 @@ class Client:
 
     async def _wait_for_messages(self, timeout: float | None) -> None:
         """Return once a message is queued; raise if none will ever come."""
+        if self._on_message is not None:
+            raise RuntimeError("messages go to on_message; await wait_closed() instead")
         if not self._receiving:
             raise self._closed_exception()
         if self._waiter is not None:
@@ -258,14 +273,23 @@ class Client:
         buffer is full, this waits until it drains. Cancelling that wait never leaves a
         partial frame. Raises :class:`~wsfast.ConnectionClosed` once closing has begun.
         """
+        self.send_nowait(message)
+        if self._writing_paused:
+            await self._drain()
+
+    def send_nowait(self, message) -> None:
+        """Send a message as :meth:`send` does, without waiting: what the socket cannot
+        take yet waits in the transport's buffer, however much that is.
+
+        For plain functions such as an ``on_message`` callback; elsewhere prefer
+        ``await send()``, which lets a full buffer drain first.
+        """
         conn = self._conn
         if isinstance(message, str):
             conn.send_text(message)
         else:
             conn.send_binary(message)
         self._transport.write(conn.data_to_send())
-        if self._writing_paused:
-            await self._drain()
 
     def ping(self, payload=b"") -> asyncio.Future:
         """Send a ping; return a future that resolves with the round-trip time in seconds
@@ -331,6 +355,16 @@ class Client:
                 self._transport.abort()
         await asyncio.shield(self._closed)
 
+    async def wait_closed(self) -> None:
+        """Wait until the connection has closed (the server ended TCP, or it dropped).
+
+        Raises the exception an ``on_message`` callback raised, if one did: that
+        exception closed the connection with 1011 (internal error).
+        """
+        await asyncio.shield(self._closed)
+        if self._callback_error is not None:
+            raise self._callback_error
+
     async def __aenter__(self) -> Client:
         return self
 
@@ -377,7 +411,10 @@ class Client:
         """Feed received bytes to the Connection and act on what it returns."""
         events = self._conn.receive_data(data)
         if events:
-            self._queue(events)
+            if self._on_message is None:
+                self._queue(events)
+            else:
+                self._deliver(events)
         self._after_receiving()
 
     def _queue(self, events: list) -> None:
@@ -398,6 +435,34 @@ class Client:
         if self._messages:
             self._wake_receiver()
 
+    def _deliver(self, events: list) -> None:
+        """Hand each message to on_message; a callback that raises closes with 1011."""
+        for event in events:
+            kind = type(event)
+            if kind is Pong:
+                self._pong_received(event.payload)
+            elif kind is not Ping and kind is not Close and self._callback_error is None:
+                try:
+                    self._on_message(self, event)
+                except Exception as exc:
+                    if isinstance(exc, ConnectionClosed) and self._conn.state is not State.OPEN:
+                        continue  # it answered a message that came just before the close
+                    self._callback_failed(exc)
+
+    def _callback_failed(self, exc: Exception) -> None:
+        logger.error("on_message raised; closing with 1011", exc_info=exc)
+        self._callback_error = exc
+        conn = self._conn
+        if conn.state is State.OPEN:
+            conn.send_close(CloseCode.INTERNAL_ERROR, "")
+            self._transport.write(conn.data_to_send())
+        self._drop_after_close_timeout()
+
+    def _drop_after_close_timeout(self) -> None:
+        """Give the server close_timeout to end TCP, then drop the connection."""
+        if self._abort_timer is None and self._close_timeout is not None:
+            self._abort_timer = self._loop.call_later(self._close_timeout, self._transport.abort)
+
     def _wake_receiver(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -416,8 +481,7 @@ class Client:
             # server should now close TCP: in both cases, give it close_timeout to go.
             if conn.close_transport:
                 self._transport.close()
-            if self._close_timeout is not None:
-                self._abort_timer = self._loop.call_later(self._close_timeout, self._transport.abort)
+            self._drop_after_close_timeout()
 
     def _handshake_received(self, data: bytes) -> None:
         try:
@@ -496,6 +560,7 @@ def connect(
     tcp_nodelay: bool = True,
     close_timeout: float | None = 10.0,
     codec=None,
+    on_message=None,
 ) -> _Connect:
     """Open a WebSocket connection to ``url`` (``ws://`` or ``wss://``).
 
@@ -524,6 +589,11 @@ def connect(
       the close handshake before dropping the connection.
     - ``codec``: the frame codec module (``wsfast._pure`` or ``wsfast._compiled``),
       by default the one ``wsfast`` selected.
+    - ``on_message``: a callback ``on_message(client, message)`` that receives every
+      message as soon as it is parsed, in order, instead of :meth:`Client.recv`; it may
+      be called before ``connect`` returns. It runs in the event loop, so it must not
+      block; it can answer with :meth:`Client.send_nowait`. If it raises, the connection
+      closes with 1011 and :meth:`Client.wait_closed` raises the exception.
 
     Raises :class:`~wsfast.InvalidURI`, :class:`~wsfast.InvalidHandshake` (and its
     subclasses, e.g. :class:`~wsfast.InvalidStatus` for a non-101 answer), ``OSError``
@@ -545,6 +615,7 @@ def connect(
             "max_queued_bytes": max_queued_bytes,
             "close_timeout": close_timeout,
             "codec": codec,
+            "on_message": on_message,
         },
     )
 

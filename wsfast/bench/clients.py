@@ -101,6 +101,39 @@ async def _wsfast_asyncio_echo(url: str, count: int, size: int) -> float:
     return elapsed
 
 
+async def _wsfast_callback_run(url: str, count: int, size: int, echo: bool) -> float:
+    from wsfast.asyncio import connect
+
+    payload = bytes(size)
+    done = asyncio.get_running_loop().create_future()
+    received = total = 0
+
+    def on_message(ws, message) -> None:
+        nonlocal received, total
+        received += 1
+        total += len(message)
+        if received == count:
+            done.set_result(perf_counter())
+        elif echo:
+            ws.send_nowait(payload)
+
+    async with connect(url, max_message_size=None, compression=None, on_message=on_message) as ws:
+        start = perf_counter()
+        if echo:
+            ws.send_nowait(payload)
+        end = await done
+    _check(total, count * size, "bytes")
+    return end - start
+
+
+def wsfast_callback_feed(url: str, count: int, size: int) -> float:
+    return asyncio.run(_wsfast_callback_run(url, count, size, echo=False))
+
+
+def wsfast_callback_echo(url: str, count: int, size: int) -> float:
+    return asyncio.run(_wsfast_callback_run(url, count, size, echo=True))
+
+
 def wsfast_asyncio_feed(url: str, count: int, size: int) -> float:
     return asyncio.run(_wsfast_asyncio_feed(url, count, size))
 
@@ -321,14 +354,17 @@ def picows_echo(url: str, count: int, size: int) -> float:
 
 
 # name -> (feed, echo); the wsfast twins differ only in WSFAST_NO_EXTENSIONS, and
-# "-many" receives with recv_many(): every message parsed from one read at once.
+# "-many" receives with recv_many(): every message parsed from one read at once;
+# "-callback" is the asyncio client with on_message, the style picows is measured in.
 CLIENTS = {
     "wsfast-c": (wsfast_feed, wsfast_echo),
     "wsfast-c-many": (wsfast_many_feed, None),
     "wsfast-c-asyncio": (wsfast_asyncio_feed, wsfast_asyncio_echo),
+    "wsfast-c-callback": (wsfast_callback_feed, wsfast_callback_echo),
     "wsfast-python": (wsfast_feed, wsfast_echo),
     "wsfast-python-many": (wsfast_many_feed, None),
     "wsfast-python-asyncio": (wsfast_asyncio_feed, wsfast_asyncio_echo),
+    "wsfast-python-callback": (wsfast_callback_feed, wsfast_callback_echo),
     "picows": (picows_feed, picows_echo),
     "aiohttp": (aiohttp_feed, aiohttp_echo),
     "websockets-asyncio": (websockets_asyncio_feed, websockets_asyncio_echo),
