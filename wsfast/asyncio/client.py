@@ -18,9 +18,9 @@ import ssl as ssl_module
 from .._codec import DEFAULT_MAX_SIZE
 from ..client import CertificateInfo, _with_basic_auth, certificate_info
 from ..deflate import DeflateOptions, DeflateParams, PerMessageDeflate, deflate_options
+from ..enums import CloseCode
 from ..exceptions import ConnectionClosed, ConnectionClosedOK, InvalidHandshake
 from ..handshake import ClientHandshake
-from ..enums import CloseCode
 from ..protocol import Close, Connection, Ping, Pong, State
 from ..uri import parse_uri
 
