@@ -43,19 +43,16 @@ _CONTROL_EVENTS = frozenset((Ping, Pong, Close))
 class _Protocol(asyncio.BufferedProtocol):
     """Forwards asyncio's transport callbacks to a Client, keeping them out of its API."""
 
-    __slots__ = ("_client",)
+    __slots__ = ("_client", "get_buffer", "buffer_updated")
 
     def __init__(self, client: Client) -> None:
         self._client = client
+        # Called for every read: the transport calls the client's methods directly.
+        self.get_buffer = client._read_buffer
+        self.buffer_updated = client._data_received
 
     def connection_made(self, transport) -> None:
         self._client._connection_made(transport)
-
-    def get_buffer(self, sizehint: int):
-        return self._client._read_buffer()
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self._client._data_received(nbytes)
 
     def eof_received(self) -> bool:
         return False  # let the transport close; connection_lost follows
@@ -380,7 +377,7 @@ class Client:
         self._transport = transport
         transport.write(self._handshake.request())
 
-    def _read_buffer(self) -> memoryview:
+    def _read_buffer(self, sizehint: int) -> memoryview:
         """Where the transport reads next: straight into a large payload arriving (the
         codec's payload window, which saves copying it), else the read buffer."""
         self._window = None  # a window not filled must go before the next one is made
