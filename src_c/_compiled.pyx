@@ -16,7 +16,8 @@ from cpython.buffer cimport (
     PyObject_CheckBuffer,
     PyObject_GetBuffer,
 )
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.object cimport PyObject
 from libc.stdint cimport INT64_MAX, uint64_t
 from libc.string cimport memcpy
@@ -240,6 +241,11 @@ def mask(data, key):
     cdef Py_buffer view
     cdef unsigned char k[4]
     _load_key(key, k)
+    if type(data) is bytes:  # the common case, without the buffer protocol's cost
+        out = PyBytes_FromStringAndSize(NULL, PyBytes_GET_SIZE(data))
+        wsfast_mask(<unsigned char *>PyBytes_AS_STRING(out),
+                    <const unsigned char *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), k, 0)
+        return out
     _get_bytes(data, &view)
     try:
         out = PyBytes_FromStringAndSize(NULL, view.len)
@@ -254,6 +260,12 @@ def mask_inplace(buffer, key):
     """XOR a writable buffer (bytearray, memoryview, ...) with the 4-byte ``key`` in place."""
     cdef Py_buffer view
     cdef unsigned char k[4]
+    if type(buffer) is bytearray:  # the common case, without the buffer protocol's cost
+        _load_key(key, k)
+        wsfast_mask(<unsigned char *>PyByteArray_AS_STRING(buffer),
+                    <const unsigned char *>PyByteArray_AS_STRING(buffer),
+                    PyByteArray_GET_SIZE(buffer), k, 0)
+        return
     if PyObject_CheckBuffer(buffer):
         PyObject_GetBuffer(buffer, &view, PyBUF_FULL_RO)
         try:
