@@ -1,5 +1,5 @@
-/* AVX2 masking kernel: 128 bytes per step in four 32-byte registers. Only this
- * function is compiled for AVX2; mask_dispatch.c calls it after checking the CPU. */
+/* AVX2 masking kernel: 128 bytes per step in four 32-byte registers. Only these
+ * functions are compiled for AVX2; mask_dispatch.c calls the kernel after checking the CPU. */
 #include "mask.h"
 
 #ifdef WSFAST_HAVE_AVX2
@@ -9,6 +9,28 @@
 /* From this size a copy to a separate buffer would push the whole cache out: write
  * around the cache instead (what memcpy does for such sizes too). */
 #define STREAMING_THRESHOLD (4u << 20)
+
+/* One step of the wide loop: 128 bytes in four registers. `streaming` stores around
+ * the cache and needs dst 32-byte aligned; it is a constant wherever this is inlined. */
+__attribute__((target("avx2"), always_inline))
+static inline void mask128(unsigned char *dst, const unsigned char *src, __m256i k, int streaming)
+{
+    __m256i a = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)src), k);
+    __m256i b = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(src + 32)), k);
+    __m256i c = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(src + 64)), k);
+    __m256i d = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(src + 96)), k);
+    if (streaming) {
+        _mm256_stream_si256((__m256i *)dst, a);
+        _mm256_stream_si256((__m256i *)(dst + 32), b);
+        _mm256_stream_si256((__m256i *)(dst + 64), c);
+        _mm256_stream_si256((__m256i *)(dst + 96), d);
+    } else {
+        _mm256_storeu_si256((__m256i *)dst, a);
+        _mm256_storeu_si256((__m256i *)(dst + 32), b);
+        _mm256_storeu_si256((__m256i *)(dst + 64), c);
+        _mm256_storeu_si256((__m256i *)(dst + 96), d);
+    }
+}
 
 __attribute__((target("avx2")))
 void wsfast_mask_avx2(unsigned char *dst, const unsigned char *src, size_t n, uint32_t key)
@@ -30,28 +52,12 @@ void wsfast_mask_avx2(unsigned char *dst, const unsigned char *src, size_t n, ui
     }
     k = _mm256_set1_epi32((int)key);
     if (n >= STREAMING_THRESHOLD && dst != src) {
-        for (; i + 128 <= n; i += 128) {
-            __m256i a = _mm256_loadu_si256((const __m256i *)(src + i));
-            __m256i b = _mm256_loadu_si256((const __m256i *)(src + i + 32));
-            __m256i c = _mm256_loadu_si256((const __m256i *)(src + i + 64));
-            __m256i d = _mm256_loadu_si256((const __m256i *)(src + i + 96));
-            _mm256_stream_si256((__m256i *)(dst + i), _mm256_xor_si256(a, k));
-            _mm256_stream_si256((__m256i *)(dst + i + 32), _mm256_xor_si256(b, k));
-            _mm256_stream_si256((__m256i *)(dst + i + 64), _mm256_xor_si256(c, k));
-            _mm256_stream_si256((__m256i *)(dst + i + 96), _mm256_xor_si256(d, k));
-        }
-        _mm_sfence();
+        for (; i + 128 <= n; i += 128)
+            mask128(dst + i, src + i, k, 1);
+        _mm_sfence();  /* streamed stores are weakly ordered: finish them before returning */
     }
-    for (; i + 128 <= n; i += 128) {
-        __m256i a = _mm256_loadu_si256((const __m256i *)(src + i));
-        __m256i b = _mm256_loadu_si256((const __m256i *)(src + i + 32));
-        __m256i c = _mm256_loadu_si256((const __m256i *)(src + i + 64));
-        __m256i d = _mm256_loadu_si256((const __m256i *)(src + i + 96));
-        _mm256_storeu_si256((__m256i *)(dst + i), _mm256_xor_si256(a, k));
-        _mm256_storeu_si256((__m256i *)(dst + i + 32), _mm256_xor_si256(b, k));
-        _mm256_storeu_si256((__m256i *)(dst + i + 64), _mm256_xor_si256(c, k));
-        _mm256_storeu_si256((__m256i *)(dst + i + 96), _mm256_xor_si256(d, k));
-    }
+    for (; i + 128 <= n; i += 128)
+        mask128(dst + i, src + i, k, 0);
     for (; i + 32 <= n; i += 32) {
         __m256i a = _mm256_loadu_si256((const __m256i *)(src + i));
         _mm256_storeu_si256((__m256i *)(dst + i), _mm256_xor_si256(a, k));
