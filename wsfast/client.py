@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import socket
 import ssl as ssl_module
@@ -22,7 +21,7 @@ from datetime import datetime, timezone
 from ._codec import DEFAULT_MAX_SIZE
 from ._io import WebSocket, deadline_after, logger, time_left
 from .deflate import DeflateOptions, PerMessageDeflate, deflate_options
-from .handshake import ClientHandshake
+from .handshake import ClientHandshake, with_basic_auth
 from .protocol import Connection
 from .uri import parse_uri
 
@@ -164,7 +163,7 @@ def connect(
     if not ssl and uri.secure:
         raise ValueError(f"a wss:// URL needs TLS, but ssl={ssl!r}")
     if uri.user_info is not None:
-        headers = _with_basic_auth(headers, *uri.user_info)
+        headers = with_basic_auth(headers, *uri.user_info)
     # Checked first, so that bad options fail before any network traffic.
     deflate = deflate_options(compression)
     connection_options = {"max_message_size": max_message_size, "max_frame_size": max_frame_size, "codec": codec}
@@ -220,11 +219,3 @@ def _handshake(sock: socket.socket, handshake: ClientHandshake, deadline: float)
             return
 
 
-def _with_basic_auth(headers, user: str, password: str) -> list:
-    """``headers`` as pairs, plus an Authorization header from the URL's credentials
-    unless one was given."""
-    pairs = list(headers.items() if hasattr(headers, "items") else headers or ())
-    if not any(name.lower() == "authorization" for name, _ in pairs):
-        token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-        pairs.append(("Authorization", f"Basic {token}"))
-    return pairs

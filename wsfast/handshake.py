@@ -16,7 +16,7 @@ from http import HTTPStatus
 
 from .exceptions import InvalidHandshake, InvalidHeader, InvalidStatus
 
-__all__ = ["DEFAULT_MAX_HEADER_SIZE", "ClientHandshake", "Headers", "ServerHandshake", "accept_key"]
+__all__ = ["DEFAULT_MAX_HEADER_SIZE", "ClientHandshake", "Headers", "ServerHandshake", "accept_key", "with_basic_auth"]
 
 DEFAULT_MAX_HEADER_SIZE = 64 * 1024
 
@@ -37,6 +37,16 @@ def accept_key(key: str) -> str:
     """The ``Sec-WebSocket-Accept`` value that answers the ``Sec-WebSocket-Key`` ``key``."""
     digest = hashlib.sha1(key.encode("ascii") + _GUID).digest()
     return base64.b64encode(digest).decode("ascii")
+
+
+def with_basic_auth(headers, user: str, password: str) -> list:
+    """``headers`` as pairs, plus an Authorization header from the URL's credentials
+    unless one was given."""
+    pairs = list(headers.items() if hasattr(headers, "items") else headers or ())
+    if not any(name.lower() == "authorization" for name, _ in pairs):
+        token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        pairs.append(("Authorization", f"Basic {token}"))
+    return pairs
 
 
 class Headers:

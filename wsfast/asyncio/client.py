@@ -16,11 +16,11 @@ import socket
 import ssl as ssl_module
 
 from .._codec import DEFAULT_MAX_SIZE
-from ..client import CertificateInfo, _with_basic_auth, certificate_info
+from ..client import CertificateInfo, certificate_info
 from ..deflate import DeflateOptions, DeflateParams, PerMessageDeflate, deflate_options
 from ..enums import CloseCode
 from ..exceptions import ConnectionClosed, ConnectionClosedOK, InvalidHandshake
-from ..handshake import ClientHandshake
+from ..handshake import ClientHandshake, with_basic_auth
 from ..protocol import Close, Connection, Ping, Pong, State
 from ..uri import parse_uri
 
@@ -631,7 +631,7 @@ class _Connect:
         if not ssl and uri.secure:
             raise ValueError(f"a wss:// URL needs TLS, but ssl={ssl!r}")
         if uri.user_info is not None:
-            headers = _with_basic_auth(headers, *uri.user_info)
+            headers = with_basic_auth(headers, *uri.user_info)
         self._url = url
         self._headers = headers
         self._subprotocols = subprotocols
