@@ -6,6 +6,7 @@ import contextlib
 import datetime
 import faulthandler
 import hashlib
+import socket
 import ssl
 import threading
 
@@ -125,6 +126,64 @@ def test_recv_timeout_and_concurrent_close_over_tls(tls_server, client_context):
     reader.join(TIMEOUT)
     assert closed == [[]]
     assert ws.state is State.CLOSED
+
+
+class StallingRelay:
+    """A TCP relay between the client and a server that, once ``stall()`` is called, passes
+    on only the first bytes of what the server sends next (part of a TLS record) and holds
+    the rest until ``release()``."""
+
+    def __init__(self, port: int):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._server_port = port
+        self._stall = threading.Event()
+        self._release = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def stall(self):
+        self._stall.set()
+
+    def release(self):
+        self._release.set()
+
+    def _run(self):
+        client, _ = self.listener.accept()
+        server = socket.create_connection(("127.0.0.1", self._server_port))
+        threading.Thread(target=self._pipe, args=(client, server), daemon=True).start()
+        while data := server.recv(65536):
+            if self._stall.is_set() and not self._release.is_set():
+                client.sendall(data[:3])
+                self._release.wait()
+                data = data[3:]
+            client.sendall(data)
+        # shutdown, not close: another thread is still reading this socket.
+        client.shutdown(socket.SHUT_WR)
+
+    @staticmethod
+    def _pipe(source, target):
+        while data := source.recv(65536):
+            target.sendall(data)
+        target.shutdown(socket.SHUT_WR)
+
+
+def test_recv_timeout_holds_while_a_tls_record_arrives_in_pieces(tls_server, client_context):
+    """Bytes that are only part of a TLS record must not make recv() wait past its timeout."""
+    relay = StallingRelay(tls_server.port)
+    with connect(f"wss://localhost:{relay.port}/", ssl=client_context, timeout=TIMEOUT) as ws:
+        relay.stall()
+        ws.send("in pieces")
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=0.3)
+        assert ws.state is State.OPEN
+        # A send from another thread is not held up by the reader waiting meanwhile.
+        waiting = threading.Thread(target=lambda: pytest.raises(TimeoutError, ws.recv, timeout=0.5))
+        waiting.start()
+        ws.send("second")
+        waiting.join(TIMEOUT)
+        relay.release()
+        assert ws.recv(timeout=TIMEOUT) == "in pieces"  # the record was kept, not lost
+        assert ws.recv(timeout=TIMEOUT) == "second"
 
 
 def test_plain_client_against_tls_server_fails_cleanly(tls_server):

@@ -3,10 +3,12 @@
 Reading fills one reusable buffer with ``recv_into`` and hands every complete frame of that
 read to the sans-I/O :class:`~wsfast.protocol.Connection` at once; the messages wait in a
 deque. The rest of a large payload is read straight into the bytes object it will become
-(the codec's payload window), which saves copying it. The socket stays in blocking mode,
-so a plain ``recv()`` costs one system call per read; a timeout waits with ``poll`` first,
-which never busy-waits and leaves the socket's own timeout alone, so a thread sending at
-the same time is not affected by it.
+(the codec's payload window), which saves copying it. A plain socket stays in blocking
+mode, so a plain ``recv()`` costs one system call per read; a timeout waits with ``poll``
+first, which never busy-waits and leaves the socket's own timeout alone, so a thread
+sending at the same time is not affected by it. A TLS socket is switched to non-blocking
+mode instead: bytes to read may be only part of a TLS record, and a blocking read would
+then wait for the rest past any timeout.
 """
 
 from __future__ import annotations
@@ -66,16 +68,19 @@ def _lock_timeout(deadline: float) -> float:
 
 if hasattr(select, "poll"):
 
-    def _wait_readable(sock, timeout: float) -> bool:
+    def _wait(sock, timeout: float | None, write: bool = False) -> bool:
+        """Wait until ``sock`` is readable (or writable), at most ``timeout`` seconds
+        (None: no limit); False on timeout."""
         poller = select.poll()
-        poller.register(sock, select.POLLIN)
+        poller.register(sock, select.POLLOUT if write else select.POLLIN)
         # poll() counts whole milliseconds; rounding up never wakes before the deadline.
-        return bool(poller.poll(math.ceil(timeout * 1000)))
+        return bool(poller.poll(None if timeout is None else math.ceil(timeout * 1000)))
 
 else:  # Windows
 
-    def _wait_readable(sock, timeout: float) -> bool:
-        return bool(select.select([sock], [], [], timeout)[0])
+    def _wait(sock, timeout: float | None, write: bool = False) -> bool:
+        ready = select.select([], [sock], [], timeout)[1] if write else select.select([sock], [], [], timeout)[0]
+        return bool(ready)
 
 
 class WebSocket:
@@ -101,6 +106,8 @@ class WebSocket:
         self._sock = sock
         self._conn = connection
         self._tls = isinstance(sock, ssl_module.SSLSocket)
+        if self._tls:
+            sock.setblocking(False)  # see the module's docstring
         self._buffer = bytearray(_READ_SIZE)
         self._view = memoryview(self._buffer)
         self._scatter = not self._tls and hasattr(sock, "recvmsg_into")
@@ -229,12 +236,15 @@ class WebSocket:
                 self._read_lock.release()
 
     def _readable(self, deadline: float) -> bool:
-        """Wait until reading will not block, or until ``deadline``; False on timeout."""
-        if deadline == math.inf or self._leftover:
+        """Wait until there are bytes to read, or until ``deadline``; False on timeout."""
+        if self._leftover:
             return True
-        if self._tls and self._sock.pending():
-            return True  # decrypted bytes already wait in the TLS layer
-        return _wait_readable(self._sock, max(deadline - monotonic(), 0))
+        if self._tls:
+            if self._sock.pending():
+                return True  # decrypted bytes already wait in the TLS layer
+        elif deadline == math.inf:
+            return True  # the blocking read itself waits
+        return _wait(self._sock, None if deadline == math.inf else max(deadline - monotonic(), 0))
 
     def _read(self) -> None:
         """Read once from the socket and process what came. Needs ``_read_lock``."""
@@ -245,6 +255,8 @@ class WebSocket:
             window = self._conn.payload_window()
             try:
                 size = self._sock.recv_into(self._buffer) if window is None else self._read_into_window(window)
+            except ssl_module.SSLWantReadError:
+                return  # only part of a TLS record came: wait for the rest
             except OSError as exc:  # a reset or a TLS error: the connection is gone
                 logger.debug("read failed: %r", exc)
                 size = 0
@@ -351,7 +363,7 @@ class WebSocket:
             # Taken before the Connection is let go, so that sends leave in queue order.
             self._write_lock.acquire()
         try:
-            self._sock.sendall(data)
+            self._send_all(data)
         except OSError as exc:
             logger.debug("send failed: %r", exc)
             if not quiet:
@@ -360,6 +372,20 @@ class WebSocket:
                 raise ConnectionClosedError(code, conn.close_reason or "", conn.close_sent_code) from exc
         finally:
             self._write_lock.release()
+
+    def _send_all(self, data) -> None:
+        """``sendall``, also on the non-blocking TLS socket: wait while it can take no more."""
+        if not self._tls:
+            self._sock.sendall(data)
+            return
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[self._sock.send(view) :]
+            except ssl_module.SSLWantWriteError:
+                _wait(self._sock, None, write=True)
+            except ssl_module.SSLWantReadError:  # the TLS layer must read first
+                _wait(self._sock, None)
 
     # Closing -----------------------------------------------------------------------
 
