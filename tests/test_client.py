@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from wsfast import _pure
+from wsfast import _io, _pure
 from wsfast.client import Client, connect
 from wsfast.enums import Opcode
 from wsfast.exceptions import (
@@ -244,6 +244,32 @@ def test_recv_many_returns_every_message_once(codec):
                 received += ws.recv_many(timeout=TIMEOUT)
         assert received == [i.to_bytes(4, "big") for i in range(count)]
         assert ws.pending == 0
+
+
+def test_memory_stays_bounded_whatever_the_stream_length(codec):
+    """A 64 MB feed of small messages, then large ones: the read buffer never passes its
+    cap, and no more messages wait than one read can hold."""
+    small = frame(Opcode.BINARY, bytes(100)) * 1000
+    large = bytes(range(256)) * (3 * 4096)  # 3 MiB
+
+    def script(peer):
+        for _ in range(640):
+            peer.sendall(small)
+        for _ in range(4):
+            peer.sendall(frame(Opcode.BINARY, large))
+        peer.sendall(frame(Opcode.CLOSE, (1000).to_bytes(2, "big")))
+        peer.next_frame()
+
+    with RawServer(script) as server, connect(server.url, codec=codec) as ws:
+        most_pending = largest_buffer = received = 0
+        for message in ws:
+            received += 1
+            most_pending = max(most_pending, ws.pending)
+            largest_buffer = max(largest_buffer, len(ws._buffer))
+            assert message == (bytes(100) if received <= 640_000 else large)
+        assert received == 640_004
+        assert largest_buffer <= _io._MAX_READ_SIZE
+        assert most_pending <= _io._MAX_READ_SIZE // len(frame(Opcode.BINARY, bytes(100)))
 
 
 def test_pending_counts_parsed_messages():
