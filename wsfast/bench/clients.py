@@ -21,6 +21,54 @@ def _check(received: int, expected: int, what: str) -> None:
         raise Mismatch(f"received {received} {what}, expected {expected}")
 
 
+# The timed loops that clients with a plain recv() (and send()) share; recv and send
+# come in as bound methods, so every contestant's loop costs the same.
+
+
+def _time_feed(recv, count: int, size: int) -> float:
+    total = 0
+    start = perf_counter()
+    for _ in range(count):
+        total += len(recv())
+    elapsed = perf_counter() - start
+    _check(total, count * size, "bytes")
+    return elapsed
+
+
+def _time_echo(send, recv, count: int, size: int) -> float:
+    payload = bytes(size)
+    total = 0
+    start = perf_counter()
+    for _ in range(count):
+        send(payload)
+        total += len(recv())
+    elapsed = perf_counter() - start
+    _check(total, count * size, "bytes")
+    return elapsed
+
+
+async def _time_feed_async(recv, count: int, size: int) -> float:
+    total = 0
+    start = perf_counter()
+    for _ in range(count):
+        total += len(await recv())
+    elapsed = perf_counter() - start
+    _check(total, count * size, "bytes")
+    return elapsed
+
+
+async def _time_echo_async(send, recv, count: int, size: int) -> float:
+    payload = bytes(size)
+    total = 0
+    start = perf_counter()
+    for _ in range(count):
+        await send(payload)
+        total += len(await recv())
+    elapsed = perf_counter() - start
+    _check(total, count * size, "bytes")
+    return elapsed
+
+
 # wsfast ------------------------------------------------------------------------------
 
 
@@ -28,14 +76,7 @@ def wsfast_feed(url: str, count: int, size: int) -> float:
     from wsfast.client import connect
 
     with connect(url, max_message_size=None, compression=None) as ws:
-        recv = ws.recv
-        total = 0
-        start = perf_counter()
-        for _ in range(count):
-            total += len(recv())
-        elapsed = perf_counter() - start
-    _check(total, count * size, "bytes")
-    return elapsed
+        return _time_feed(ws.recv, count, size)
 
 
 def wsfast_many_feed(url: str, count: int, size: int) -> float:
@@ -58,47 +99,22 @@ def wsfast_many_feed(url: str, count: int, size: int) -> float:
 def wsfast_echo(url: str, count: int, size: int) -> float:
     from wsfast.client import connect
 
-    payload = bytes(size)
     with connect(url, max_message_size=None, compression=None) as ws:
-        send, recv = ws.send, ws.recv
-        total = 0
-        start = perf_counter()
-        for _ in range(count):
-            send(payload)
-            total += len(recv())
-        elapsed = perf_counter() - start
-    _check(total, count * size, "bytes")
-    return elapsed
+        return _time_echo(ws.send, ws.recv, count, size)
 
 
 async def _wsfast_asyncio_feed(url: str, count: int, size: int) -> float:
     from wsfast.asyncio import connect
 
     async with connect(url, max_message_size=None, compression=None) as ws:
-        recv = ws.recv
-        total = 0
-        start = perf_counter()
-        for _ in range(count):
-            total += len(await recv())
-        elapsed = perf_counter() - start
-    _check(total, count * size, "bytes")
-    return elapsed
+        return await _time_feed_async(ws.recv, count, size)
 
 
 async def _wsfast_asyncio_echo(url: str, count: int, size: int) -> float:
     from wsfast.asyncio import connect
 
-    payload = bytes(size)
     async with connect(url, max_message_size=None, compression=None) as ws:
-        send, recv = ws.send, ws.recv
-        total = 0
-        start = perf_counter()
-        for _ in range(count):
-            await send(payload)
-            total += len(await recv())
-        elapsed = perf_counter() - start
-    _check(total, count * size, "bytes")
-    return elapsed
+        return await _time_echo_async(ws.send, ws.recv, count, size)
 
 
 async def _wsfast_callback_run(url: str, count: int, size: int, echo: bool) -> float:
@@ -152,30 +168,14 @@ def websockets_sync_feed(url: str, count: int, size: int) -> float:
     from websockets.sync.client import connect
 
     with connect(url, max_size=None, compression=None) as ws:
-        recv = ws.recv
-        total = 0
-        start = perf_counter()
-        for _ in range(count):
-            total += len(recv())
-        elapsed = perf_counter() - start
-    _check(total, count * size, "bytes")
-    return elapsed
+        return _time_feed(ws.recv, count, size)
 
 
 def websockets_sync_echo(url: str, count: int, size: int) -> float:
     from websockets.sync.client import connect
 
-    payload = bytes(size)
     with connect(url, max_size=None, compression=None) as ws:
-        send, recv = ws.send, ws.recv
-        total = 0
-        start = perf_counter()
-        for _ in range(count):
-            send(payload)
-            total += len(recv())
-        elapsed = perf_counter() - start
-    _check(total, count * size, "bytes")
-    return elapsed
+        return _time_echo(ws.send, ws.recv, count, size)
 
 
 # websockets (asyncio) -------------------------------------------------------------------
@@ -185,30 +185,14 @@ async def _websockets_asyncio_feed(url: str, count: int, size: int) -> float:
     from websockets.asyncio.client import connect
 
     async with connect(url, max_size=None, compression=None) as ws:
-        recv = ws.recv
-        total = 0
-        start = perf_counter()
-        for _ in range(count):
-            total += len(await recv())
-        elapsed = perf_counter() - start
-    _check(total, count * size, "bytes")
-    return elapsed
+        return await _time_feed_async(ws.recv, count, size)
 
 
 async def _websockets_asyncio_echo(url: str, count: int, size: int) -> float:
     from websockets.asyncio.client import connect
 
-    payload = bytes(size)
     async with connect(url, max_size=None, compression=None) as ws:
-        send, recv = ws.send, ws.recv
-        total = 0
-        start = perf_counter()
-        for _ in range(count):
-            await send(payload)
-            total += len(await recv())
-        elapsed = perf_counter() - start
-    _check(total, count * size, "bytes")
-    return elapsed
+        return await _time_echo_async(ws.send, ws.recv, count, size)
 
 
 def websockets_asyncio_feed(url: str, count: int, size: int) -> float:
@@ -227,35 +211,19 @@ def websocket_client_feed(url: str, count: int, size: int) -> float:
 
     ws = websocket.create_connection(url)
     try:
-        recv = ws.recv
-        total = 0
-        start = perf_counter()
-        for _ in range(count):
-            total += len(recv())
-        elapsed = perf_counter() - start
+        return _time_feed(ws.recv, count, size)
     finally:
         ws.close()
-    _check(total, count * size, "bytes")
-    return elapsed
 
 
 def websocket_client_echo(url: str, count: int, size: int) -> float:
     import websocket
 
-    payload = bytes(size)
     ws = websocket.create_connection(url)
     try:
-        send, recv = ws.send_binary, ws.recv
-        total = 0
-        start = perf_counter()
-        for _ in range(count):
-            send(payload)
-            total += len(recv())
-        elapsed = perf_counter() - start
+        return _time_echo(ws.send_binary, ws.recv, count, size)
     finally:
         ws.close()
-    _check(total, count * size, "bytes")
-    return elapsed
 
 
 # aiohttp --------------------------------------------------------------------------------
