@@ -5,6 +5,7 @@ When the compiled twin cannot be imported its tests are skipped, saying why; wit
 mistaken for a green run.
 """
 
+import faulthandler
 import importlib
 import os
 
@@ -40,3 +41,11 @@ def codec(request):
 def twins():
     """Both codec modules, pure first, for tests that compare them."""
     return importlib.import_module("wsfast._pure"), load_compiled()
+
+
+@pytest.fixture
+def no_hang():
+    """Dump the stacks and stop the run if a test hangs (for tests over real sockets)."""
+    faulthandler.dump_traceback_later(60, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import collections
-import faulthandler
 import hashlib
 import socket
 import threading
@@ -34,12 +33,7 @@ from wsfast.server import serve
 TIMEOUT = 5  # seconds any single wait in these tests may take
 
 
-@pytest.fixture(autouse=True)
-def no_hang():
-    """Dump the stacks and stop the run if a test hangs."""
-    faulthandler.dump_traceback_later(60, exit=True)
-    yield
-    faulthandler.cancel_dump_traceback_later()
+pytestmark = pytest.mark.usefixtures("no_hang")
 
 
 @pytest.fixture

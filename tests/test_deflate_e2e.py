@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import faulthandler
 import hashlib
 import socket
 import threading
@@ -28,12 +27,7 @@ TEXT = "".join(f'{{"symbol": "X{i % 7}", "price": {i * 37 % 1000}.{i % 10}, "siz
 MESSAGES = [TEXT, TEXT.encode(), "", b"", "ünïcødé ✓ 🚀", bytes(range(256)) * 300]
 
 
-@pytest.fixture(autouse=True)
-def no_hang():
-    """Dump the stacks and stop the run if a test hangs."""
-    faulthandler.dump_traceback_later(60, exit=True)
-    yield
-    faulthandler.cancel_dump_traceback_later()
+pytestmark = pytest.mark.usefixtures("no_hang")
 
 
 class Recorder:

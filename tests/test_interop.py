@@ -4,7 +4,6 @@ package (its threaded API), in both directions."""
 from __future__ import annotations
 
 import contextlib
-import faulthandler
 import os
 import threading
 
@@ -23,12 +22,7 @@ ws_exceptions = pytest.importorskip("websockets.exceptions")
 TIMEOUT = 5
 
 
-@pytest.fixture(autouse=True)
-def no_hang():
-    """Dump the stacks and stop the run if a test hangs."""
-    faulthandler.dump_traceback_later(60, exit=True)
-    yield
-    faulthandler.cancel_dump_traceback_later()
+pytestmark = pytest.mark.usefixtures("no_hang")
 
 
 @contextlib.contextmanager

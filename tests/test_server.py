@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import faulthandler
 import socket
 import threading
 import time
@@ -24,12 +23,7 @@ UPGRADE = (
 )
 
 
-@pytest.fixture(autouse=True)
-def no_hang():
-    """Dump the stacks and stop the run if a test hangs."""
-    faulthandler.dump_traceback_later(60, exit=True)
-    yield
-    faulthandler.cancel_dump_traceback_later()
+pytestmark = pytest.mark.usefixtures("no_hang")
 
 
 def raw_client(server: Server) -> socket.socket:

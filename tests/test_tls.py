@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import faulthandler
 import hashlib
 import socket
 import ssl
@@ -22,12 +21,7 @@ trustme = pytest.importorskip("trustme")
 TIMEOUT = 5
 
 
-@pytest.fixture(autouse=True)
-def no_hang():
-    """Dump the stacks and stop the run if a test hangs."""
-    faulthandler.dump_traceback_later(60, exit=True)
-    yield
-    faulthandler.cancel_dump_traceback_later()
+pytestmark = pytest.mark.usefixtures("no_hang")
 
 
 @pytest.fixture(scope="module")
