@@ -1,7 +1,9 @@
 """Builds the compiled codec ``wsfast._compiled`` from ``src_c/``, optionally.
 
 When it cannot be built (no C compiler, Cython missing or failing), wsfast still
-installs, with its pure-Python codec, and a warning says so. Environment switches:
+installs, with its pure-Python codec, and a warning says so. The codec links zlib
+(``z`` on POSIX, ``zlib`` with MSVC). Environment switches: ``ZLIB_ROOT`` names a zlib
+installation to use (its ``include`` and ``lib`` folders), as Windows needs;
 ``WSFAST_NO_EXTENSIONS=1`` skips the build; ``WSFAST_REQUIRE_EXTENSION=1`` makes a
 failed build an error (for wheels and CI).
 """
@@ -23,6 +25,7 @@ CODEC = Extension(
         "src_c/mask_avx2.c",
     ],
     include_dirs=["src_c"],
+    define_macros=[("ZLIB_CONST", None)],  # zlib's input pointers are const
 )
 
 
@@ -49,9 +52,14 @@ class OptionalBuildExt(build_ext):
             warn(f"{type(exc).__name__}: {exc}")
 
     def build_extensions(self):
-        optimise = ["/O2"] if self.compiler.compiler_type == "msvc" else ["-O3"]
+        msvc = self.compiler.compiler_type == "msvc"
+        zlib_root = os.environ.get("ZLIB_ROOT")
         for ext in self.extensions:
-            ext.extra_compile_args = optimise + ext.extra_compile_args
+            ext.extra_compile_args = (["/O2"] if msvc else ["-O3"]) + ext.extra_compile_args
+            ext.libraries.append("zlib" if msvc else "z")
+            if zlib_root:
+                ext.include_dirs.append(os.path.join(zlib_root, "include"))
+                ext.library_dirs.append(os.path.join(zlib_root, "lib"))
         super().build_extensions()
 
 

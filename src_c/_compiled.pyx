@@ -4,7 +4,8 @@
 
 Masking runs in C kernels chosen for the CPU at import. Frames are parsed straight
 from the caller's buffer; a payload that arrives in pieces is copied (and unmasked)
-piece by piece into the ``bytes`` object the frame will carry.
+piece by piece into the ``bytes`` object the frame will carry. Compressed messages
+are inflated with zlib's C API straight into the object they come out as.
 """
 
 cimport cython
@@ -18,6 +19,7 @@ from cpython.buffer cimport (
 )
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.mem cimport PyMem_RawCalloc, PyMem_RawFree
 from cpython.object cimport PyObject
 from libc.stdint cimport INT64_MAX, uint64_t
 from libc.string cimport memcpy
@@ -45,7 +47,7 @@ from operator import index
 from wsfast.enums import Opcode
 from wsfast.exceptions import InvalidUTF8, PayloadTooBig, ProtocolError
 
-__all__ = ["DEFAULT_MAX_SIZE", "Frame", "FrameParser", "encode_frame", "mask", "mask_inplace"]
+__all__ = ["DEFAULT_MAX_SIZE", "Frame", "FrameParser", "Inflater", "encode_frame", "mask", "mask_inplace"]
 
 DEFAULT_MAX_SIZE = 64 * 1024 * 1024
 
@@ -63,6 +65,30 @@ cdef extern from "Python.h":
     # Strict decoding: UnicodeDecodeError on invalid UTF-8.
     str _decode_utf8 "PyUnicode_DecodeUTF8"(const char *data, Py_ssize_t size, const char *errors)
 
+cdef extern from "zlib.h":  # built with ZLIB_CONST: next_in is const
+    ctypedef unsigned int uInt
+    ctypedef void *(*alloc_func)(void *opaque, uInt items, uInt size) noexcept nogil
+    ctypedef void (*free_func)(void *opaque, void *address) noexcept nogil
+    ctypedef struct z_stream:
+        const unsigned char *next_in
+        uInt avail_in
+        unsigned char *next_out
+        uInt avail_out
+        const char *msg
+        alloc_func zalloc
+        free_func zfree
+        void *opaque
+    enum:
+        Z_OK
+        Z_STREAM_END
+        Z_BUF_ERROR
+        Z_MEM_ERROR
+        Z_SYNC_FLUSH
+    int inflateInit2(z_stream *strm, int window_bits)
+    int inflate(z_stream *strm, int flush)
+    int inflateReset(z_stream *strm)
+    int inflateEnd(z_stream *strm)
+
 cdef enum:
     FIN = 8
     RSV1 = 4
@@ -73,6 +99,17 @@ cdef enum:
     WINDOW_FROM = 16 * 1024  # payloads at least this large offer a payload_window()
     WINDOW_ROOM = 256 * 1024  # a window spans at least this much (or the payload's rest)
     KNOWN_OPCODES = 0x0707  # bit n set when opcode n is defined
+    UNMASK_ON_STACK = 4096  # a masked compressed message up to this size is unmasked on the stack
+    # Below this size, a message's payload and trailer go to zlib as one input, copied
+    # on the stack: one zlib call instead of two (the pure twin does the same).
+    COPY_TRAILER_BELOW = 4096
+    # Inflating starts with room for a few times the input, within these bounds, and
+    # doubles it as needed: neither a header nor a small bomb reserves much memory.
+    # (zlib decodes fastest while it has room for 258 bytes.)
+    INFLATE_ROOM_MIN = 512
+    INFLATE_ROOM_MAX = 1024 * 1024
+    TEXT_ROOM_KEPT = 64 * 1024  # inflated text goes through a buffer that is kept up to this size
+    ZLIB_STEP = 1 << 30  # zlib counts bytes in uInt: hand it at most this many at once
 
 # Limit used for max_size=None: no frame length can exceed it.
 cdef uint64_t NO_LIMIT = INT64_MAX
@@ -349,6 +386,216 @@ def encode_frame(opcode, payload=b"", *, fin=True, rsv=0, mask_key=None):
     return out
 
 
+# --- inflating (permessage-deflate, RFC 7692) ------------------------------------------
+
+# A compressed message is DEFLATE data that was flushed with an empty stored block
+# ending in these four bytes; the sender strips them and the receiver puts them back.
+cdef const unsigned char *TRAILER = <const unsigned char *>b"\x00\x00\xff\xff"
+
+_TOO_BIG = "message exceeds the size limit once decompressed"
+
+
+# zlib's memory comes from Python's raw allocator, so tracemalloc counts it too.
+cdef void *_zalloc(void *opaque, uInt items, uInt size) noexcept nogil:
+    return PyMem_RawCalloc(items, size)
+
+
+cdef void _zfree(void *opaque, void *address) noexcept nogil:
+    PyMem_RawFree(address)
+
+
+cdef struct _Output:
+    PyObject **buf  # a bytes object referenced nowhere else, which grows as needed
+    Py_ssize_t size  # bytes inflated into it so far
+    Py_ssize_t limit  # producing this many is producing too many
+
+
+cdef int _reserve(PyObject **buf, Py_ssize_t size) except -1:
+    """Make ``*buf`` a bytes object of ``size`` bytes: a new one for NULL, else resized."""
+    if buf[0] == NULL:
+        buf[0] = _new_bytes(NULL, size)
+        return 0 if buf[0] != NULL else -1
+    return _PyBytes_Resize(buf, size)
+
+
+cdef Py_ssize_t _first_room(Py_ssize_t n, Py_ssize_t limit):
+    """Room to start inflating ``n`` bytes with: a few times as much, within bounds."""
+    return min(limit, max(<Py_ssize_t>INFLATE_ROOM_MIN, min(n, INFLATE_ROOM_MAX // 4) * 4))
+
+
+cdef Py_ssize_t _room(_Output *out) except -1:
+    """Free bytes in ``out`` (which holds less than ``limit``), doubling it when full."""
+    cdef Py_ssize_t capacity = min(Py_SIZE(out.buf[0]), out.limit)
+    if out.size == capacity:
+        capacity = 2 * capacity if capacity < out.limit // 2 else out.limit
+        _reserve(out.buf, capacity)
+    return capacity - out.size
+
+
+cdef Py_ssize_t _output_limit(object max_size) except -1:
+    """How many bytes inflating may produce for a budget of ``max_size`` bytes (None: no
+    limit): producing one byte more than allowed proves the excess."""
+    if max_size is None:
+        return PY_SSIZE_T_MAX
+    max_size = index(max_size)
+    if max_size >= PY_SSIZE_T_MAX:
+        return PY_SSIZE_T_MAX
+    return 1 if max_size <= 0 else <Py_ssize_t>max_size + 1
+
+
+@cython.final
+@cython.auto_pickle(False)  # its zlib state cannot be copied
+cdef class Inflater:
+    """Decompresses the messages of one direction of a permessage-deflate connection
+    (RFC 7692): raw DEFLATE data with a window of ``2**window_bits`` bytes (8..15).
+
+    Call :meth:`inflate` for every frame of each compressed message, in order: with
+    context takeover a message may refer to the ones before it. ``no_context_takeover``
+    starts every message afresh, as the peer then promised. Errors are fatal for the
+    connection: fail it with the exception's ``code``.
+    """
+
+    cdef readonly int window_bits
+    cdef readonly bint no_context_takeover
+    cdef z_stream _stream
+    cdef bint _ready  # inflateInit2 succeeded: inflateEnd is due
+    cdef bint _unflushed  # the current stream got data that only the trailer completes
+    cdef PyObject *_text  # owned: what text is inflated into before decoding; NULL or small
+
+    def __cinit__(self, window_bits=15, *, no_context_takeover=False):
+        cdef int status
+        if type(window_bits) is not int or not 8 <= window_bits <= 15:
+            raise ValueError(f"window_bits must be an int within 8..15, not {window_bits!r}")
+        self.window_bits = window_bits
+        self.no_context_takeover = no_context_takeover
+        self._stream.zalloc = _zalloc
+        self._stream.zfree = _zfree
+        status = inflateInit2(&self._stream, -self.window_bits)  # negative: raw DEFLATE
+        if status == Z_MEM_ERROR:
+            raise MemoryError()
+        if status != Z_OK:
+            raise RuntimeError(f"zlib cannot inflate (error {status}: {self._reason()})")
+        self._ready = True
+
+    def __dealloc__(self):
+        if self._ready:
+            inflateEnd(&self._stream)
+        Py_CLEAR(self._text)
+
+    def inflate(self, payload, fin=True, max_size=None):
+        """Decompress the payload (any bytes-like) of one frame of a compressed message.
+
+        ``fin`` tells that the frame ends the message. ``max_size`` is how many bytes this
+        frame may still add to the message (None: no limit). Raises :class:`PayloadTooBig`
+        (1009) as soon as it would add more, having produced at most one byte more; and
+        :class:`ProtocolError` with code 1007 when the data is not valid DEFLATE.
+        """
+        cdef Py_buffer view
+        _get_bytes(payload, &view)
+        try:
+            return self._to_bytes(<const unsigned char *>view.buf, view.len, fin, _output_limit(max_size))
+        finally:
+            PyBuffer_Release(&view)
+
+    cdef bytes _to_bytes(self, const unsigned char *data, Py_ssize_t n, bint fin, Py_ssize_t limit):
+        """Inflate one frame's payload into a new bytes object, producing less than ``limit``."""
+        cdef PyObject *buf = NULL
+        cdef _Output out = _Output(&buf, 0, limit)
+        try:
+            _reserve(&buf, _first_room(n, limit))
+            self._run(data, n, fin, &out)
+            if out.size == 0:
+                return b""
+            _reserve(&buf, out.size)
+            return <bytes>buf
+        finally:
+            Py_CLEAR(buf)
+
+    cdef str _to_text(self, const unsigned char *data, Py_ssize_t n, Py_ssize_t limit):
+        """Inflate a whole text message's payload and decode it (strict UTF-8): the only
+        Python object made is the str."""
+        cdef _Output out = _Output(&self._text, 0, limit)
+        try:
+            if self._text == NULL:
+                _reserve(&self._text, _first_room(n, limit))
+            self._run(data, n, True, &out)
+            return _decode_utf8(_bytes_data(self._text), out.size, NULL)
+        finally:
+            if self._text != NULL and Py_SIZE(self._text) > TEXT_ROOM_KEPT:
+                Py_CLEAR(self._text)
+
+    cdef int _run(self, const unsigned char *data, Py_ssize_t n, bint fin, _Output *out) except -1:
+        """Inflate one frame's payload into ``out``; at the end of a message, the trailer."""
+        cdef unsigned char joined[COPY_TRAILER_BELOW + 4]
+        if fin and 0 < n < COPY_TRAILER_BELOW:
+            memcpy(joined, data, n)
+            memcpy(joined + n, TRAILER, 4)
+            self._inflate_into(joined, n + 4, out, True)
+        else:
+            self._inflate_into(data, n, out, False)
+            # The trailer completes the stored block a sender's flush began. Without
+            # data since the last stream end (an empty message, or one ending with a
+            # BFINAL block) there is none: a bare trailer would garble the next message.
+            if fin and self._unflushed:
+                self._inflate_into(TRAILER, 4, out, True)
+        if fin:
+            self._unflushed = False
+            if self.no_context_takeover:
+                inflateReset(&self._stream)
+        return 0
+
+    cdef int _inflate_into(self, const unsigned char *data, Py_ssize_t n, _Output *out,
+                           bint trailer) except -1:
+        """Inflate ``n`` bytes into ``out``; ``trailer`` tells that they end with the trailer.
+
+        A peer may end its DEFLATE stream with a BFINAL block inside a message and go on
+        with a new one, which cannot refer to the old (RFC 7692 §7.2.3.4): zlib is reset
+        and carries on from where the old stream ended, without copying anything.
+        """
+        cdef z_stream *stream = &self._stream
+        cdef Py_ssize_t unread = n  # bytes not handed to zlib yet
+        cdef Py_ssize_t left  # bytes after a stream's end
+        cdef unsigned char *start
+        cdef int status
+        if n == 0:
+            return 0
+        self._unflushed = True
+        stream.next_in = data
+        stream.avail_in = 0
+        while True:
+            if stream.avail_in == 0:
+                stream.avail_in = <uInt>min(unread, ZLIB_STEP)
+                unread -= stream.avail_in
+            stream.avail_out = <uInt>min(_room(out), ZLIB_STEP)
+            start = <unsigned char *>_bytes_data(out.buf[0])
+            stream.next_out = start + out.size
+            status = inflate(stream, Z_SYNC_FLUSH)
+            out.size = stream.next_out - start
+            if status != Z_OK and status != Z_BUF_ERROR and status != Z_STREAM_END:
+                return self._fail(status)
+            if out.size == out.limit:
+                raise PayloadTooBig(_TOO_BIG)
+            if status == Z_STREAM_END:
+                inflateReset(stream)
+                left = stream.avail_in + unread
+                if left == 0 or (trailer and left == 4):
+                    self._unflushed = False  # the trailer would start a stream of its own
+                    return 0
+            elif stream.avail_out and stream.avail_in == 0 and unread == 0:
+                return 0  # all input taken, and zlib holds back no output (there was room)
+
+    cdef int _fail(self, int status) except -1:
+        if status == Z_MEM_ERROR:
+            raise MemoryError()
+        raise ProtocolError(f"invalid compressed data: {self._reason()}", 1007)
+
+    cdef str _reason(self):
+        """zlib's message for its last error (the zlib module's words when it has none)."""
+        if self._stream.msg == NULL:
+            return "invalid input data"
+        return self._stream.msg.decode("utf-8", "replace")
+
+
 @cython.final
 @cython.auto_pickle(False)
 cdef class _PayloadWindow:
@@ -374,15 +621,19 @@ cdef class FrameParser:
     parses what a client sends (frames must be masked, and are unmasked here). A frame whose
     header announces more than ``max_size`` payload bytes (None for no limit) is rejected
     before its payload is buffered. ``allowed_rsv`` lists the reserved bits an extension
-    negotiated (4 for RSV1). A violation raises :class:`ProtocolError` carrying the close
-    code, with the frames completed before it in ``error.frames``; the parser then stays
-    failed, and every later ``feed`` raises the same kind of error with no frames.
+    negotiated (4 for RSV1). With an :class:`Inflater` of this codec as ``inflater``,
+    :meth:`feed_messages` also inflates whole compressed messages. A violation raises
+    :class:`ProtocolError` carrying the close code, with the frames completed before it in
+    ``error.frames``; the parser then stays failed, and every later ``feed`` raises the
+    same kind of error with no frames.
     """
 
     cdef readonly bint client
     cdef readonly object max_size
     cdef readonly object allowed_rsv
+    cdef readonly Inflater inflater
     cdef uint64_t _limit
+    cdef Py_ssize_t _inflate_limit  # what a whole compressed message may inflate to, plus one
     cdef unsigned _rsv_bits
     cdef int _masked  # 1 when frames must be masked: we parse a client's frames
     # Start of a frame whose header has not fully arrived.
@@ -398,21 +649,30 @@ cdef class FrameParser:
     # In feed_messages(): whole unfragmented messages are delivered as bytes or str.
     cdef bint _messages
     cdef readonly Py_ssize_t last_frame_count
+    # With an inflater: whole compressed messages are inflated here in this call, and a
+    # fragmented message is open (it blocks that).
+    cdef bint _inline
+    cdef bint _open
 
-    def __init__(self, *, client=True, max_size=DEFAULT_MAX_SIZE, allowed_rsv=0):
+    def __init__(self, *, client=True, max_size=DEFAULT_MAX_SIZE, allowed_rsv=0, inflater=None):
         if max_size is not None and max_size < 0:
             raise ValueError("max_size must be >= 0 or None")
         if not 0 <= allowed_rsv <= 7:
             raise ValueError("allowed_rsv must be within 0..7")
+        if inflater is not None and not isinstance(inflater, Inflater):
+            kind = f"{type(inflater).__module__}.{type(inflater).__qualname__}"
+            raise TypeError(f"inflater must be a {__name__}.Inflater or None, not {kind}")
         self.client = client
         self.max_size = max_size
         self.allowed_rsv = allowed_rsv
+        self.inflater = inflater
         self._rsv_bits = allowed_rsv
         if max_size is None or max_size >= NO_LIMIT:
             self._limit = NO_LIMIT
         else:
             # A payload length is whole, so a fractional limit works as its floor.
             self._limit = max_size if type(max_size) is int else math.floor(max_size)
+        self._inflate_limit = PY_SSIZE_T_MAX if self._limit >= <uint64_t>PY_SSIZE_T_MAX else <Py_ssize_t>self._limit + 1
         self._masked = not self.client
         self._reset()
         self._error = None
@@ -460,6 +720,12 @@ cdef class FrameParser:
         """Like :meth:`feed`, but deliver every complete message that came in one frame
         as its payload: ``bytes`` for binary, ``str`` for text.
 
+        With an ``inflater``, a compressed message in one frame (RSV1 alone) comes
+        inflated too, its decompressed size limited by ``max_size``. Messages must be
+        inflated in order, and the caller inflates what comes as frames: once a data
+        frame came as a :class:`Frame`, the compressed messages after it in this call come
+        as frames too, and so do those while a fragmented message is open.
+
         Everything else (control frames, fragments, frames with reserved bits set) comes
         as a :class:`Frame`; :attr:`last_frame_count` tells how many did. Text that is not
         valid UTF-8 raises :class:`InvalidUTF8` like any other violation.
@@ -472,6 +738,7 @@ cdef class FrameParser:
         if self._error is not None:
             self._raise_again()
         self._messages = messages
+        self._inline = messages and self.inflater is not None and not self._open
         self.last_frame_count = 0
         _get_bytes(data, &view)
         try:
@@ -551,6 +818,9 @@ cdef class FrameParser:
             raise PayloadTooBig(f"frame of {h.length} bytes exceeds the addressable memory")
         length = <Py_ssize_t>h.length
         if avail >= length:
+            if self._inflates(h):
+                frames.append(self._inflate_masked(h, src, length) if self._masked else self._inflated(h, src, length))
+                return length
             if h.opcode == 1 and not self._masked and self._is_message(h):
                 frames.append(_decode_utf8(<const char *>src, length, NULL))  # no bytes in between
                 return length
@@ -607,7 +877,31 @@ cdef class FrameParser:
         """True when feed_messages() delivers this frame's payload as a message."""
         return self._messages and h.fin and h.rsv == 0 and (h.opcode == 2 or h.opcode == 1)
 
+    cdef inline bint _inflates(self, const wsfast_header *h):
+        """True when feed_messages() delivers this frame's payload inflated, as a message."""
+        return self._inline and h.fin and h.rsv == RSV1 and (h.opcode == 2 or h.opcode == 1)
+
+    cdef object _inflated(self, const wsfast_header *h, const unsigned char *payload, Py_ssize_t length):
+        """The message of a compressed frame: str for text, else bytes."""
+        if h.opcode == 1:
+            return self.inflater._to_text(payload, length, self._inflate_limit)
+        return self.inflater._to_bytes(payload, length, True, self._inflate_limit)
+
+    cdef object _inflate_masked(self, const wsfast_header *h, const unsigned char *src, Py_ssize_t length):
+        """Like _inflated, for a payload still masked: unmasked into scratch memory first."""
+        cdef unsigned char small[UNMASK_ON_STACK]
+        cdef bytes large
+        cdef unsigned char *unmasked = small
+        if length > UNMASK_ON_STACK:
+            large = PyBytes_FromStringAndSize(NULL, length)
+            unmasked = <unsigned char *>PyBytes_AS_STRING(large)
+        wsfast_mask(unmasked, src, length, h.key, 0)
+        return self._inflated(h, unmasked, length)
+
     cdef inline int _deliver(self, const wsfast_header *h, bytes payload, list frames) except -1:
+        if self._inflates(h):
+            frames.append(self._inflated(h, <const unsigned char *>PyBytes_AS_STRING(payload), len(payload)))
+            return 0
         if self._is_message(h):
             if h.opcode == 1:
                 frames.append(_decode_utf8(PyBytes_AS_STRING(payload), len(payload), NULL))
@@ -615,6 +909,11 @@ cdef class FrameParser:
                 frames.append(payload)
             return 0
         self.last_frame_count += 1
+        if h.opcode < 8 and self.inflater is not None:
+            # The caller inflates after this call what this data frame needs; to keep
+            # the compressed messages in order, none after it is inflated here.
+            self._inline = False
+            self._open = not h.fin and (h.opcode != 0 or self._open)
         return _append_frame(frames, h, payload)
 
     cdef int _raise(self, wsfast_header_status status, const wsfast_header *h) except -1:

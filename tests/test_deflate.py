@@ -1,4 +1,6 @@
-"""permessage-deflate (RFC 7692): negotiation, compression, limits, interoperability."""
+"""permessage-deflate (RFC 7692): negotiation, compression, limits, interoperability.
+
+Decompression runs on the Inflater of each codec twin in turn (the ``codec`` fixture)."""
 
 from __future__ import annotations
 
@@ -16,12 +18,13 @@ HELLO = bytes.fromhex("f248cdc9c90700")  # RFC 7692 §7.2.3.1
 HELLO_AGAIN = bytes.fromhex("f200110000")  # RFC 7692 §7.2.3.2, with context takeover
 
 
-def pair(params=None, options=None):
-    """A client and a server codec for the same negotiated parameters."""
+def pair(codec, params=None, options=None):
+    """A client and a server side for the same negotiated parameters, inflating with the
+    Inflater of ``codec`` (None: the default codec)."""
     params = params or DeflateParams()
     return (
-        PerMessageDeflate(params, client=True, options=options),
-        PerMessageDeflate(params, client=False, options=options),
+        PerMessageDeflate(params, client=True, options=options, codec=codec),
+        PerMessageDeflate(params, client=False, options=options, codec=codec),
     )
 
 
@@ -362,24 +365,24 @@ def test_both_sides_agree(server_nct, client_nct, client_bits, server_bits, serv
 # --- RFC 7692 §7.2.3 examples -----------------------------------------------------------
 
 
-def test_rfc_hello_with_context_takeover():
-    client, server = pair()
+def test_rfc_hello_with_context_takeover(codec):
+    client, server = pair(codec)
     assert client.compress(b"Hello") == HELLO
     assert client.compress(b"Hello") == HELLO_AGAIN
     assert server.decompress(HELLO) == b"Hello"
     assert server.decompress(HELLO_AGAIN) == b"Hello"
 
 
-def test_rfc_hello_without_context_takeover():
-    client, server = pair(DeflateParams(client_no_context_takeover=True))
+def test_rfc_hello_without_context_takeover(codec):
+    client, server = pair(codec, DeflateParams(client_no_context_takeover=True))
     for _ in range(3):
         payload = client.compress(b"Hello")
         assert payload == HELLO
         assert server.decompress(payload) == b"Hello"
 
 
-def test_rfc_fragmented_hello():
-    _, server = pair()
+def test_rfc_fragmented_hello(codec):
+    _, server = pair(codec)
     assert server.decompress([HELLO[:3], HELLO[3:]]) == b"Hello"
     assert server.decompress_frame(HELLO_AGAIN[:1], False) + server.decompress_frame(HELLO_AGAIN[1:], True) == b"Hello"
 
@@ -392,15 +395,15 @@ def test_rfc_fragmented_hello():
         "f24805000000ffffcac9c90700",  # §7.2.3.5: two blocks
     ],
 )
-def test_rfc_decoding_examples(payload):
-    _, server = pair()
+def test_rfc_decoding_examples(codec, payload):
+    _, server = pair(codec)
     for _ in range(3):  # and the stream stays usable afterwards
         assert server.decompress(bytes.fromhex(payload)) == b"Hello"
         assert server.decompress(HELLO) == b"Hello"
 
 
-def test_bfinal_in_fragmented_message_and_limit():
-    _, server = pair()
+def test_bfinal_in_fragmented_message_and_limit(codec):
+    _, server = pair(codec)
     payload = bytes.fromhex("f348cdc9c9070000")
     assert server.decompress([payload[:4], payload[4:7], payload[7:]]) == b"Hello"
     # A final block, then a new DEFLATE stream in the same message.
@@ -417,13 +420,13 @@ def finished_stream(message, wbits=15):
 
 
 @pytest.mark.parametrize("size", [5, 100_000])
-def test_streams_ending_without_padding(size):
+def test_streams_ending_without_padding(codec, size):
     # Some senders finish a whole DEFLATE stream per message and omit RFC 7692's padding
     # byte; the receiver's trailer must then not start a stream of its own.
     message = random.Random(size).randbytes(size // 2) + b"Hello" * (size // 10)
     payload = finished_stream(message)
     assert len(payload) > 4096 or size == 5
-    _, server = pair()
+    _, server = pair(codec)
     for _ in range(3):
         assert server.decompress(payload) == message
         assert server.decompress([payload, b""]) == message
@@ -432,8 +435,8 @@ def test_streams_ending_without_padding(size):
         assert server.decompress(b"\x03\x00") == b""  # an empty message, the same way
 
 
-def test_many_streams_in_one_message():
-    _, server = pair()
+def test_many_streams_in_one_message(codec):
+    _, server = pair(codec)
     payload = b"".join(finished_stream(bytes([i % 256]) * 3) for i in range(20_000))
     assert server.decompress(payload) == b"".join(bytes([i % 256]) * 3 for i in range(20_000))
     assert server.decompress(b"\x03\x00" * 100_000 + HELLO) == b"Hello"
@@ -476,9 +479,9 @@ def reference_compress(wbits, reset):
 @pytest.mark.parametrize("bits", range(8, 16))
 @pytest.mark.parametrize("reset", [False, True])
 @pytest.mark.parametrize("client", [False, True])
-def test_round_trip_against_zlib(bits, reset, client):
+def test_round_trip_against_zlib(codec, bits, reset, client):
     params = DeflateParams(reset, reset, bits, bits)
-    ours = PerMessageDeflate(params, client=client)
+    ours = PerMessageDeflate(params, client=client, codec=codec)
     # The reference decoder uses exactly the negotiated window: an 8-bit window proves that
     # compressing with zlib's 9-bit window stays within 256 bytes.
     decode = reference_decompress(bits, reset)
@@ -507,7 +510,7 @@ def test_eight_bit_window_is_respected():
     wide = zlib.compressobj(6, zlib.DEFLATED, -10)
     with pytest.raises(zlib.error, match="too far back"):
         inflate_bytewise(zlib.decompressobj(-8), wide.compress(message) + wide.flush(zlib.Z_SYNC_FLUSH)[:-4])
-    client, _ = pair(DeflateParams(client_max_window_bits=8))
+    client, _ = pair(None, DeflateParams(client_max_window_bits=8))
     reference = zlib.decompressobj(-8)
     for _ in range(5):
         assert inflate_bytewise(reference, client.compress(message)) == message
@@ -515,9 +518,9 @@ def test_eight_bit_window_is_respected():
 
 @pytest.mark.parametrize("client_reset", [False, True])
 @pytest.mark.parametrize("server_reset", [False, True])
-def test_round_trip_both_ways(client_reset, server_reset):
+def test_round_trip_both_ways(codec, client_reset, server_reset):
     params = DeflateParams(server_reset, client_reset, 11, 9)
-    client, server = pair(params, DeflateOptions(level=1, mem_level=4))
+    client, server = pair(codec, params, DeflateOptions(level=1, mem_level=4))
     for message in messages(7):
         assert server.decompress(client.compress(message)) == message
         assert client.decompress(server.compress(message)) == message
@@ -525,15 +528,15 @@ def test_round_trip_both_ways(client_reset, server_reset):
 
 def test_context_takeover_shrinks_repeated_messages():
     message = b'{"channel":"ticker","product_id":"BTC-USD","price":"43000.01"}'
-    with_context, _ = pair()
-    without_context, _ = pair(DeflateParams(client_no_context_takeover=True))
+    with_context, _ = pair(None)
+    without_context, _ = pair(None, DeflateParams(client_no_context_takeover=True))
     first = with_context.compress(message)
     assert len(with_context.compress(message)) < len(first) // 3
     assert without_context.compress(message) == without_context.compress(message) == first
 
 
-def test_no_context_takeover_detects_a_peer_referring_back():
-    _, server = pair(DeflateParams(client_no_context_takeover=True))
+def test_no_context_takeover_detects_a_peer_referring_back(codec):
+    _, server = pair(codec, DeflateParams(client_no_context_takeover=True))
     assert server.decompress(HELLO) == b"Hello"
     with pytest.raises(ProtocolError) as info:
         server.decompress(HELLO_AGAIN)  # refers to the previous message
@@ -541,8 +544,8 @@ def test_no_context_takeover_detects_a_peer_referring_back():
 
 
 @pytest.mark.parametrize("cut", [0, 1, 2, 5, 100, 1000, 4095, 4096, 5000])
-def test_fragmented_messages(cut):
-    client, server = pair()
+def test_fragmented_messages(codec, cut):
+    client, server = pair(codec)
     for message in messages(cut, count=10):
         payload = client.compress(message)
         fragments = [payload[:cut], payload[cut : cut * 2], payload[cut * 2 :]]
@@ -550,8 +553,8 @@ def test_fragmented_messages(cut):
         assert server.decompress([client.compress(message)]) == message
 
 
-def test_fragment_per_byte():
-    client, server = pair()
+def test_fragment_per_byte(codec):
+    client, server = pair(codec)
     message = b"abc" * 1000
     payload = client.compress(message)
     pieces = [server.decompress_frame(payload[i : i + 1], False) for i in range(len(payload))]
@@ -560,8 +563,8 @@ def test_fragment_per_byte():
     assert server.decompress(client.compress(message)) == message
 
 
-def test_empty_messages():
-    client, server = pair()
+def test_empty_messages(codec):
+    client, server = pair(codec)
     for _ in range(3):
         assert server.decompress(client.compress(b"")) == b""
         # An empty payload (some peers send one) is an empty message and harms nothing.
@@ -571,18 +574,18 @@ def test_empty_messages():
         assert server.decompress(client.compress(b"Hello")) == b"Hello"
 
 
-def test_accepts_bytes_like():
-    client, server = pair()
+def test_accepts_bytes_like(codec):
+    client, server = pair(codec)
     payload = client.compress(memoryview(bytearray(b"Hello" * 10)))
     assert server.decompress(bytearray(payload)) == b"Hello" * 10
     assert server.decompress([memoryview(payload[:3]), bytearray(payload[3:])], 50) == b"Hello" * 10
 
 
 def test_min_size_and_repr():
-    codec = PerMessageDeflate(DeflateParams(), client=True, options=DeflateOptions(min_size=64))
-    assert codec.min_size == 64
-    assert codec.params == DeflateParams()
-    assert "client=True" in repr(codec)
+    deflate = PerMessageDeflate(DeflateParams(), client=True, options=DeflateOptions(min_size=64))
+    assert deflate.min_size == 64
+    assert deflate.params == DeflateParams()
+    assert "client=True" in repr(deflate)
 
 
 # --- Limits and corrupt data ------------------------------------------------------------
@@ -593,10 +596,10 @@ def bomb(size):
     return (compressor.compress(bytes(size)) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
 
 
-def test_decompression_bomb_is_stopped_with_bounded_memory():
+def test_decompression_bomb_is_stopped_with_bounded_memory(codec):
     payload = bomb(10 * 1024 * 1024)
     assert len(payload) < 20_000
-    _, server = pair()
+    _, server = pair(codec)
     tracemalloc.start()
     try:
         with pytest.raises(PayloadTooBig) as info:
@@ -608,17 +611,17 @@ def test_decompression_bomb_is_stopped_with_bounded_memory():
     assert peak < 3 * 1024 * 1024
 
 
-def test_decompression_bomb_in_fragments():
+def test_decompression_bomb_in_fragments(codec):
     payload = bomb(10 * 1024 * 1024)
-    _, server = pair()
+    _, server = pair(codec)
     with pytest.raises(PayloadTooBig):
         server.decompress([payload[:100], payload[100:200], payload[200:]], max_size=1024 * 1024)
 
 
 @pytest.mark.parametrize("size", [0, 1, 1000, 4095, 4096, 100_000])
 @pytest.mark.parametrize("fragments", [1, 3])
-def test_limit_is_exact(size, fragments):
-    client, server = pair()
+def test_limit_is_exact(codec, size, fragments):
+    client, server = pair(codec)
     message = random.Random(size).randbytes(size // 2) + bytes(size - size // 2)
     payload = client.compress(message)
     step = len(payload) // fragments + 1
@@ -630,14 +633,14 @@ def test_limit_is_exact(size, fragments):
             server.decompress(client.compress(message), max_size=size - 1)
 
 
-def test_frame_budget():
-    client, server = pair()
+def test_frame_budget(codec):
+    client, server = pair(codec)
     payload = client.compress(b"a" * 1000)
     first = server.decompress_frame(payload[:2], False, 1000)
     assert first == b"a" * len(first)
     with pytest.raises(PayloadTooBig, match="size limit once decompressed"):
         server.decompress_frame(payload[2:], True, 10)
-    _, server = pair()
+    _, server = pair(codec)
     with pytest.raises(PayloadTooBig):  # a negative budget allows nothing, it does not lift the limit
         server.decompress_frame(payload, True, -5)
 
@@ -650,18 +653,18 @@ def test_frame_budget():
         bytes.fromhex("f2 00 11 00 00"),  # refers back before the start of the stream
     ],
 )
-def test_corrupt_data(payload):
-    _, server = pair()
+def test_corrupt_data(codec, payload):
+    _, server = pair(codec)
     with pytest.raises(ProtocolError) as info:
         server.decompress(payload)
     assert info.value.code == 1007
     assert "invalid compressed data" in str(info.value)
 
 
-def test_random_garbage_never_crashes():
+def test_random_garbage_never_crashes(codec):
     rng = random.Random(1)
     for _ in range(300):
-        _, server = pair()
+        _, server = pair(codec)
         try:
             server.decompress(rng.randbytes(rng.randrange(1, 200)), max_size=10_000)
         except ProtocolError as exc:
@@ -707,9 +710,9 @@ def exchange(ours, theirs, count=30):
 @pytest.mark.parametrize("bits", [8, 9, 12, 15])
 @pytest.mark.parametrize("reset", [False, True])
 @pytest.mark.parametrize("client", [False, True])
-def test_codec_interop_with_websockets(bits, reset, client):
+def test_codec_interop_with_websockets(codec, bits, reset, client):
     params = DeflateParams(reset, reset, bits, bits)
-    exchange(PerMessageDeflate(params, client=client), websockets_codec(params, not client))
+    exchange(PerMessageDeflate(params, client=client, codec=codec), websockets_codec(params, not client))
 
 
 @pytest.mark.parametrize(
@@ -720,7 +723,7 @@ def test_codec_interop_with_websockets(bits, reset, client):
         DeflateOptions(server_no_context_takeover=True, client_no_context_takeover=True),
     ],
 )
-def test_negotiation_interop_wsfast_client_websockets_server(options):
+def test_negotiation_interop_wsfast_client_websockets_server(codec, options):
     factory = websockets_deflate.ServerPerMessageDeflateFactory(
         server_max_window_bits=11, client_max_window_bits=10, client_no_context_takeover=True
     )
@@ -729,7 +732,7 @@ def test_negotiation_interop_wsfast_client_websockets_server(options):
     params = options.client_accept(websockets_headers.build_extension([(name, response)]))
     assert params.server_max_window_bits == theirs.local_max_window_bits
     assert params.client_no_context_takeover
-    exchange(PerMessageDeflate(params, client=True, options=options), theirs)
+    exchange(PerMessageDeflate(params, client=True, options=options, codec=codec), theirs)
 
 
 @pytest.mark.parametrize(
@@ -740,11 +743,11 @@ def test_negotiation_interop_wsfast_client_websockets_server(options):
         {"server_no_context_takeover": True, "client_no_context_takeover": True},
     ],
 )
-def test_negotiation_interop_websockets_client_wsfast_server(factory_kwargs):
+def test_negotiation_interop_websockets_client_wsfast_server(codec, factory_kwargs):
     factory = websockets_deflate.ClientPerMessageDeflateFactory(**factory_kwargs)
     offer = websockets_headers.build_extension([(factory.name, factory.get_request_params())])
     options = DeflateOptions(server_max_window_bits=12)
     params, response = options.server_accept(offer)
     [(_, response_params)] = websockets_headers.parse_extension(response)
     theirs = factory.process_response_params(response_params, [])
-    exchange(PerMessageDeflate(params, client=False, options=options), theirs)
+    exchange(PerMessageDeflate(params, client=False, options=options, codec=codec), theirs)

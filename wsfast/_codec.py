@@ -18,6 +18,7 @@ IMPLEMENTATION = "c" if codec.__name__.endswith("_compiled") else "python"
 DEFAULT_MAX_SIZE = codec.DEFAULT_MAX_SIZE
 Frame = codec.Frame
 FrameParser = codec.FrameParser
+Inflater = codec.Inflater
 encode_frame = codec.encode_frame
 mask = codec.mask
 mask_inplace = codec.mask_inplace

@@ -7,13 +7,15 @@ looks frame headers up in tables, and nothing loops over single payload bytes.
 
 from __future__ import annotations
 
+import sys
+import zlib
 from operator import index
 from struct import Struct
 
 from .enums import Opcode
 from .exceptions import InvalidUTF8, PayloadTooBig, ProtocolError
 
-__all__ = ["DEFAULT_MAX_SIZE", "Frame", "FrameParser", "encode_frame", "mask", "mask_inplace"]
+__all__ = ["DEFAULT_MAX_SIZE", "Frame", "FrameParser", "Inflater", "encode_frame", "mask", "mask_inplace"]
 
 DEFAULT_MAX_SIZE = 64 * 1024 * 1024
 
@@ -230,12 +232,146 @@ def encode_frame(opcode: int, payload=b"", *, fin: bool = True, rsv: int = 0, ma
     return header + key + _xor(payload, key)
 
 
+# --- inflating (permessage-deflate, RFC 7692) ------------------------------------------
+
+# A compressed message is DEFLATE data that was flushed with an empty stored block
+# ending in these four bytes; the sender strips them and the receiver puts them back.
+_TRAILER = b"\x00\x00\xff\xff"
+
+# Below this size, adding the trailer with one copy is cheaper than a second zlib call.
+_COPY_TRAILER_BELOW = 4096
+
+# Input step after a peer ends a DEFLATE stream inside a message (see _after_stream_end).
+_STEP_AFTER_STREAM_END = 1024
+
+_TOO_BIG = "message exceeds the size limit once decompressed"
+
+
+def _flat_bytes(data):
+    """``data`` as bytes or as a flat, contiguous view of its bytes: what zlib and slicing take."""
+    if type(data) is bytes:
+        return data
+    view = _byte_view(data)
+    return view if view.c_contiguous else view.tobytes()
+
+
+def _output_limit(max_size) -> int:
+    """How many bytes inflating may produce for a budget of ``max_size`` bytes (None: no
+    limit), as zlib's ``max_length`` (0: no limit): producing one byte more than allowed
+    proves the excess."""
+    if max_size is None:
+        return 0
+    max_size = index(max_size)
+    return 0 if max_size >= sys.maxsize else max(max_size, 0) + 1
+
+
+def _zlib_reason(exc: zlib.error) -> str:
+    """zlib's own words in the module's "Error -3 while decompressing data: <reason>"."""
+    message = str(exc)
+    return message.partition(": ")[2] or message
+
+
+class Inflater:
+    """Decompresses the messages of one direction of a permessage-deflate connection
+    (RFC 7692): raw DEFLATE data with a window of ``2**window_bits`` bytes (8..15).
+
+    Call :meth:`inflate` for every frame of each compressed message, in order: with
+    context takeover a message may refer to the ones before it. ``no_context_takeover``
+    starts every message afresh, as the peer then promised. Errors are fatal for the
+    connection: fail it with the exception's ``code``.
+    """
+
+    __slots__ = ("_decompressor", "_unflushed", "no_context_takeover", "window_bits")
+
+    def __init__(self, window_bits: int = 15, *, no_context_takeover: bool = False) -> None:
+        if type(window_bits) is not int or not 8 <= window_bits <= 15:
+            raise ValueError(f"window_bits must be an int within 8..15, not {window_bits!r}")
+        self.window_bits = window_bits
+        self.no_context_takeover = bool(no_context_takeover)
+        self._decompressor = zlib.decompressobj(-window_bits)
+        self._unflushed = False  # the current stream got data that only the trailer completes
+
+    def inflate(self, payload, fin: bool = True, max_size: int | None = None) -> bytes:
+        """Decompress the payload (any bytes-like) of one frame of a compressed message.
+
+        ``fin`` tells that the frame ends the message. ``max_size`` is how many bytes this
+        frame may still add to the message (None: no limit). Raises :class:`PayloadTooBig`
+        (1009) as soon as it would add more, having produced at most one byte more; and
+        :class:`ProtocolError` with code 1007 when the data is not valid DEFLATE.
+        """
+        data = _flat_bytes(payload)
+        limit = _output_limit(max_size)
+        try:
+            if fin and 0 < len(data) < _COPY_TRAILER_BELOW:
+                out = self._inflate(bytes(data) + _TRAILER, limit, True)
+            else:
+                out = self._inflate(data, limit, False) if data else b""
+                # The trailer completes the stored block a sender's flush began. Without
+                # data since the last stream end (an empty message, or one ending with a
+                # BFINAL block) there is none: a bare trailer would garble the next message.
+                if fin and self._unflushed:
+                    rest = self._inflate(_TRAILER, limit - len(out) if limit else 0, True)
+                    if rest:
+                        out += rest
+        except zlib.error as exc:
+            raise ProtocolError(f"invalid compressed data: {_zlib_reason(exc)}", 1007) from None
+        if fin:
+            self._unflushed = False
+            if self.no_context_takeover:
+                self._decompressor = zlib.decompressobj(-self.window_bits)
+        return out
+
+    def _inflate(self, data, limit: int, trailer: bool) -> bytes:
+        """Inflate ``data``, producing at most ``limit`` bytes (0: no limit).
+
+        ``trailer`` tells that ``data`` ends with the 4-byte trailer the receiver appends.
+        """
+        decompressor = self._decompressor
+        out = decompressor.decompress(data, limit)
+        if limit and len(out) == limit:
+            raise PayloadTooBig(_TOO_BIG)
+        self._unflushed = True
+        if decompressor.eof:
+            return self._after_stream_end(data, out, limit, trailer)
+        return out
+
+    def _after_stream_end(self, data, out: bytes, limit: int, trailer: bool) -> bytes:
+        """Go on inflating ``data`` after the peer ended its DEFLATE stream with a BFINAL block.
+
+        RFC 7692 §7.2.3.4 allows it. What follows starts a new stream, which cannot refer
+        to the old one. It is fed in small steps, because each further stream end copies
+        what is left of its step: whole-buffer steps would make many ends quadratic.
+        """
+        end = len(data)
+        pos = end
+        pieces = [out]
+        while True:
+            if self._decompressor.eof:
+                pos -= len(self._decompressor.unused_data)
+                self._decompressor = zlib.decompressobj(-self.window_bits)
+                if pos == end or (trailer and pos == end - 4):
+                    self._unflushed = False  # the trailer would start a stream of its own
+                    break
+            elif pos == end:
+                break
+            if limit:
+                limit -= len(pieces[-1])
+            chunk = memoryview(data)[pos : pos + _STEP_AFTER_STREAM_END]
+            out = self._decompressor.decompress(chunk, limit)
+            if limit and len(out) == limit:
+                raise PayloadTooBig(_TOO_BIG)
+            pieces.append(out)
+            pos += len(chunk)
+        return b"".join(pieces)
+
+
 # --- parsing ---------------------------------------------------------------------------
 
 
 def _first_byte_table(allowed_rsv: int) -> list:
-    """Map each first header byte to (opcode, fin, rsv1, rsv2, rsv3, message), or None if
-    invalid; message is True when feed_messages() delivers the frame as a whole message."""
+    """Map each first header byte to (opcode, fin, rsv1, rsv2, rsv3, message, compressed),
+    or None if invalid; message is True when feed_messages() delivers the frame as a whole
+    message, compressed when the frame is a whole compressed message (RSV1 only)."""
     table: list = []
     for b0 in range(256):
         fin = b0 >= 0x80
@@ -243,7 +379,8 @@ def _first_byte_table(allowed_rsv: int) -> list:
         opcode = b0 & 0x0F
         valid = not rsv & ~allowed_rsv and opcode in _KNOWN_OPCODES and (fin or opcode < 8)
         message = fin and not rsv and opcode in (Opcode.TEXT, Opcode.BINARY)
-        table.append((opcode, fin, rsv >= 4, rsv & 2 == 2, rsv & 1 == 1, message) if valid else None)
+        compressed = fin and rsv == 4 and opcode in (Opcode.TEXT, Opcode.BINARY)
+        table.append((opcode, fin, rsv >= 4, rsv & 2 == 2, rsv & 1 == 1, message, compressed) if valid else None)
     return table
 
 
@@ -264,20 +401,36 @@ class FrameParser:
     parses what a client sends (frames must be masked, and are unmasked here). A frame whose
     header announces more than ``max_size`` payload bytes (None for no limit) is rejected
     before its payload is buffered. ``allowed_rsv`` lists the reserved bits an extension
-    negotiated (4 for RSV1). A violation raises :class:`ProtocolError` carrying the close
-    code, with the frames completed before it in ``error.frames``; the parser then stays
-    failed, and every later ``feed`` raises the same kind of error with no frames.
+    negotiated (4 for RSV1). With an :class:`Inflater` of this codec as ``inflater``,
+    :meth:`feed_messages` also inflates whole compressed messages. A violation raises
+    :class:`ProtocolError` carrying the close code, with the frames completed before it in
+    ``error.frames``; the parser then stays failed, and every later ``feed`` raises the
+    same kind of error with no frames.
     """
 
-    def __init__(self, *, client: bool = True, max_size: int | None = DEFAULT_MAX_SIZE, allowed_rsv: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        client: bool = True,
+        max_size: int | None = DEFAULT_MAX_SIZE,
+        allowed_rsv: int = 0,
+        inflater: Inflater | None = None,
+    ) -> None:
         if max_size is not None and max_size < 0:
             raise ValueError("max_size must be >= 0 or None")
         if not 0 <= allowed_rsv <= 7:
             raise ValueError("allowed_rsv must be within 0..7")
+        if inflater is not None and not isinstance(inflater, Inflater):
+            kind = f"{type(inflater).__module__}.{type(inflater).__qualname__}"
+            raise TypeError(f"inflater must be a {__name__}.Inflater or None, not {kind}")
         self.client = bool(client)
         self.max_size = max_size
         self.allowed_rsv = allowed_rsv
+        self.inflater = inflater
         self._limit = (1 << 63) - 1 if max_size is None else max_size
+        # What a whole compressed message may inflate to (a length is whole: the floor).
+        self._inflate_limit = None if max_size is None or max_size >= sys.maxsize else int(max_size)
+        self._open = False  # a fragmented message began and has not ended (tracked with an inflater)
         self._first_bytes = _FIRST_BYTE_TABLES[allowed_rsv]
         self._second_bytes = _SECOND_BYTE_TABLES[self.client]
         self._pending = bytearray()
@@ -301,6 +454,12 @@ class FrameParser:
     def feed_messages(self, data) -> list:
         """Like :meth:`feed`, but deliver every complete message that came in one frame
         as its payload: ``bytes`` for binary, ``str`` for text.
+
+        With an ``inflater``, a compressed message in one frame (RSV1 alone) comes
+        inflated too, its decompressed size limited by ``max_size``. Messages must be
+        inflated in order, and the caller inflates what comes as frames: once a data
+        frame came as a :class:`Frame`, the compressed messages after it in this call come
+        as frames too, and so do those while a fragmented message is open.
 
         Everything else (control frames, fragments, frames with reserved bits set) comes
         as a :class:`Frame`; :attr:`last_frame_count` tells how many did. Text that is not
@@ -356,13 +515,15 @@ class FrameParser:
         append = frames.append
         new_frame = Frame.__new__
         framed = 0  # Frame objects appended
+        inflater = self.inflater
+        inline = messages and inflater is not None and not self._open  # inflate compressed messages here
         try:
             while end - pos >= 2:
                 head = first_bytes[buf[pos]]
                 length = second_bytes[buf[pos + 1]]
                 if head is None or length < 0:
                     self._reject(buf[pos], buf[pos + 1])
-                opcode, fin, rsv1, rsv2, rsv3, message = head
+                opcode, fin, rsv1, rsv2, rsv3, message, compressed = head
                 start = pos + 2
                 if length > 125:
                     if opcode >= 8:
@@ -406,6 +567,10 @@ class FrameParser:
                 if messages and message:
                     append(payload if opcode == 2 else payload.decode())
                     continue
+                if compressed and inline:
+                    payload = inflater.inflate(payload, True, self._inflate_limit)
+                    append(payload if opcode == 2 else payload.decode())
+                    continue
                 frame = new_frame(Frame)
                 frame.opcode = opcode
                 frame.payload = payload
@@ -415,6 +580,11 @@ class FrameParser:
                 frame.rsv3 = rsv3
                 append(frame)
                 framed += 1
+                if opcode < 8 and inflater is not None:
+                    # The caller inflates after this call what this data frame needs; to keep
+                    # the compressed messages in order, none after it is inflated here.
+                    inline = False
+                    self._open = not fin and (opcode != 0 or self._open)
             self._need = 2
             return pos
         finally:

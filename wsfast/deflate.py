@@ -20,23 +20,12 @@ import dataclasses
 import re
 import zlib
 
-from .exceptions import InvalidHeader, PayloadTooBig, ProtocolError
+from . import _codec
+from .exceptions import InvalidHeader
 
 __all__ = ["DeflateOptions", "DeflateParams", "PerMessageDeflate", "deflate_options", "parse_extensions"]
 
 NAME = "permessage-deflate"
-
-# A compressed message is DEFLATE data that was flushed with an empty stored block
-# ending in these four bytes; the sender strips them and the receiver puts them back.
-_TRAILER = b"\x00\x00\xff\xff"
-
-# Below this size, adding the trailer with one copy is cheaper than a second zlib call.
-_COPY_TRAILER_BELOW = 4096
-
-_TOO_BIG = "message exceeds the size limit once decompressed"
-
-# Input step after a peer ends a DEFLATE stream inside a message (see _after_stream_end).
-_STEP_AFTER_STREAM_END = 1024
 
 # RFC 6455 §9.1 extension header grammar, with RFC 7230 tokens and quoted strings.
 _OWS = re.compile(r"[ \t]*")
@@ -308,27 +297,23 @@ class PerMessageDeflate:
     """Compressor and decompressor of one connection, built from the negotiated params.
 
     ``client`` tells which side of ``params`` is ours. ``options`` supplies the local
-    zlib settings and ``min_size`` (defaults: :class:`DeflateOptions`). Errors raised by
-    :meth:`decompress` and :meth:`decompress_frame` are fatal for the connection: fail it
-    with the exception's ``code``.
+    zlib settings and ``min_size`` (defaults: :class:`DeflateOptions`). Messages are
+    decompressed by :attr:`inflater`, an ``Inflater`` of ``codec`` (the frame codec
+    module the connection uses, by default the one wsfast selected), which that codec's
+    parser can use to inflate whole messages itself. Errors raised by :meth:`decompress`
+    and :meth:`decompress_frame` are fatal for the connection: fail it with the
+    exception's ``code``.
 
     Memory per connection, from zlib: 2**(window bits + 2) + 2**(mem_level + 9) bytes to
-    compress (256 KiB with the defaults) and about 2**(window bits) to decompress.
+    compress (256 KiB with the defaults) and about 2**(window bits) to decompress, plus, in
+    the compiled codec, a buffer for inflating text that it keeps up to 64 KiB.
     """
 
-    __slots__ = (
-        "_compressor",
-        "_decompressor",
-        "_flush_mode",
-        "_reset_decompressor",
-        "_unflushed",
-        "_wbits",
-        "client",
-        "min_size",
-        "params",
-    )
+    __slots__ = ("_compressor", "_flush_mode", "client", "inflater", "min_size", "params")
 
-    def __init__(self, params: DeflateParams, *, client: bool, options: DeflateOptions | None = None) -> None:
+    def __init__(
+        self, params: DeflateParams, *, client: bool, options: DeflateOptions | None = None, codec=None
+    ) -> None:
         if options is None:
             options = DeflateOptions()
         self.params = params
@@ -346,10 +331,9 @@ class PerMessageDeflate:
         # A full flush ends the message like a sync flush does, and also makes zlib forget
         # everything before it: the cheap way to compress each message on its own.
         self._flush_mode = zlib.Z_FULL_FLUSH if send_reset else zlib.Z_SYNC_FLUSH
-        self._wbits = -receive_bits
-        self._decompressor = zlib.decompressobj(self._wbits)
-        self._reset_decompressor = receive_reset
-        self._unflushed = False  # the current stream got data that only the trailer completes
+        self.inflater = (_codec.codec if codec is None else codec).Inflater(
+            receive_bits, no_context_takeover=receive_reset
+        )
 
     def __repr__(self) -> str:
         return f"PerMessageDeflate({self.params!r}, client={self.client})"
@@ -396,67 +380,4 @@ class PerMessageDeflate:
         bytes this frame may still add to the message (None: no limit). Raises like
         :meth:`decompress`.
         """
-        # zlib gets room for one byte more than allowed: producing it proves the excess.
-        limit = 0 if max_size is None else max(max_size, 0) + 1
-        try:
-            if fin and 0 < len(payload) < _COPY_TRAILER_BELOW:
-                out = self._inflate(bytes(payload) + _TRAILER, limit, True)
-            else:
-                out = self._inflate(payload, limit, False) if payload else b""
-                # The trailer completes the stored block a sender's flush began. Without
-                # data since the last stream end (an empty message, or one ending with a
-                # BFINAL block) there is none: a bare trailer would garble the next message.
-                if fin and self._unflushed:
-                    rest = self._inflate(_TRAILER, limit - len(out) if limit else 0, True)
-                    if rest:
-                        out += rest
-        except zlib.error as exc:
-            raise ProtocolError(f"invalid compressed data: {exc}", 1007) from None
-        if fin:
-            self._unflushed = False
-            if self._reset_decompressor:
-                self._decompressor = zlib.decompressobj(self._wbits)
-        return out
-
-    def _inflate(self, data, limit: int, trailer: bool) -> bytes:
-        """Inflate ``data``, producing at most ``limit`` bytes (0: no limit).
-
-        ``trailer`` tells that ``data`` ends with the 4-byte trailer the receiver appends.
-        """
-        decompressor = self._decompressor
-        out = decompressor.decompress(data, limit)
-        if limit and len(out) == limit:
-            raise PayloadTooBig(_TOO_BIG)
-        self._unflushed = True
-        if decompressor.eof:
-            return self._after_stream_end(data, out, limit, trailer)
-        return out
-
-    def _after_stream_end(self, data, out: bytes, limit: int, trailer: bool) -> bytes:
-        """Go on inflating ``data`` after the peer ended its DEFLATE stream with a BFINAL block.
-
-        RFC 7692 §7.2.3.4 allows it. What follows starts a new stream, which cannot refer
-        to the old one. It is fed in small steps, because each further stream end copies
-        what is left of its step: whole-buffer steps would make many ends quadratic.
-        """
-        end = len(data)
-        pos = end
-        pieces = [out]
-        while True:
-            if self._decompressor.eof:
-                pos -= len(self._decompressor.unused_data)
-                self._decompressor = zlib.decompressobj(self._wbits)
-                if pos == end or (trailer and pos == end - 4):
-                    self._unflushed = False  # the trailer would start a stream of its own
-                    break
-            elif pos == end:
-                break
-            if limit:
-                limit -= len(pieces[-1])
-            chunk = memoryview(data)[pos : pos + _STEP_AFTER_STREAM_END]
-            out = self._decompressor.decompress(chunk, limit)
-            if limit and len(out) == limit:
-                raise PayloadTooBig(_TOO_BIG)
-            pieces.append(out)
-            pos += len(chunk)
-        return b"".join(pieces)
+        return self.inflater.inflate(payload, fin, max_size)
