@@ -1,8 +1,11 @@
-"""The peer benchmark runner, on a tiny scale: it measures, reports and writes its JSON."""
+"""The peer benchmark runner, on a tiny scale: it measures, reports and writes its JSON;
+and the pieces its real-wire cases rest on: the ticks, the server's deflate feed and offers."""
 
 import json
 import subprocess
 import sys
+
+import pytest
 
 
 def test_bench_runner_reports_every_wsfast_contestant(tmp_path):
@@ -22,3 +25,125 @@ def test_bench_runner_reports_every_wsfast_contestant(tmp_path):
         assert row["skipped"] is None, row
         assert row["median_rate"] > 0
     assert "feed-100" in result.stdout
+
+
+def test_bench_runner_measures_the_real_wire_cases(tmp_path):
+    out = tmp_path / "wire.json"
+    cases = "tls-json,tls-json-deflate,echo-256-deflate,receive-json-deflate"
+    result = subprocess.run(
+        [sys.executable, "-m", "wsfast", "bench", "--cases", cases,
+         "--contestants", "wsfast,raw-tls,zlib", "--scale", "0.005", "--repeats", "1",
+         "--timeout", "60", "--json", str(out)],
+        capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    rows = report["results"]
+    assert {row["case"] for row in rows} == set(cases.split(","))
+    names = {(row["case"], row["contestant"]) for row in rows}
+    assert {("tls-json", "raw-tls"), ("tls-json-deflate", "zlib"), ("receive-json-deflate", "zlib"),
+            ("tls-json", "wsfast-c-callback-uvloop"), ("tls-json-deflate", "wsfast-python-many")} <= names
+    assert ("tls-json", "zlib") not in names  # a floor only where it is one
+    for row in rows:
+        assert not row["errors"], row
+        assert row["skipped"] is None, row
+        assert row["median_rate"] > 0
+        if row["kind"] == "echo":
+            assert 0 < row["latency_us"]["p50"] <= row["latency_us"]["p99"] <= row["latency_us"]["p99.9"]
+    assert report["cases"]["tls-json"]["floor"] == "raw-tls"
+    assert report["cases"]["tls-json-deflate"]["floor"] == "raw-tls+zlib"
+    assert "vs floor" in result.stdout
+
+
+def test_contestants_without_permessage_deflate_are_skipped_in_deflate_cases():
+    from wsfast.bench.runner import CASES, NO_DEFLATE, _new_result
+
+    case = next(case for case in CASES if case.name == "tls-json-deflate")
+    assert _new_result(case, "picows").skip == NO_DEFLATE
+    assert _new_result(case, "websocket-client").skip == NO_DEFLATE
+    assert _new_result(case, "aiohttp").skip == ""
+
+
+def test_ticks_are_deterministic_compact_json():
+    from wsfast.bench.ticks import ticks
+
+    feed = ticks(2000)
+    assert feed == ticks(2000)
+    assert ticks(100) == feed[:100]  # a longer feed starts with a shorter one
+    assert ticks(100, seed=1) != feed[:100]
+    assert 110 <= sum(map(len, feed)) / len(feed) <= 140
+    assert all(tick.isascii() and " " not in tick for tick in feed)  # compact
+    decoded = [json.loads(tick) for tick in feed]
+    assert len({item["sym"] for item in decoded}) > 5
+    assert len({item["px"] for item in decoded}) > 100
+    assert all(a["ts"] < b["ts"] for a, b in zip(decoded, decoded[1:]))
+
+
+def test_json_text_is_json_of_the_exact_size():
+    from wsfast.bench.ticks import json_text
+
+    text = json_text(256)
+    assert len(text) == 256
+    assert isinstance(json.loads(text), list)
+
+
+def _frames(stream: bytes):
+    """(first byte, payload) of each unmasked server frame in ``stream``."""
+    pos = 0
+    while pos < len(stream):
+        length, start = stream[pos + 1] & 0x7F, pos + 2
+        if length == 126:
+            length, start = int.from_bytes(stream[start:start + 2], "big"), start + 2
+        yield stream[pos], stream[start:start + length]
+        pos = start + length
+
+
+def test_the_compressed_feed_inflates_to_the_ticks_with_one_context():
+    import zlib
+
+    from wsfast.bench.server import ticks_frames
+    from wsfast.bench.ticks import TRAILER, ticks
+
+    decompress = zlib.decompressobj(-15).decompress
+    frames = list(_frames(ticks_frames(500, deflate=True)))
+    assert {first for first, _ in frames} == {0xC1}  # FIN, RSV1, text
+    assert [decompress(payload + TRAILER).decode() for _, payload in frames] == ticks(500)
+    plain = list(_frames(ticks_frames(500, deflate=False)))
+    assert [payload.decode() for first, payload in plain if first == 0x81] == ticks(500)
+    # Context takeover: later ticks refer to earlier ones, and shrink far below their size.
+    assert sum(len(payload) for _, payload in frames) < sum(map(len, ticks(500))) / 2
+
+
+@pytest.mark.parametrize(
+    "offer, answer",
+    [
+        ("permessage-deflate; client_max_window_bits", "permessage-deflate"),
+        ("permessage-deflate", "permessage-deflate"),
+        ("permessage-deflate; server_max_window_bits=15", "permessage-deflate"),
+        ("permessage-deflate; server_no_context_takeover, permessage-deflate", "permessage-deflate"),
+        ("permessage-deflate; server_no_context_takeover", None),
+        ("permessage-deflate; server_max_window_bits=10", None),
+        ("x-webkit-deflate-frame", None),
+        ("", None),
+    ],
+)
+def test_the_server_answers_only_deflate_offers_it_can_honour(offer, answer):
+    from wsfast.bench.server import deflate_answer
+
+    assert deflate_answer(offer) == answer
+
+
+def test_the_server_refuses_a_deflate_feed_without_an_offer(no_hang):
+    import socket
+
+    from wsfast.bench.runner import Server
+
+    server = Server(idle=30)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"GET /ticks-deflate/10 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                         b"Sec-WebSocket-Version: 13\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 400 ")
+    finally:
+        server.close()

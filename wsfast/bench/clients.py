@@ -1,19 +1,60 @@
 """The contestants: one small client per library, each written the way its docs advise.
 
-Every client connects, then times only the work: receiving a feed of ``count`` binary
-messages (checking the total size) or ``count`` echo round trips of ``size`` bytes.
-Each returns the elapsed seconds. A library that is not installed raises ImportError,
-which the runner reports as a skip.
+Every client connects, then times only the work, in one of two jobs:
+
+- :class:`Feed`: receive ``count`` messages and check their total length. The binary
+  feeds start at once; the JSON ticks feed starts when the client sends its start
+  signal, so the client starts its clock right before sending it, and receives the
+  ticks as ``str``, as a JSON consumer does. Returns the elapsed seconds.
+- :class:`Echo`: ``count`` round trips of one payload. Returns the elapsed seconds and
+  every round trip's nanoseconds.
+
+Asyncio clients run on asyncio's own event loop, or on uvloop's for the ``-uvloop``
+contestants. A library that is not installed raises ImportError, which the runner
+reports as a skip. The floors (``raw-tls``, ``zlib``) are contestants too: the limits a
+client's receiving is measured against.
 """
 
 from __future__ import annotations
 
 import asyncio
-from time import perf_counter
+import socket
+import ssl
+import urllib.parse
+import zlib
+from dataclasses import dataclass
+from time import perf_counter, perf_counter_ns
+from typing import Callable
+
+START = "go"  # the start signal of the ticks feed
+_FLOOR_TIMEOUT = 30.0  # seconds a floor waits for the server's next bytes
 
 
 class Mismatch(Exception):
     """A client received something other than what the server sent."""
+
+
+@dataclass(frozen=True)
+class Feed:
+    """Receive ``count`` messages from ``url``, ``total`` bytes (or characters of text)."""
+
+    url: str
+    count: int
+    total: int
+    json: bool = False  # the ticks feed: text messages, sent once the client says START
+    deflate: bool = False  # negotiate permessage-deflate (the server insists)
+    ssl_context: ssl.SSLContext | None = None  # verifies the server, for wss:// URLs
+
+
+@dataclass(frozen=True)
+class Echo:
+    """Send ``payload`` to ``url`` and wait for it to come back, ``count`` times."""
+
+    url: str
+    count: int
+    payload: bytes | str
+    deflate: bool = False
+    ssl_context: ssl.SSLContext | None = None
 
 
 def _check(received: int, expected: int, what: str) -> None:
@@ -21,106 +62,142 @@ def _check(received: int, expected: int, what: str) -> None:
         raise Mismatch(f"received {received} {what}, expected {expected}")
 
 
+def _check_feed(job: Feed, total: int, last) -> None:
+    _check(total, job.total, "characters" if job.json else "bytes")
+    wanted = str if job.json else bytes
+    if not isinstance(last, wanted):
+        raise Mismatch(f"received {type(last).__name__} messages, expected {wanted.__name__}")
+
+
+def _check_echo(job: Echo, total: int) -> None:
+    _check(total, job.count * len(job.payload), "bytes")
+
+
 # The timed loops that clients with a plain recv() (and send()) share; recv and send
 # come in as bound methods, so every contestant's loop costs the same.
 
 
-def _time_feed(recv, count: int, size: int) -> float:
+def _time_feed(job: Feed, recv, send) -> float:
     total = 0
+    message = None
     start = perf_counter()
-    for _ in range(count):
-        total += len(recv())
+    if job.json:
+        send(START)
+    for _ in range(job.count):
+        message = recv()
+        total += len(message)
     elapsed = perf_counter() - start
-    _check(total, count * size, "bytes")
+    _check_feed(job, total, message)
     return elapsed
 
 
-def _time_echo(send, recv, count: int, size: int) -> float:
-    payload = bytes(size)
+def _time_echo(job: Echo, send, recv) -> tuple[float, list[int]]:
+    payload = job.payload
+    trips = [0] * job.count  # allocated before the clock starts
     total = 0
-    start = perf_counter()
-    for _ in range(count):
+    start = then = perf_counter_ns()
+    for index in range(job.count):
         send(payload)
         total += len(recv())
+        now = perf_counter_ns()
+        trips[index] = now - then
+        then = now
+    _check_echo(job, total)
+    return (then - start) / 1e9, trips
+
+
+async def _time_feed_async(job: Feed, recv, send) -> float:
+    total = 0
+    message = None
+    start = perf_counter()
+    if job.json:
+        await send(START)
+    for _ in range(job.count):
+        message = await recv()
+        total += len(message)
     elapsed = perf_counter() - start
-    _check(total, count * size, "bytes")
+    _check_feed(job, total, message)
     return elapsed
 
 
-async def _time_feed_async(recv, count: int, size: int) -> float:
+async def _time_echo_async(job: Echo, send, recv) -> tuple[float, list[int]]:
+    payload = job.payload
+    trips = [0] * job.count
     total = 0
-    start = perf_counter()
-    for _ in range(count):
-        total += len(await recv())
-    elapsed = perf_counter() - start
-    _check(total, count * size, "bytes")
-    return elapsed
-
-
-async def _time_echo_async(send, recv, count: int, size: int) -> float:
-    payload = bytes(size)
-    total = 0
-    start = perf_counter()
-    for _ in range(count):
+    start = then = perf_counter_ns()
+    for index in range(job.count):
         await send(payload)
         total += len(await recv())
-    elapsed = perf_counter() - start
-    _check(total, count * size, "bytes")
-    return elapsed
+        now = perf_counter_ns()
+        trips[index] = now - then
+        then = now
+    _check_echo(job, total)
+    return (then - start) / 1e9, trips
 
 
 # wsfast ------------------------------------------------------------------------------
 
 
-def wsfast_feed(url: str, count: int, size: int) -> float:
+def _wsfast_options(job: Feed | Echo) -> dict:
+    return {
+        "max_message_size": None,
+        "compression": "deflate" if job.deflate else None,
+        "ssl": job.ssl_context,
+    }
+
+
+def wsfast_feed(job: Feed) -> float:
     from wsfast.client import connect
 
-    with connect(url, max_message_size=None, compression=None) as ws:
-        return _time_feed(ws.recv, count, size)
+    with connect(job.url, **_wsfast_options(job)) as ws:
+        return _time_feed(job, ws.recv, ws.send)
 
 
-def wsfast_many_feed(url: str, count: int, size: int) -> float:
+def wsfast_many_feed(job: Feed) -> float:
     from wsfast.client import connect
 
-    with connect(url, max_message_size=None, compression=None) as ws:
+    with connect(job.url, **_wsfast_options(job)) as ws:
         recv_many = ws.recv_many
         received = total = 0
+        batch = []
         start = perf_counter()
-        while received < count:
+        if job.json:
+            ws.send(START)
+        while received < job.count:
             batch = recv_many()
             received += len(batch)
             total += sum(map(len, batch))
         elapsed = perf_counter() - start
-    _check(received, count, "messages")
-    _check(total, count * size, "bytes")
+    _check(received, job.count, "messages")
+    _check_feed(job, total, batch[-1])
     return elapsed
 
 
-def wsfast_echo(url: str, count: int, size: int) -> float:
+def wsfast_echo(job: Echo) -> tuple[float, list[int]]:
     from wsfast.client import connect
 
-    with connect(url, max_message_size=None, compression=None) as ws:
-        return _time_echo(ws.send, ws.recv, count, size)
+    with connect(job.url, **_wsfast_options(job)) as ws:
+        return _time_echo(job, ws.send, ws.recv)
 
 
-async def _wsfast_asyncio_feed(url: str, count: int, size: int) -> float:
+async def wsfast_asyncio_feed(job: Feed) -> float:
     from wsfast.asyncio import connect
 
-    async with connect(url, max_message_size=None, compression=None) as ws:
-        return await _time_feed_async(ws.recv, count, size)
+    async with connect(job.url, **_wsfast_options(job)) as ws:
+        return await _time_feed_async(job, ws.recv, ws.send)
 
 
-async def _wsfast_asyncio_echo(url: str, count: int, size: int) -> float:
+async def wsfast_asyncio_echo(job: Echo) -> tuple[float, list[int]]:
     from wsfast.asyncio import connect
 
-    async with connect(url, max_message_size=None, compression=None) as ws:
-        return await _time_echo_async(ws.send, ws.recv, count, size)
+    async with connect(job.url, **_wsfast_options(job)) as ws:
+        return await _time_echo_async(job, ws.send, ws.recv)
 
 
-async def _wsfast_callback_run(url: str, count: int, size: int, echo: bool) -> float:
+async def wsfast_callback_feed(job: Feed) -> float:
     from wsfast.asyncio import connect
 
-    payload = bytes(size)
+    count = job.count  # a local: the callback runs once per message
     done = asyncio.get_running_loop().create_future()
     received = total = 0
     first = float("inf")
@@ -128,217 +205,374 @@ async def _wsfast_callback_run(url: str, count: int, size: int, echo: bool) -> f
     def on_message(ws, message) -> None:
         nonlocal received, total, first
         if not received:
-            first = perf_counter()  # the feed may start before connect() returns
+            first = perf_counter()  # a binary feed may start before connect() returns
         received += 1
         total += len(message)
         if received == count:
-            done.set_result(perf_counter())
-        elif echo:
-            ws.send_nowait(payload)
+            done.set_result((perf_counter(), message))
 
-    async with connect(url, max_message_size=None, compression=None, on_message=on_message) as ws:
+    async with connect(job.url, on_message=on_message, **_wsfast_options(job)) as ws:
         start = perf_counter()
-        if echo:
-            ws.send_nowait(payload)
-        end = await done
-    _check(total, count * size, "bytes")
+        if job.json:
+            ws.send_nowait(START)
+        end, last = await done
+    _check_feed(job, total, last)
     return end - min(start, first)
 
 
-def wsfast_callback_feed(url: str, count: int, size: int) -> float:
-    return asyncio.run(_wsfast_callback_run(url, count, size, echo=False))
+async def wsfast_callback_echo(job: Echo) -> tuple[float, list[int]]:
+    from wsfast.asyncio import connect
+
+    payload, count = job.payload, job.count
+    done = asyncio.get_running_loop().create_future()
+    trips = [0] * count
+    received = total = sent = 0
+
+    def on_message(ws, message) -> None:
+        nonlocal received, total, sent
+        now = perf_counter_ns()
+        trips[received] = now - sent
+        received += 1
+        total += len(message)
+        if received == count:
+            done.set_result(now)
+        else:
+            sent = now
+            ws.send_nowait(payload)
+
+    async with connect(job.url, on_message=on_message, **_wsfast_options(job)) as ws:
+        start = sent = perf_counter_ns()
+        ws.send_nowait(payload)
+        end = await done
+    _check_echo(job, total)
+    return (end - start) / 1e9, trips
 
 
-def wsfast_callback_echo(url: str, count: int, size: int) -> float:
-    return asyncio.run(_wsfast_callback_run(url, count, size, echo=True))
+# websockets ---------------------------------------------------------------------------
 
 
-def wsfast_asyncio_feed(url: str, count: int, size: int) -> float:
-    return asyncio.run(_wsfast_asyncio_feed(url, count, size))
+def _websockets_options(job: Feed | Echo) -> dict:
+    return {
+        "max_size": None,
+        "compression": "deflate" if job.deflate else None,
+        "ssl": job.ssl_context,
+    }
 
 
-def wsfast_asyncio_echo(url: str, count: int, size: int) -> float:
-    return asyncio.run(_wsfast_asyncio_echo(url, count, size))
-
-
-# websockets (threads) -------------------------------------------------------------------
-
-
-def websockets_sync_feed(url: str, count: int, size: int) -> float:
+def websockets_sync_feed(job: Feed) -> float:
     from websockets.sync.client import connect
 
-    with connect(url, max_size=None, compression=None) as ws:
-        return _time_feed(ws.recv, count, size)
+    with connect(job.url, **_websockets_options(job)) as ws:
+        return _time_feed(job, ws.recv, ws.send)
 
 
-def websockets_sync_echo(url: str, count: int, size: int) -> float:
+def websockets_sync_echo(job: Echo) -> tuple[float, list[int]]:
     from websockets.sync.client import connect
 
-    with connect(url, max_size=None, compression=None) as ws:
-        return _time_echo(ws.send, ws.recv, count, size)
+    with connect(job.url, **_websockets_options(job)) as ws:
+        return _time_echo(job, ws.send, ws.recv)
 
 
-# websockets (asyncio) -------------------------------------------------------------------
-
-
-async def _websockets_asyncio_feed(url: str, count: int, size: int) -> float:
+async def websockets_asyncio_feed(job: Feed) -> float:
     from websockets.asyncio.client import connect
 
-    async with connect(url, max_size=None, compression=None) as ws:
-        return await _time_feed_async(ws.recv, count, size)
+    async with connect(job.url, **_websockets_options(job)) as ws:
+        return await _time_feed_async(job, ws.recv, ws.send)
 
 
-async def _websockets_asyncio_echo(url: str, count: int, size: int) -> float:
+async def websockets_asyncio_echo(job: Echo) -> tuple[float, list[int]]:
     from websockets.asyncio.client import connect
 
-    async with connect(url, max_size=None, compression=None) as ws:
-        return await _time_echo_async(ws.send, ws.recv, count, size)
+    async with connect(job.url, **_websockets_options(job)) as ws:
+        return await _time_echo_async(job, ws.send, ws.recv)
 
 
-def websockets_asyncio_feed(url: str, count: int, size: int) -> float:
-    return asyncio.run(_websockets_asyncio_feed(url, count, size))
+# websocket-client (no permessage-deflate) ---------------------------------------------
 
 
-def websockets_asyncio_echo(url: str, count: int, size: int) -> float:
-    return asyncio.run(_websockets_asyncio_echo(url, count, size))
-
-
-# websocket-client -----------------------------------------------------------------------
-
-
-def websocket_client_feed(url: str, count: int, size: int) -> float:
+def _websocket_client_connect(job: Feed | Echo):
     import websocket
 
-    ws = websocket.create_connection(url)
+    options = {"sslopt": {"context": job.ssl_context}} if job.ssl_context else {}
+    return websocket.create_connection(job.url, **options)
+
+
+def websocket_client_feed(job: Feed) -> float:
+    ws = _websocket_client_connect(job)
     try:
-        return _time_feed(ws.recv, count, size)
+        return _time_feed(job, ws.recv, ws.send)
     finally:
         ws.close()
 
 
-def websocket_client_echo(url: str, count: int, size: int) -> float:
-    import websocket
-
-    ws = websocket.create_connection(url)
+def websocket_client_echo(job: Echo) -> tuple[float, list[int]]:
+    ws = _websocket_client_connect(job)
     try:
-        return _time_echo(ws.send_binary, ws.recv, count, size)
+        send = ws.send if isinstance(job.payload, str) else ws.send_binary
+        return _time_echo(job, send, ws.recv)
     finally:
         ws.close()
 
 
-# aiohttp --------------------------------------------------------------------------------
+# aiohttp ------------------------------------------------------------------------------
 
 
-async def _aiohttp_feed(url: str, count: int, size: int) -> float:
+def _aiohttp_connect(session, job: Feed | Echo):
+    return session.ws_connect(
+        job.url,
+        max_msg_size=0,
+        compress=15 if job.deflate else 0,
+        ssl=job.ssl_context or True,  # True: aiohttp's default checks
+    )
+
+
+async def aiohttp_feed(job: Feed) -> float:
     import aiohttp
 
-    async with (
-        aiohttp.ClientSession() as session,
-        session.ws_connect(url, max_msg_size=0) as ws,
-    ):
+    async with aiohttp.ClientSession() as session, _aiohttp_connect(session, job) as ws:
         receive = ws.receive
         total = 0
+        data = None
         start = perf_counter()
-        for _ in range(count):
-            total += len((await receive()).data)
+        if job.json:
+            await ws.send_str(START)
+        for _ in range(job.count):
+            data = (await receive()).data
+            total += len(data)
         elapsed = perf_counter() - start
-    _check(total, count * size, "bytes")
+    _check_feed(job, total, data)
     return elapsed
 
 
-async def _aiohttp_echo(url: str, count: int, size: int) -> float:
+async def aiohttp_echo(job: Echo) -> tuple[float, list[int]]:
     import aiohttp
 
-    payload = bytes(size)
-    async with (
-        aiohttp.ClientSession() as session,
-        session.ws_connect(url, max_msg_size=0) as ws,
-    ):
-        send, receive = ws.send_bytes, ws.receive
+    payload = job.payload
+    trips = [0] * job.count
+    async with aiohttp.ClientSession() as session, _aiohttp_connect(session, job) as ws:
+        send = ws.send_str if isinstance(payload, str) else ws.send_bytes
+        receive = ws.receive
         total = 0
-        start = perf_counter()
-        for _ in range(count):
+        start = then = perf_counter_ns()
+        for index in range(job.count):
             await send(payload)
             total += len((await receive()).data)
-        elapsed = perf_counter() - start
-    _check(total, count * size, "bytes")
-    return elapsed
+            now = perf_counter_ns()
+            trips[index] = now - then
+            then = now
+    _check_echo(job, total)
+    return (then - start) / 1e9, trips
 
 
-def aiohttp_feed(url: str, count: int, size: int) -> float:
-    return asyncio.run(_aiohttp_feed(url, count, size))
+# picows (callbacks; no permessage-deflate) ---------------------------------------------
 
 
-def aiohttp_echo(url: str, count: int, size: int) -> float:
-    return asyncio.run(_aiohttp_echo(url, count, size))
-
-
-# picows (callbacks) ---------------------------------------------------------------------
-
-
-async def _picows_run(url: str, count: int, size: int, echo: bool) -> float:
+async def picows_feed(job: Feed) -> float:
     import picows
 
-    binary = picows.WSMsgType.BINARY
-    loop = asyncio.get_running_loop()
-    done = loop.create_future()
-    payload = bytes(size)
+    count, text = job.count, job.json  # locals: the callback runs once per message
+    wanted = picows.WSMsgType.TEXT if text else picows.WSMsgType.BINARY
+    done = asyncio.get_running_loop().create_future()
 
     class Listener(picows.WSListener):
         received = 0
         total = 0
 
         def on_ws_frame(self, transport, frame) -> None:
-            if frame.msg_type != binary:
+            if frame.msg_type != wanted:
                 return
             self.received += 1
-            # A zero-copy view: picows's own way to read a frame.
-            self.total += len(frame.get_payload_as_memoryview())
+            # Text as str, what a JSON consumer needs; binary as a zero-copy view,
+            # picows's own way to read a frame.
+            if text:
+                message = frame.get_payload_as_utf8_text()
+            else:
+                message = frame.get_payload_as_memoryview()
+            self.total += len(message)
             if self.received == count:
-                done.set_result(perf_counter())
-            elif echo:
-                transport.send(binary, payload)
+                done.set_result((perf_counter(), message if text else bytes(message)))
 
         def on_ws_disconnected(self, transport) -> None:
             if not done.done():
                 done.set_exception(Mismatch("disconnected before the last message"))
 
-    transport, listener = await picows.ws_connect(Listener, url, max_frame_size=1 << 30)
+    transport, listener = await picows.ws_connect(
+        Listener, job.url, ssl_context=job.ssl_context, max_frame_size=1 << 30
+    )
     start = perf_counter()
-    if echo:
-        transport.send(binary, payload)
-    end = await done
-    transport.send_close()
-    transport.disconnect()
-    await transport.wait_disconnected()
-    _check(listener.received, count, "messages")
-    _check(listener.total, count * size, "bytes")
+    if job.json:
+        transport.send(picows.WSMsgType.TEXT, START)
+    end, last = await done
+    await _picows_close(transport)
+    _check(listener.received, job.count, "messages")
+    _check_feed(job, listener.total, last)
     return end - start
 
 
-def picows_feed(url: str, count: int, size: int) -> float:
-    return asyncio.run(_picows_run(url, count, size, echo=False))
+async def picows_echo(job: Echo) -> tuple[float, list[int]]:
+    import picows
+
+    payload, count = job.payload, job.count
+    text = isinstance(payload, str)
+    kind = picows.WSMsgType.TEXT if text else picows.WSMsgType.BINARY
+    done = asyncio.get_running_loop().create_future()
+    trips = [0] * count
+    sent = 0
+
+    class Listener(picows.WSListener):
+        received = 0
+        total = 0
+
+        def on_ws_frame(self, transport, frame) -> None:
+            nonlocal sent
+            if frame.msg_type != kind:
+                return
+            now = perf_counter_ns()
+            trips[self.received] = now - sent
+            self.received += 1
+            if text:
+                self.total += len(frame.get_payload_as_utf8_text())
+            else:
+                self.total += len(frame.get_payload_as_memoryview())
+            if self.received == count:
+                done.set_result(now)
+            else:
+                sent = now
+                transport.send(kind, payload)
+
+        def on_ws_disconnected(self, transport) -> None:
+            if not done.done():
+                done.set_exception(Mismatch("disconnected before the last message"))
+
+    transport, listener = await picows.ws_connect(Listener, job.url, max_frame_size=1 << 30)
+    start = sent = perf_counter_ns()
+    transport.send(kind, payload)
+    end = await done
+    await _picows_close(transport)
+    _check_echo(job, listener.total)
+    return (end - start) / 1e9, trips
 
 
-def picows_echo(url: str, count: int, size: int) -> float:
-    return asyncio.run(_picows_run(url, count, size, echo=True))
+async def _picows_close(transport) -> None:
+    transport.send_close()
+    transport.disconnect()
+    await transport.wait_disconnected()
 
 
-# name -> (feed, echo); the wsfast twins differ only in WSFAST_NO_EXTENSIONS, and
+# The floors ---------------------------------------------------------------------------
+
+
+def raw_tls_feed(job: Feed) -> float:
+    """Read the bytes of the feed over the same TLS, with no WebSocket work at all.
+
+    The server's ``/raw/...`` path answers with every frame its WebSocket feed carries.
+    """
+    uri = urllib.parse.urlsplit(job.url)
+    request = f"GET /raw{uri.path} HTTP/1.1\r\nHost: {uri.netloc}\r\n\r\n".encode()
+    tcp = socket.create_connection((uri.hostname, uri.port), timeout=_FLOOR_TIMEOUT)
+    with job.ssl_context.wrap_socket(tcp, server_hostname=uri.hostname) as sock:
+        view = memoryview(bytearray(1 << 18))  # reused by every read
+        recv_into = sock.recv_into
+        start = perf_counter()
+        sock.sendall(request)
+        head = b""
+        while b"\r\n\r\n" not in head:  # the head comes with the first bytes of the body
+            head += view[: _read_some(recv_into, view)]
+        head, _, body = head.partition(b"\r\n\r\n")
+        length = _content_length(head)
+        received = len(body)
+        while received < length:
+            received += _read_some(recv_into, view)
+        elapsed = perf_counter() - start
+    _check(received, length, "bytes")
+    return elapsed
+
+
+def _read_some(recv_into, view: memoryview) -> int:
+    n = recv_into(view)
+    if not n:
+        raise Mismatch("the server closed the connection before the end of the feed")
+    return n
+
+
+def _content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    raise Mismatch(f"no Content-Length in {head!r}")
+
+
+def zlib_feed(job: Feed) -> float:
+    """Decompress the feed's payloads as a receiver must (trailer appended), with no I/O."""
+    from .ticks import TRAILER, deflate_payloads, ticks
+
+    payloads = deflate_payloads(ticks(job.count))
+    decompress = zlib.decompressobj(-15).decompress
+    total = 0
+    start = perf_counter()
+    for payload in payloads:
+        total += len(decompress(payload + TRAILER))
+    elapsed = perf_counter() - start
+    _check(total, job.total, "bytes")
+    return elapsed
+
+
+# The table ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Contestant:
+    """One contestant's jobs (None: it sits out that kind of case), as blocking calls."""
+
+    feed: Callable[[Feed], float] | None
+    echo: Callable[[Echo], tuple[float, list[int]]] | None = None
+    deflate: bool = True  # negotiates permessage-deflate when a case asks for it
+    needs: frozenset = frozenset()  # what a case must have for it to take part: json, tls, deflate
+    floor: bool = False  # a limit to measure the clients against, not a peer
+
+
+def _on_loop(coroutine_function, uvloop: bool):
+    """A blocking call that runs ``coroutine_function(job)`` on a fresh event loop."""
+
+    def run(job):
+        if uvloop:
+            import uvloop as module  # ImportError: the runner reports a skip
+
+            return module.run(coroutine_function(job))
+        return asyncio.run(coroutine_function(job))
+
+    return run
+
+
+def _asyncio_pair(name: str, feed, echo, **options) -> dict[str, Contestant]:
+    """``name`` on asyncio's event loop and ``name-uvloop`` on uvloop's."""
+    return {
+        name: Contestant(_on_loop(feed, False), _on_loop(echo, False), **options),
+        f"{name}-uvloop": Contestant(_on_loop(feed, True), _on_loop(echo, True), **options),
+    }
+
+
+def _wsfast_twin(prefix: str) -> dict[str, Contestant]:
+    # The twins differ only in WSFAST_NO_EXTENSIONS, set by the runner from the name.
+    return {
+        prefix: Contestant(wsfast_feed, wsfast_echo),
+        f"{prefix}-many": Contestant(wsfast_many_feed),
+        **_asyncio_pair(f"{prefix}-asyncio", wsfast_asyncio_feed, wsfast_asyncio_echo),
+        **_asyncio_pair(f"{prefix}-callback", wsfast_callback_feed, wsfast_callback_echo),
+    }
+
+
 # "-many" receives with recv_many(): every message parsed from one read at once;
 # "-callback" is the asyncio client with on_message, the style picows is measured in.
-CLIENTS = {
-    "wsfast-c": (wsfast_feed, wsfast_echo),
-    "wsfast-c-many": (wsfast_many_feed, None),
-    "wsfast-c-asyncio": (wsfast_asyncio_feed, wsfast_asyncio_echo),
-    "wsfast-c-callback": (wsfast_callback_feed, wsfast_callback_echo),
-    "wsfast-python": (wsfast_feed, wsfast_echo),
-    "wsfast-python-many": (wsfast_many_feed, None),
-    "wsfast-python-asyncio": (wsfast_asyncio_feed, wsfast_asyncio_echo),
-    "wsfast-python-callback": (wsfast_callback_feed, wsfast_callback_echo),
-    "picows": (picows_feed, picows_echo),
-    "aiohttp": (aiohttp_feed, aiohttp_echo),
-    "websockets-asyncio": (websockets_asyncio_feed, websockets_asyncio_echo),
-    "websockets-sync": (websockets_sync_feed, websockets_sync_echo),
-    "websocket-client": (websocket_client_feed, websocket_client_echo),
+CLIENTS: dict[str, Contestant] = {
+    **_wsfast_twin("wsfast-c"),
+    **_wsfast_twin("wsfast-python"),
+    **_asyncio_pair("picows", picows_feed, picows_echo, deflate=False),
+    **_asyncio_pair("aiohttp", aiohttp_feed, aiohttp_echo),
+    **_asyncio_pair("websockets-asyncio", websockets_asyncio_feed, websockets_asyncio_echo),
+    "websockets-sync": Contestant(websockets_sync_feed, websockets_sync_echo),
+    "websocket-client": Contestant(websocket_client_feed, websocket_client_echo, deflate=False),
+    "raw-tls": Contestant(raw_tls_feed, needs=frozenset({"json", "tls"}), floor=True),
+    "zlib": Contestant(zlib_feed, needs=frozenset({"json", "deflate"}), floor=True),
 }

@@ -5,6 +5,10 @@ Cases:
 - ``mask-16``, ``mask-1k``, ``mask-1m``: XOR a payload of that size with a 4-byte key.
 - ``parse-100``: split a buffer of 10,000 unmasked 100-byte binary frames into frames.
 - ``receive-100``: the same buffer through a sans-I/O connection, down to messages.
+- ``receive-json-deflate``: the first 10,000 messages of the ``tls-json-deflate`` feed
+  (the same bytes: JSON ticks, compressed with context takeover) through a sans-I/O
+  connection with permessage-deflate, down to messages. The ``zlib`` contestant, its
+  floor, only decompresses each payload with one ``zlib.decompressobj``.
 
 Each contestant uses its own public call for the job (named in the result); wsfast shows
 both its copying ``mask`` and its ``mask_inplace``. Libraries that expose no such call are
@@ -13,20 +17,43 @@ left out of that case.
 
 from __future__ import annotations
 
+import inspect
 import os
+import zlib
 from time import perf_counter
 
 MASK_SIZES = {"mask-16": 16, "mask-1k": 1024, "mask-1m": 1 << 20}
 PARSE_FRAMES = 10_000
 PARSE_SIZE = 100
 KEY = b"\x12\x34\x56\x78"
-CASES = (*MASK_SIZES, "parse-100", "receive-100")
+JSON_TICKS = 10_000
+CASES = (*MASK_SIZES, "parse-100", "receive-100", "receive-json-deflate")
+FLOORS = ("zlib",)  # limits to measure the others against, not peers
 
 
 def _feed_buffer() -> bytes:
     from .server import frame_header
 
     return (frame_header(0x2, PARSE_SIZE) + os.urandom(PARSE_SIZE)) * PARSE_FRAMES
+
+
+def _deflate_feed() -> tuple[bytes, list[str]]:
+    """The first JSON_TICKS frames of the compressed ticks feed, and the messages they carry."""
+    from .server import ticks_frames
+    from .ticks import ticks
+
+    return ticks_frames(JSON_TICKS, deflate=True), ticks(JSON_TICKS)
+
+
+def _checked(api: str, receive, messages: list, convert=lambda items: items):
+    """Fail unless ``receive()`` gives ``messages``, twice: the stream replays in one context.
+
+    A compressed message refers only to the ones before it, which a replay has just
+    produced again, so one decompressor can take the same stream over and over.
+    """
+    for _ in range(2):
+        if convert(receive()) != messages:
+            raise RuntimeError(f"{api} did not return the ticks that were sent")
 
 
 # Each maker takes a case it supports and returns (api name, callable doing one
@@ -46,6 +73,8 @@ def _wsfast(codec_name: str, inplace: bool = False):
             data = os.urandom(MASK_SIZES[case])
             mask = codec.mask
             return "mask", lambda: mask(data, KEY), 1, len(data)
+        if case == "receive-json-deflate":
+            return _wsfast_deflate(codec)
         buf = _feed_buffer()
         if case == "parse-100":
             feed = codec.FrameParser(client=True, max_size=None).feed
@@ -60,7 +89,38 @@ def _wsfast(codec_name: str, inplace: bool = False):
     return make
 
 
+def _wsfast_deflate(codec):
+    from wsfast.deflate import DeflateParams, PerMessageDeflate
+    from wsfast.protocol import Connection
+
+    # Newer PerMessageDeflate takes the codec too; older ones have none to take.
+    takes_codec = "codec" in inspect.signature(PerMessageDeflate).parameters
+    deflate = PerMessageDeflate(DeflateParams(), client=True, **({"codec": codec} if takes_codec else {}))
+    buf, messages = _deflate_feed()
+    receive = Connection(client=True, max_message_size=None, codec=codec, deflate=deflate).receive_data
+    api = "Connection.receive_data (deflate)"
+    _checked(api, lambda: receive(buf), messages)
+    return api, lambda: receive(buf), JSON_TICKS, len(buf)
+
+
+def _zlib(case: str):
+    from .ticks import TRAILER, deflate_payloads
+
+    buf, messages = _deflate_feed()
+    payloads = deflate_payloads(messages)
+    decompress = zlib.decompressobj(-15).decompress
+
+    def inflate():
+        return [decompress(payload + TRAILER) for payload in payloads]
+
+    api = "decompressobj.decompress"
+    _checked(api, inflate, messages, lambda items: [item.decode() for item in items])
+    return api, inflate, JSON_TICKS, len(buf)
+
+
 def _websockets(case: str):
+    if case == "receive-json-deflate":
+        return _websockets_deflate()
     if case in MASK_SIZES:
         from websockets.speedups import apply_mask
 
@@ -98,6 +158,26 @@ def _websockets(case: str):
     return "ClientProtocol.receive_data", receive, PARSE_FRAMES, len(buf)
 
 
+def _websockets_deflate():
+    from websockets.client import ClientProtocol
+    from websockets.extensions.permessage_deflate import PerMessageDeflate
+    from websockets.protocol import State
+    from websockets.uri import parse_uri
+
+    protocol = ClientProtocol(parse_uri("wss://localhost/"), state=State.OPEN, max_size=None)
+    # What the handshake sets up when the server accepts the offer with context takeover.
+    protocol.extensions = [PerMessageDeflate(False, False, 15, 15)]
+    buf, messages = _deflate_feed()
+
+    def receive():
+        protocol.receive_data(buf)
+        return protocol.events_received()
+
+    api = "ClientProtocol.receive_data (deflate)"
+    _checked(api, receive, messages, lambda frames: [frame.data.decode() for frame in frames])
+    return api, receive, JSON_TICKS, len(buf)
+
+
 def _aiohttp(case: str):
     if case in MASK_SIZES:
         from aiohttp._websocket.helpers import websocket_mask
@@ -118,17 +198,23 @@ def _aiohttp(case: str):
     class _Protocol:
         _reading_paused = True  # never asked to pause
 
+    deflate = case == "receive-json-deflate"
     queue = WebSocketDataQueue(_Protocol(), 1 << 30, loop=asyncio.new_event_loop())
-    reader = WebSocketReader(queue, 0, False, False)
-    buf = _feed_buffer()
+    # Compressed ticks come out as str, like every contestant's in that case.
+    reader = WebSocketReader(queue, 0, deflate, deflate)
+    buf, messages = _deflate_feed() if deflate else (_feed_buffer(), None)
 
     def receive():
         reader.feed_data(buf)
-        messages = list(queue._buffer)
+        messages = list(queue._buffer)  # (message, size) pairs
         queue._buffer.clear()
         return messages
 
-    return "WebSocketReader.feed_data", receive, PARSE_FRAMES, len(buf)
+    if not deflate:
+        return "WebSocketReader.feed_data", receive, PARSE_FRAMES, len(buf)
+    api = "WebSocketReader.feed_data (deflate)"
+    _checked(api, receive, messages, lambda items: [message.data for message, _ in items])
+    return api, receive, JSON_TICKS, len(buf)
 
 
 def _wsproto(case: str):
@@ -181,13 +267,14 @@ MAKERS = {
     "websockets": (_websockets, CASES),
     "aiohttp": (
         _aiohttp,
-        (*_MASKING, "receive-100"),
+        (*_MASKING, "receive-100", "receive-json-deflate"),
     ),  # its reader yields messages, not frames
-    "wsproto": (_wsproto, CASES),
+    "wsproto": (_wsproto, CASES[:-1]),
     "websocket-client": (
         _websocket_client,
         _MASKING,
     ),  # its parser reads from its socket
+    "zlib": (_zlib, ("receive-json-deflate",)),
 }
 
 

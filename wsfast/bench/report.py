@@ -1,9 +1,18 @@
-"""Presents benchmark results: a text table, a JSON document and a bar chart."""
+"""Presents benchmark results: a text table, a JSON document and a bar chart.
+
+Two ratios put each rate in context, both within one run: "vs best peer" divides by the
+fastest contestant that is neither wsfast nor a floor, and "vs floor" by the case's
+floor, the limit that no client can pass (``raw-tls``: reading the same bytes over the
+same TLS; ``zlib``: only decompressing the payloads). When a case has several floors, a
+client has to do all their work in its one thread, so their times add up.
+"""
 
 from __future__ import annotations
 
 import statistics
 import time
+
+_PERCENTILES = ("p50", "p99", "p99.9")
 
 
 def _short(value: float) -> str:
@@ -19,8 +28,20 @@ def _is_wsfast(name: str) -> bool:
 
 
 def _best_peer(results: list) -> float | None:
-    rates = [r.median for r in results if not _is_wsfast(r.contestant) and r.median]
+    rates = [
+        r.median
+        for r in results
+        if not _is_wsfast(r.contestant) and not r.floor and r.median
+    ]
     return max(rates) if rates else None
+
+
+def _floor(results: list) -> tuple[str, float] | None:
+    """The case's floor: its name and rate (the floors' times added), or None."""
+    floors = [r for r in results if r.floor and r.median]
+    if not floors:
+        return None
+    return "+".join(r.contestant for r in floors), 1 / sum(1 / r.median for r in floors)
 
 
 def _by_case(results: list) -> dict:
@@ -30,34 +51,52 @@ def _by_case(results: list) -> dict:
     return cases
 
 
-def table(results: list) -> str:
-    """The medians as a text table, fastest first within each case.
+def _ratio(rate: float | None, reference: float | None) -> str:
+    return f"{rate / reference:.2f}x" if rate and reference else "-"
 
-    "vs best peer" divides by the fastest contestant that is not wsfast, in the same run.
-    """
+
+def _latency_note(result) -> str:
+    latency = result.median_latency_us
+    if not latency:
+        return ""
+    return "p50/p99/p99.9 " + "/".join(f"{latency[key]:.0f}" for key in _PERCENTILES) + " us"
+
+
+def _note(result) -> str:
+    note = result.api if result.case.kind == "codec" else _latency_note(result)
+    if result.errors:
+        note = f"{note} {len(result.errors)} failed run(s): {result.errors[-1]}".strip()
+    return note
+
+
+def table(results: list) -> str:
+    """The medians as a text table, fastest first within each case (see the module doc)."""
     lines = []
-    header = f"{'case':<12} {'contestant':<20} {'median':>14} {'unit':<9} {'MB/s':>9} {'vs best peer':>12} {'runs':>4}  note"
+    header = (
+        f"{'case':<20} {'contestant':<30} {'median':>14} {'unit':<9} {'MB/s':>9} "
+        f"{'vs best peer':>12} {'vs floor':>8} {'runs':>4}  note"
+    )
     lines += [header, "-" * len(header)]
     for name, in_case in _by_case(results).items():
         best = _best_peer(in_case)
+        floor = _floor(in_case)
         ranked = sorted(in_case, key=lambda r: r.median or -1, reverse=True)
         for r in ranked:
             if r.median:
-                ratio = f"{r.median / best:.2f}x" if best else "-"
-                note = r.api if r.case.kind == "codec" else ""
-                if r.errors:
-                    note = (
-                        f"{note} {len(r.errors)} failed run(s): {r.errors[-1]}".strip()
-                    )
-                row = f"{name:<12} {r.contestant:<20} {r.median:>14,.0f} {r.case.unit:<9} {r.median_mb:>9,.1f} {ratio:>12} {len(r.seconds):>4}  {note}"
+                row = (
+                    f"{name:<20} {r.contestant:<30} {r.median:>14,.0f} {r.case.unit:<9} {r.median_mb:>9,.1f} "
+                    f"{_ratio(r.median, best):>12} {_ratio(r.median, floor and floor[1]):>8} {len(r.seconds):>4}  {_note(r)}"
+                )
             else:
                 why = (
                     f"skipped: {r.skip}"
                     if r.skip
                     else f"failed: {r.errors[-1] if r.errors else 'no run'}"
                 )
-                row = f"{name:<12} {r.contestant:<20} {'-':>14} {r.case.unit:<9} {'-':>9} {'-':>12} {0:>4}  {why}"
+                row = f"{name:<20} {r.contestant:<30} {'-':>14} {r.case.unit:<9} {'-':>9} {'-':>12} {'-':>8} {0:>4}  {why}"
             lines.append(row.rstrip())
+        if floor and "+" in floor[0]:
+            lines.append(f"{name:<20} (floor {floor[0]}: {floor[1]:,.0f} {in_case[0].case.unit})")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
@@ -65,37 +104,64 @@ def table(results: list) -> str:
 def as_json(results: list, machine: dict, command: list[str], started: float) -> dict:
     """Everything measured, with the machine and command, as a JSON-ready dict."""
     rows = []
-    for r in results:
-        rows.append(
-            {
-                "case": r.case.name,
-                "kind": r.case.kind,
-                "contestant": r.contestant,
-                "count": r.case.count or None,
-                "size": r.case.size or None,
-                "api": r.api or None,
-                "unit": r.case.unit,
-                "items_per_run": r.items,
-                "bytes_per_run": r.nbytes,
-                "seconds": r.seconds,
-                "median_seconds": statistics.median(r.seconds) if r.seconds else None,
-                "median_rate": r.median,
-                "median_mb_per_s": r.median_mb,
-                "skipped": r.skip or None,
-                "errors": r.errors,
-            }
-        )
+    cases = {}
+    for name, in_case in _by_case(results).items():
+        best = _best_peer(in_case)
+        floor = _floor(in_case)
+        cases[name] = {
+            "best_peer_rate": best,
+            "floor": floor[0] if floor else None,
+            "floor_rate": floor[1] if floor else None,
+        }
+        for r in in_case:
+            rows.append(
+                {
+                    "case": r.case.name,
+                    "kind": r.case.kind,
+                    "contestant": r.contestant,
+                    "floor": r.floor,
+                    "count": r.case.count or None,
+                    "size": r.case.size or None,
+                    "json": r.case.json,
+                    "tls": r.case.tls,
+                    "deflate": r.case.deflate,
+                    "api": r.api or None,
+                    "unit": r.case.unit,
+                    "items_per_run": r.items,
+                    "bytes_per_run": r.nbytes,
+                    "seconds": r.seconds,
+                    "median_seconds": statistics.median(r.seconds) if r.seconds else None,
+                    "median_rate": r.median,
+                    "median_mb_per_s": r.median_mb,
+                    "vs_best_peer": r.median / best if r.median and best else None,
+                    "vs_floor": r.median / floor[1] if r.median and floor else None,
+                    "latency_us": r.median_latency_us,  # each percentile's median over the runs
+                    "latency_us_per_run": r.latency_us or None,
+                    "skipped": r.skip or None,
+                    "errors": r.errors,
+                }
+            )
     return {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "duration_s": round(time.time() - started, 1),
         "command": command,
         "machine": machine,
+        "cases": cases,
         "results": rows,
     }
 
 
+def _color(result) -> str:
+    if result.floor:
+        return "#1f77b4"
+    return "#d62728" if _is_wsfast(result.contestant) else "#7f7f7f"
+
+
 def chart(results: list, path: str) -> str:
-    """Draw one horizontal bar panel per case into ``path``; return what happened."""
+    """Draw one horizontal bar panel per case into ``path``; return what happened.
+
+    wsfast is red, the peers grey, the floors blue.
+    """
     try:
         import matplotlib
 
@@ -111,15 +177,15 @@ def chart(results: list, path: str) -> str:
         return "chart skipped: nothing was measured"
     columns = 2 if len(cases) > 1 else 1
     rows = (len(cases) + columns - 1) // columns
+    # Room for nine bars a panel, more when a case has more contestants.
+    row_height = max(4.05, 0.3 * max(len(rs) for rs in cases.values()))
     fig, axes = plt.subplots(
-        rows, columns, figsize=(7 * columns, 0.45 * 9 * rows + 0.6), squeeze=False
+        rows, columns, figsize=(7 * columns, row_height * rows + 0.6), squeeze=False
     )
     for ax, (name, in_case) in zip(axes.flat, cases.items()):
         ranked = sorted(in_case, key=lambda r: r.median)
-        labels = [r.contestant for r in ranked]
         values = [r.median for r in ranked]
-        colors = ["#d62728" if _is_wsfast(label) else "#7f7f7f" for label in labels]
-        bars = ax.barh(labels, values, color=colors)
+        bars = ax.barh([r.contestant for r in ranked], values, color=[_color(r) for r in ranked])
         ax.bar_label(bars, labels=[_short(v) for v in values], padding=3, fontsize=8)
         ax.set_title(
             f"{name} ({ranked[0].case.unit}, median, higher is better)", fontsize=10

@@ -4,6 +4,10 @@ The runner starts the benchmark server in its own process, then runs each measur
 in a fresh worker process (bounded by ``--timeout``), interleaving contestants within
 each repeat so that a noisy machine disturbs them alike. It prints a table of medians,
 and writes JSON and a bar chart when asked.
+
+For the TLS cases it makes a certificate authority for the run (with ``trustme``): the
+server gets a certificate for ``localhost`` and ``127.0.0.1``, and every contestant
+verifies it against the CA file that the worker spec names.
 """
 
 from __future__ import annotations
@@ -16,12 +20,15 @@ import select
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from http.client import HTTPConnection
 from pathlib import Path
 
 from . import micro, report
 from .clients import CLIENTS
+from .ticks import ticks
 
 
 @dataclass(frozen=True)
@@ -31,23 +38,36 @@ class Case:
     name: str
     kind: str
     count: int = 0  # messages (feed) or round trips (echo)
-    size: int = 0  # payload bytes
+    size: int = 0  # payload bytes (0 for the ticks feed, whose messages vary)
     unit: str = "msg/s"
+    json: bool = False  # JSON text: the ticks feed, or a JSON echo payload
+    tls: bool = False  # over wss://, the certificate verified against the run's CA
+    deflate: bool = False  # permessage-deflate negotiated
+
+    @property
+    def features(self) -> frozenset:
+        """What a contestant may need of a case (see ``Contestant.needs``)."""
+        return frozenset(name for name in ("json", "tls", "deflate") if getattr(self, name))
 
 
 CASES = (
     Case("feed-100", "feed", 1_000_000, 100),
     Case("feed-64k", "feed", 10_000, 65536),
+    Case("tls-json", "feed", 200_000, json=True, tls=True),
+    Case("tls-json-deflate", "feed", 200_000, json=True, tls=True, deflate=True),
     Case("echo-256", "echo", 20_000, 256, "req/s"),
     Case("echo-64k", "echo", 5_000, 65536, "req/s"),
+    Case("echo-256-deflate", "echo", 20_000, 256, "req/s", json=True, deflate=True),
     Case("mask-16", "codec", unit="calls/s"),
     Case("mask-1k", "codec", unit="calls/s"),
     Case("mask-1m", "codec", unit="calls/s"),
     Case("parse-100", "codec", unit="frames/s"),
     Case("receive-100", "codec", unit="msg/s"),
+    Case("receive-json-deflate", "codec", unit="msg/s"),
 )
 CASE_NAMES = tuple(case.name for case in CASES)
 QUICK_CASES = ("feed-100", "echo-256", "mask-1k", "parse-100", "receive-100")
+NO_DEFLATE = "cannot negotiate permessage-deflate"
 
 
 @dataclass
@@ -66,6 +86,8 @@ class Result:
     api: str = ""
     skip: str = ""
     errors: list[str] = field(default_factory=list)
+    floor: bool = False  # a limit to measure the others against, not a peer
+    latency_us: list[dict] = field(default_factory=list)  # per echo run: p50, p99, p99.9
 
     @property
     def median(self) -> float | None:
@@ -81,6 +103,13 @@ class Result:
             return None
         return self.nbytes / statistics.median(self.seconds) / 1e6
 
+    @property
+    def median_latency_us(self) -> dict | None:
+        """Each round-trip percentile's median over the runs (None without percentiles)."""
+        if not self.latency_us:
+            return None
+        return {key: statistics.median(run[key] for run in self.latency_us) for key in self.latency_us[0]}
+
 
 def _contestants(case: Case, chosen: list[str] | None) -> list[str]:
     if case.kind == "codec":
@@ -92,14 +121,22 @@ def _contestants(case: Case, chosen: list[str] | None) -> list[str]:
     else:
         names = [
             name
-            for name, (feed, echo) in CLIENTS.items()
-            if (feed if case.kind == "feed" else echo)
+            for name, contestant in CLIENTS.items()
+            if getattr(contestant, case.kind) and contestant.needs <= case.features
         ]
     if chosen:
         names = [
             n for n in names if any(n == c or n.startswith(c + "-") for c in chosen)
         ]
     return names
+
+
+def _new_result(case: Case, name: str) -> Result:
+    if case.kind == "codec":
+        return Result(case, name, floor=name in micro.FLOORS)
+    contestant = CLIENTS[name]
+    skip = NO_DEFLATE if case.deflate and not contestant.deflate else ""
+    return Result(case, name, skip=skip, floor=contestant.floor)
 
 
 def _worker_env(contestant: str) -> dict:
@@ -139,9 +176,14 @@ def _run_worker(spec: dict, timeout: float) -> dict:
 
 
 class Server:
-    """The benchmark server process; it exits when this runner closes its standard input."""
+    """The benchmark server process; it exits when this runner closes its standard input.
 
-    def __init__(self, idle: float) -> None:
+    Given ``tls`` (the paths of a PEM certificate chain and its key), it serves TLS too,
+    on :attr:`tls_port`.
+    """
+
+    def __init__(self, idle: float, tls: tuple[str, str] | None = None) -> None:
+        tls_options = ["--tls-cert", tls[0], "--tls-key", tls[1]] if tls else []
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -150,17 +192,31 @@ class Server:
                 "--idle",
                 str(idle),
                 "--stdin-lifeline",
+                *tls_options,
             ],
             env=_worker_env("server"),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
         ready, _, _ = select.select([self.process.stdout], [], [], 15)
-        line = self.process.stdout.readline() if ready else b""
-        if not line.strip().isdigit():
+        ports = (self.process.stdout.readline() if ready else b"").split()
+        if len(ports) != (2 if tls else 1) or not all(port.isdigit() for port in ports):
             self.close()
             raise RuntimeError("the benchmark server did not start")
-        self.port = int(line)
+        self.port = int(ports[0])
+        self.tls_port = int(ports[1]) if tls else None
+
+    def prepare(self, path: str, timeout: float) -> None:
+        """Have the server build the feed at ``path`` now, before any client waits for it."""
+        connection = HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            connection.request("GET", f"/prepare/{path}")
+            response = connection.getresponse()
+            response.read()
+        finally:
+            connection.close()
+        if response.status != 200:
+            raise RuntimeError(f"the server could not prepare {path}: {response.status}")
 
     def close(self) -> None:
         self.process.stdin.close()
@@ -169,6 +225,54 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def _tls_files(directory: str) -> dict[str, str] | None:
+    """A CA for this run and the server certificate it issued, as PEM files in ``directory``.
+
+    Returns their paths (``cert``, ``key``, ``ca``), or None when trustme is not installed.
+    """
+    try:
+        import trustme
+    except ImportError:
+        return None
+    authority = trustme.CA()
+    issued = authority.issue_cert("localhost", "127.0.0.1")
+    files = {name: os.path.join(directory, f"{name}.pem") for name in ("cert", "key", "ca")}
+    for index, pem in enumerate(issued.cert_chain_pems):
+        pem.write_to_path(files["cert"], append=index > 0)
+    issued.private_key_pem.write_to_path(files["key"])
+    authority.cert_pem.write_to_path(files["ca"])
+    return files
+
+
+def _path(case: Case) -> str:
+    """The server path of a network case (see wsfast.bench.server)."""
+    if case.kind == "echo":
+        return "echo-deflate" if case.deflate else "echo"
+    if case.json:
+        return f"ticks-deflate/{case.count}" if case.deflate else f"ticks/{case.count}"
+    return f"feed/{case.count}/{case.size}"
+
+
+def _spec(case: Case, server: Server, cafile: str | None) -> dict:
+    """The worker spec of a network case, without the contestant."""
+    if case.tls:
+        url = f"wss://localhost:{server.tls_port}/{_path(case)}"
+    else:
+        url = f"ws://127.0.0.1:{server.port}/{_path(case)}"
+    spec = {
+        "kind": case.kind,
+        "url": url,
+        "count": case.count,
+        "size": case.size,
+        "json": case.json,
+        "deflate": case.deflate,
+        "cafile": cafile if case.tls else None,
+    }
+    if case.kind == "feed":
+        spec["total"] = sum(map(len, ticks(case.count))) if case.json else case.count * case.size
+    return spec
 
 
 def run(
@@ -181,41 +285,53 @@ def run(
 ) -> list[Result]:
     """Measure every chosen contestant in every case; return the results in table order."""
     results = [
-        Result(case, name) for case in cases for name in _contestants(case, chosen)
+        _new_result(case, name) for case in cases for name in _contestants(case, chosen)
     ]
     network = [case for case in cases if case.kind != "codec"]
-    server = Server(idle=timeout + 60) if network else None
-    try:
-        for case in network:
-            in_case = [r for r in results if r.case is case]
-            log(f"{case.name}: {', '.join(r.contestant for r in in_case)}")
-            path = "echo" if case.kind == "echo" else f"feed/{case.count}/{case.size}"
-            spec = {
-                "kind": case.kind,
-                "url": f"ws://127.0.0.1:{server.port}/{path}",
-                "count": case.count,
-                "size": case.size,
-            }
-            for repeat in range(repeats):
-                # Each repeat starts one contestant further on, so that none always runs
-                # first (or right after the same neighbour) while the machine drifts.
-                shift = repeat % len(in_case)
-                for result in in_case[shift:] + in_case[:shift]:
-                    if not result.skip:
-                        outcome = _run_worker(
-                            {**spec, "contestant": result.contestant}, timeout
-                        )
-                        _record(result, outcome)
-                        log(
-                            f"  run {repeat + 1}/{repeats} {result.contestant}: {_describe(result, outcome)}"
-                        )
-    finally:
-        if server is not None:
-            server.close()
+    with tempfile.TemporaryDirectory(prefix="wsfast-bench-") as directory:
+        tls = _tls_files(directory) if any(case.tls for case in network) else None
+        if tls is None:
+            for result in results:
+                if result.case.tls:
+                    result.skip = "TLS cases need trustme (pip install trustme)"
+        server = None
+        if network:
+            server = Server(idle=timeout + 60, tls=(tls["cert"], tls["key"]) if tls else None)
+        try:
+            for case in network:
+                in_case = [r for r in results if r.case is case]
+                _run_network(case, in_case, server, tls["ca"] if tls else None, repeats, timeout, log)
+        finally:
+            if server is not None:
+                server.close()
     _run_codec(
         [r for r in results if r.case.kind == "codec"], repeats, timeout, min_time, log
     )
     return results
+
+
+def _run_network(
+    case: Case, in_case: list[Result], server: Server, cafile, repeats: int, timeout: float, log
+) -> None:
+    """One network case: every contestant, ``repeats`` times, in a rotating order."""
+    log(f"{case.name}: {', '.join(r.contestant for r in in_case)}")
+    if all(r.skip for r in in_case):
+        return
+    spec = _spec(case, server, cafile)
+    if case.json and case.kind == "feed":
+        server.prepare(_path(case), timeout)
+    for result in in_case:
+        result.items = case.count
+        result.nbytes = spec["total"] if case.kind == "feed" else case.count * case.size * 2
+    for repeat in range(repeats):
+        # Each repeat starts one contestant further on, so that none always runs
+        # first (or right after the same neighbour) while the machine drifts.
+        shift = repeat % len(in_case)
+        for result in in_case[shift:] + in_case[:shift]:
+            if not result.skip:
+                outcome = _run_worker({**spec, "contestant": result.contestant}, timeout)
+                _record(result, outcome)
+                log(f"  run {repeat + 1}/{repeats} {result.contestant}: {_describe(result, outcome)}")
 
 
 def _run_codec(
@@ -254,21 +370,16 @@ def _record(result: Result, outcome: dict) -> None:
         result.skip = outcome["skip"]  # not installed here: later repeats are left out
     elif "error" in outcome:
         result.errors.append(outcome["error"])
-    elif result.case.kind == "codec":
-        result.seconds.append(outcome["seconds"])
-        result.items, result.nbytes, result.api = (
-            outcome["items"],
-            outcome["bytes"],
-            outcome["api"],
-        )
     else:
         result.seconds.append(outcome["seconds"])
-        result.items = result.case.count
-        result.nbytes = (
-            result.case.count
-            * result.case.size
-            * (2 if result.case.kind == "echo" else 1)
-        )
+        if "latency_us" in outcome:
+            result.latency_us.append(outcome["latency_us"])
+        if result.case.kind == "codec":
+            result.items, result.nbytes, result.api = (
+                outcome["items"],
+                outcome["bytes"],
+                outcome["api"],
+            )
 
 
 def _describe(result: Result, outcome: dict) -> str:
@@ -276,7 +387,9 @@ def _describe(result: Result, outcome: dict) -> str:
         return f"skipped ({outcome['skip']})"
     if "error" in outcome:
         return f"failed ({outcome['error']})"
-    return f"{result.items / outcome['seconds']:,.0f} {result.case.unit}"
+    latency = outcome.get("latency_us")
+    percentiles = f" (p50 {latency['p50']:.0f} us, p99 {latency['p99']:.0f} us)" if latency else ""
+    return f"{result.items / outcome['seconds']:,.0f} {result.case.unit}{percentiles}"
 
 
 def _progress(line: str) -> None:
@@ -344,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.list:
         for case in CASES:
-            print(f"{case.name:12} {', '.join(_contestants(case, None))}")
+            print(f"{case.name:20} {', '.join(_contestants(case, None))}")
         return 0
     scale, repeats, min_time = args.scale, args.repeats, 0.2
     if args.quick:
@@ -359,13 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown case(s): {', '.join(unknown)}")
     cases = [
-        Case(
-            c.name,
-            c.kind,
-            max(1, round(c.count * scale)) if c.count else 0,
-            c.size,
-            c.unit,
-        )
+        replace(c, count=max(1, round(c.count * scale)) if c.count else 0)
         for c in CASES
         if c.name in wanted
     ]

@@ -1,15 +1,25 @@
 """The benchmark server: a raw-socket WebSocket peer that every contestant meets.
 
 Run it as its own process (``python -m wsfast.bench.server``) so that a client's
-process spends its time on receiving only. It listens on 127.0.0.1, prints the port,
-serves one connection at a time and exits by itself: after ``--idle`` seconds without a
-connection, after ``--lifetime`` seconds in all, or (with ``--stdin-lifeline``) when its
-standard input closes because the process that started it is gone. The request path
-picks the job:
+process spends its time on receiving only. It listens on 127.0.0.1 and prints its port
+on one line; given ``--tls-cert`` and ``--tls-key`` it also serves TLS on a second port,
+printed after the first. It serves one connection at a time and exits by itself: after
+``--idle`` seconds without a connection, after ``--lifetime`` seconds in all, or (with
+``--stdin-lifeline``) when its standard input closes because the process that started it
+is gone. The request path picks the job:
 
 - ``/feed/<count>/<size>``: send ``count`` binary messages of ``size`` bytes as fast as
   the kernel takes them (pre-encoded frames in big ``sendall`` chunks), then a close frame.
+- ``/ticks/<count>``: once the client sent one data message (its start signal), send the
+  first ``count`` JSON ticks of :mod:`wsfast.bench.ticks` as text messages, then a close
+  frame. ``/ticks-deflate/<count>`` sends them compressed, as one permessage-deflate
+  stream (context takeover): the client must offer permessage-deflate.
 - ``/echo``: send every data message back, unchanged, until the client closes.
+  ``/echo-deflate`` negotiates permessage-deflate and sends each message back compressed.
+- ``/raw/<ticks path>``: a plain HTTP response whose body is every frame that the
+  WebSocket feed at ``<ticks path>`` carries: the floor of reading those bytes.
+- ``/prepare/<ticks path>``: build that feed now (204), so that no client's handshake
+  waits for it.
 
 It depends on nothing but the standard library (and a C mask from ``websockets`` when
 installed), so it treats every client alike.
@@ -22,13 +32,18 @@ import base64
 import hashlib
 import select
 import socket
+import ssl
 import sys
 import time
+import zlib
+
+from .ticks import TRAILER, deflate_payloads, ticks
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _CHUNK = 1 << 20  # bytes per sendall: big enough that syscalls are not the limit
 _CLOSE_1000 = b"\x88\x02\x03\xe8"
-_IO_TIMEOUT = 30.0  # a client silent this long is gone
+_IO_TIMEOUT = 30.0  # a client silent this long is gone (the TLS handshake included)
+_DEFLATE = "permessage-deflate"
 
 try:
     from websockets.speedups import apply_mask as _unmask
@@ -42,61 +57,121 @@ except ImportError:
         ).to_bytes(n, "little")
 
 
-def frame_header(opcode: int, length: int) -> bytes:
-    """The header of an unmasked final frame (what a server sends)."""
+def frame_header(opcode: int, length: int, rsv1: bool = False) -> bytes:
+    """The header of an unmasked final frame (what a server sends); RSV1 marks compression."""
+    first = 0x80 | (0x40 if rsv1 else 0) | opcode
     if length < 126:
-        return bytes((0x80 | opcode, length))
+        return bytes((first, length))
     if length < 65536:
-        return bytes((0x80 | opcode, 126)) + length.to_bytes(2, "big")
-    return bytes((0x80 | opcode, 127)) + length.to_bytes(8, "big")
+        return bytes((first, 126)) + length.to_bytes(2, "big")
+    return bytes((first, 127)) + length.to_bytes(8, "big")
 
 
-def _read_request(conn: socket.socket) -> tuple[str, bytes, bytes]:
-    """Read the upgrade request; return its path, Sec-WebSocket-Key and any bytes after it."""
+def ticks_frames(count: int, deflate: bool) -> bytes:
+    """The frames of the ``/ticks`` (or ``/ticks-deflate``) feed of ``count`` messages."""
+    messages = ticks(count)
+    payloads = deflate_payloads(messages) if deflate else [m.encode() for m in messages]
+    return b"".join(frame_header(0x1, len(p), deflate) + p for p in payloads)
+
+
+def deflate_answer(offers: str) -> str | None:
+    """Answer a ``Sec-WebSocket-Extensions`` offer: permessage-deflate or None.
+
+    The server compresses with context takeover and a 15-bit window (the ticks feed is
+    compressed once for every client), so it turns down offers that ask otherwise.
+    """
+    for offer in offers.split(","):
+        name, *params = (part.strip() for part in offer.split(";"))
+        if name.lower() == _DEFLATE and all(map(_can_honour, params)):
+            return _DEFLATE
+    return None
+
+
+def _can_honour(param: str) -> bool:
+    name, _, value = param.partition("=")
+    name, value = name.strip().lower(), value.strip().strip('"')
+    if name in ("client_max_window_bits", "client_no_context_takeover"):
+        return True  # how the client compresses: one decompressor reads any of it
+    return name == "server_max_window_bits" and value == "15"
+
+
+def _recv(conn: socket.socket, awaited: str) -> bytes:
+    """Up to 64 KiB from ``conn``; a timeout names what the server was waiting for."""
+    try:
+        return conn.recv(65536)
+    except socket.timeout:
+        raise TimeoutError(f"no {awaited} from the client in {_IO_TIMEOUT:g} s") from None
+
+
+def _read_request(conn: socket.socket) -> tuple[str, dict[str, str], bytes]:
+    """Read an HTTP request head; return its path, its headers (lower-case names) and any bytes after it."""
     data = b""
     while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
+        chunk = _recv(conn, "request")
         if not chunk or len(data) > 65536:
-            raise ConnectionError("no complete upgrade request")
+            raise ConnectionError("no complete request")
         data += chunk
     head, _, rest = data.partition(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    path = lines[0].split(b" ")[1].decode("ascii")
-    key = b""
+    lines = head.decode("latin-1").split("\r\n")
+    path = lines[0].split(" ")[1]
+    headers: dict[str, str] = {}
     for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"sec-websocket-key":
-            key = value.strip()
-    return path, key, rest
+        name, _, value = line.partition(":")
+        name = name.strip().lower()
+        # Repeated headers are one comma-separated list (RFC 9110 §5.3).
+        headers[name] = f"{headers[name]}, {value.strip()}" if name in headers else value.strip()
+    return path, headers, rest
 
 
-def _accept(key: bytes) -> bytes:
-    accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
+def _accept(key: str, extensions: str | None = None) -> bytes:
+    accept = base64.b64encode(hashlib.sha1(key.encode() + _GUID).digest())
+    extra = f"Sec-WebSocket-Extensions: {extensions}\r\n".encode() if extensions else b""
     return (
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+        b"Sec-WebSocket-Accept: " + accept + b"\r\n" + extra + b"\r\n"
     )
 
 
+def _head(status: str, length: int = 0) -> bytes:
+    return f"HTTP/1.1 {status}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n".encode()
+
+
 class _FeedCache:
-    """Pre-built chunks per (count, size), so repeated runs pay the encoding once."""
+    """The pieces of the feeds built last, so repeated runs pay the encoding once.
+
+    A feed is a list of bytes-like pieces to send in turn, each at most about a MiB. Two
+    feeds are kept: a case's WebSocket feed and its ``/raw`` twin share one, and the
+    runner measures one case at a time.
+    """
+
+    _KEEP = 2
 
     def __init__(self) -> None:
-        self._chunks: dict[tuple[int, int], tuple[bytes, int, bytes]] = {}
+        self._feeds: dict[tuple, list] = {}
 
-    def get(self, count: int, size: int) -> tuple[bytes, int, bytes]:
-        """Return (full chunk, how many full chunks, the remainder) for one feed."""
-        if (count, size) not in self._chunks:
-            frame = frame_header(0x2, size) + bytes(size)
-            per_chunk = max(1, _CHUNK // len(frame))
-            full, rest = divmod(count, per_chunk)
-            self._chunks.clear()  # keep one feed in memory at a time
-            self._chunks[(count, size)] = (frame * per_chunk, full, frame * rest)
-        return self._chunks[(count, size)]
+    def get(self, *key) -> list:
+        """The pieces of ``("feed", count, size)`` or ``("ticks", count, deflate)``."""
+        if key not in self._feeds:
+            while len(self._feeds) >= self._KEEP:
+                del self._feeds[next(iter(self._feeds))]  # the oldest goes before building
+            self._feeds[key] = _binary_feed(*key[1:]) if key[0] == "feed" else _pieces(ticks_frames(*key[1:]))
+        return self._feeds[key]
 
 
-def _client_frames(buf: bytes) -> tuple[list[tuple[int, bytes]], int]:
-    """Parse the complete masked client frames in ``buf``: ([(opcode, payload)], bytes used)."""
+def _binary_feed(count: int, size: int) -> list[bytes]:
+    frame = frame_header(0x2, size) + bytes(size)
+    per_chunk = max(1, _CHUNK // len(frame))
+    full, rest = divmod(count, per_chunk)
+    return [frame * per_chunk] * full + [frame * rest]  # one chunk, referred to many times
+
+
+def _pieces(stream: bytes) -> list[memoryview]:
+    view = memoryview(stream)
+    return [view[start : start + _CHUNK] for start in range(0, len(stream), _CHUNK)]
+
+
+def _client_frames(buf: bytes) -> tuple[list[tuple[int, bool, bytes]], int]:
+    """Parse the complete masked client frames in ``buf``: ([(opcode, rsv1, payload)], bytes used)."""
     frames = []
     pos = 0
     end = len(buf)
@@ -112,44 +187,70 @@ def _client_frames(buf: bytes) -> tuple[list[tuple[int, bytes]], int]:
         stop = start + 4 + length
         if end < stop:
             break  # wait for the rest of the frame (or of its extended length)
-        frames.append(
-            (buf[pos] & 0x0F, _unmask(buf[start + 4 : stop], buf[start : start + 4]))
-        )
+        payload = _unmask(buf[start + 4 : stop], buf[start : start + 4])
+        frames.append((buf[pos] & 0x0F, bool(buf[pos] & 0x40), payload))
         pos = stop
     return frames, pos
 
 
-def _serve_feed(conn: socket.socket, chunk: bytes, repeat: int, rest: bytes) -> None:
-    for _ in range(repeat):
-        conn.sendall(chunk)
-    conn.sendall(rest + _CLOSE_1000)
-    # Close TCP once the client answered our close frame, as a server should.
-    buf = b""
+def _await_start(conn: socket.socket, buf: bytes) -> bytes:
+    """Wait for the client's first data message; return the bytes after it."""
     while True:
-        data = conn.recv(65536)
+        frames, used = _client_frames(buf)
+        if any(opcode in (0x1, 0x2) for opcode, _, _ in frames):
+            return buf[used:]
+        data = _recv(conn, "start signal")
+        if not data:
+            raise ConnectionError("the client left before starting the feed")
+        buf = buf[used:] + data
+
+
+def _serve_feed(conn: socket.socket, pieces: list, buf: bytes = b"") -> None:
+    _send_all(conn, [*pieces, _CLOSE_1000])
+    # Close TCP once the client answered our close frame, as a server should.
+    while True:
+        frames, used = _client_frames(buf)
+        if any(opcode == 0x8 for opcode, _, _ in frames):
+            return
+        data = _recv(conn, "close frame")
         if not data:
             return
-        buf += data
-        frames, used = _client_frames(buf)
-        if any(opcode == 0x8 for opcode, _ in frames):
-            return
-        buf = buf[used:]
+        buf = buf[used:] + data
 
 
-def _serve_echo(conn: socket.socket, buf: bytes) -> None:
+class _Deflater:
+    """The compressed side of ``/echo-deflate``: one context per direction, kept for the connection."""
+
+    def __init__(self) -> None:
+        self._inflate = zlib.decompressobj(-15).decompress
+        compressor = zlib.compressobj(wbits=-15)
+        self._compress, self._flush = compressor.compress, compressor.flush
+
+    def echo(self, opcode: int, compressed: bool, payload: bytes) -> list[bytes]:
+        """The frame pieces answering one client message."""
+        message = self._inflate(payload + TRAILER) if compressed else payload
+        out = self._compress(message) + self._flush(zlib.Z_SYNC_FLUSH)[:-4]
+        return [frame_header(opcode, len(out), rsv1=True), out]
+
+
+def _serve_echo(conn: socket.socket, buf: bytes, deflater: _Deflater | None) -> None:
     recv = conn.recv
     sendall = conn.sendall
     while True:
         frames, used = _client_frames(buf)
         out = []
-        for opcode, payload in frames:
+        for opcode, compressed, payload in frames:
             if opcode == 0x8:
                 sendall(b"".join(out) + _CLOSE_1000)
                 return  # the close handshake is complete: close TCP
             if opcode == 0xA:
                 continue
-            out.append(frame_header(0xA if opcode == 0x9 else opcode, len(payload)))
-            out.append(payload)
+            if opcode == 0x9:
+                out += (frame_header(0xA, len(payload)), payload)
+            elif deflater is not None:
+                out += deflater.echo(opcode, compressed, payload)
+            else:
+                out += (frame_header(opcode, len(payload)), payload)
         if out:
             sendall(b"".join(out))
         data = recv(1 << 20)
@@ -158,31 +259,99 @@ def _serve_echo(conn: socket.socket, buf: bytes) -> None:
         buf = buf[used:] + data
 
 
+def _ticks_key(parts: list[str]) -> tuple | None:
+    """``["ticks-deflate", "1000"]`` -> the feed cache key; None for another path."""
+    if len(parts) == 2 and parts[0] in ("ticks", "ticks-deflate") and parts[1].isdigit():
+        return ("ticks", int(parts[1]), parts[0] == "ticks-deflate")
+    return None
+
+
 def _handle(conn: socket.socket, feeds: _FeedCache) -> None:
     conn.settimeout(_IO_TIMEOUT)
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    path, key, rest = _read_request(conn)
+    path, headers, rest = _read_request(conn)
+    try:
+        _route(conn, path, headers, rest, feeds)
+    except (OSError, ValueError, IndexError) as exc:
+        raise ConnectionError(f"{path}: {exc!r}") from None  # the log names the job
+
+
+def _route(conn: socket.socket, path: str, headers: dict[str, str], rest: bytes, feeds: _FeedCache) -> None:
     parts = path.strip("/").split("/")
-    if parts[0] == "feed" and len(parts) == 3:
-        chunk, repeat, remainder = feeds.get(int(parts[1]), int(parts[2]))
+    if parts[0] in ("raw", "prepare") and _ticks_key(parts[1:]):
+        pieces = feeds.get(*_ticks_key(parts[1:]))
+        if parts[0] == "raw":
+            _send_all(conn, [_head("200 OK", sum(map(len, pieces))), *pieces])
+        else:
+            conn.sendall(_head("200 OK"))
+        return
+    if not (_ticks_key(parts) or parts[0] in ("echo", "echo-deflate") or (parts[0] == "feed" and len(parts) == 3)):
+        conn.sendall(_head("404 Not Found"))
+        return
+    key = headers.get("sec-websocket-key")
+    deflate = parts[0].endswith("-deflate")
+    extensions = deflate_answer(headers.get("sec-websocket-extensions", "")) if deflate else None
+    if key is None or (deflate and extensions is None):
+        body = b"this path needs a WebSocket upgrade" + (b" offering permessage-deflate" if deflate else b"")
+        conn.sendall(_head("400 Bad Request", len(body)) + body)
+        return
+    if parts[0] == "feed":
+        pieces = feeds.get("feed", int(parts[1]), int(parts[2]))  # built before the clock starts
         conn.sendall(_accept(key))
-        _serve_feed(conn, chunk, repeat, remainder)
-    elif parts[0] == "echo":
-        conn.sendall(_accept(key))
-        _serve_echo(conn, rest)
+        _serve_feed(conn, pieces, rest)
+    elif parts[0].startswith("ticks"):
+        pieces = feeds.get(*_ticks_key(parts))
+        conn.sendall(_accept(key, extensions))
+        # Bytes sent before the client's start signal would wait in kernel buffers
+        # before its clock starts, and make it look faster than it is.
+        _serve_feed(conn, pieces, _await_start(conn, rest))
     else:
-        conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+        conn.sendall(_accept(key, extensions))
+        _serve_echo(conn, rest, _Deflater() if deflate else None)
+
+
+def _send_all(conn: socket.socket, pieces: list) -> None:
+    for piece in pieces:
+        conn.sendall(piece)
+
+
+def _tls_context(cert: str, key: str) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def _accept_connection(listener: socket.socket, tls: ssl.SSLContext | None) -> socket.socket:
+    conn, _ = listener.accept()
+    if tls is None:
+        return conn
+    conn.settimeout(_IO_TIMEOUT)  # bounds the TLS handshake, which wrapping performs
+    try:
+        return tls.wrap_socket(conn, server_side=True)
+    except BaseException:
+        conn.close()
+        raise
 
 
 def serve(
-    idle: float, lifetime: float, port: int = 0, stdin_lifeline: bool = False
+    idle: float,
+    lifetime: float,
+    port: int = 0,
+    stdin_lifeline: bool = False,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
-    """Serve benchmark connections on 127.0.0.1 until idle, out of time, or orphaned."""
+    """Serve benchmark connections on 127.0.0.1 until idle, out of time, or orphaned.
+
+    With ``tls``, a second listener serves the same paths over TLS.
+    """
     deadline = time.monotonic() + lifetime
     feeds = _FeedCache()
-    with socket.create_server(("127.0.0.1", port)) as listener:
-        print(listener.getsockname()[1], flush=True)
-        watched = [listener, sys.stdin] if stdin_lifeline else [listener]
+    listeners = {socket.create_server(("127.0.0.1", port)): None}
+    if tls is not None:
+        listeners[socket.create_server(("127.0.0.1", 0))] = tls
+    try:
+        print(*(listener.getsockname()[1] for listener in listeners), flush=True)
+        watched = [*listeners, sys.stdin] if stdin_lifeline else [*listeners]
         while True:
             wait = min(idle, deadline - time.monotonic())
             if wait <= 0:
@@ -190,21 +359,17 @@ def serve(
             ready, _, _ = select.select(watched, [], [], wait)
             if not ready:
                 return  # idle too long
-            if (
-                stdin_lifeline
-                and sys.stdin in ready
-                and not sys.stdin.buffer.read1(4096)
-            ):
+            if stdin_lifeline and sys.stdin in ready and not sys.stdin.buffer.read1(4096):
                 return  # the runner went away
-            if listener in ready:
-                conn, _ = listener.accept()
-                with conn:
-                    try:
+            for listener in (r for r in ready if r in listeners):
+                try:
+                    with _accept_connection(listener, listeners[listener]) as conn:
                         _handle(conn, feeds)
-                    except (OSError, ValueError, IndexError) as exc:
-                        print(
-                            f"connection failed: {exc!r}", file=sys.stderr, flush=True
-                        )
+                except (OSError, ValueError, IndexError) as exc:
+                    print(f"connection failed: {exc!r}", file=sys.stderr, flush=True)
+    finally:
+        for listener in listeners:
+            listener.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,8 +386,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--stdin-lifeline", action="store_true", help="exit when standard input closes"
     )
+    parser.add_argument("--tls-cert", help="PEM certificate chain: also serve TLS, on a second port")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     args = parser.parse_args(argv)
-    serve(args.idle, args.lifetime, args.port, args.stdin_lifeline)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    tls = _tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
+    serve(args.idle, args.lifetime, args.port, args.stdin_lifeline, tls)
     return 0
 
 

@@ -2,14 +2,20 @@
 
 The runner starts ``python -m wsfast.bench.worker '<json spec>'`` for every contestant and
 repeat, so each library runs alone in its process, with its own environment (wsfast's
-pure twin gets ``WSFAST_NO_EXTENSIONS=1``). The line is ``{"seconds": ...}`` (plus the
-codec call's details for micro-benchmarks), ``{"skip": reason}`` when the contestant is
-not available here, or ``{"error": reason}``.
+pure twin gets ``WSFAST_NO_EXTENSIONS=1``). The line is ``{"seconds": ...}`` (plus
+``latency_us`` percentiles for echo cases, and the codec call's details for
+micro-benchmarks), ``{"skip": reason}`` when the contestant is not available here, or
+``{"error": reason}``.
+
+A network spec has ``kind`` (feed or echo), ``url``, ``count``, ``size``, ``json``,
+``deflate``, ``cafile`` (the CA that issued the server's certificate, for ``wss://``) and,
+for feeds, ``total``: the bytes (or characters) all messages add up to.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import sys
 
 
@@ -37,6 +43,41 @@ def _guarded(work) -> dict:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
+def _job(spec: dict):
+    """The :class:`~wsfast.bench.clients.Feed` or ``Echo`` that ``spec`` describes."""
+    from .clients import Echo, Feed
+    from .ticks import json_text
+
+    # Every TLS contestant verifies the certificate and the host name against the run's CA.
+    context = ssl.create_default_context(cafile=spec["cafile"]) if spec.get("cafile") else None
+    if spec["kind"] == "feed":
+        return Feed(spec["url"], spec["count"], spec["total"], spec["json"], spec["deflate"], context)
+    payload = json_text(spec["size"]) if spec["json"] else bytes(spec["size"])
+    return Echo(spec["url"], spec["count"], payload, spec["deflate"], context)
+
+
+def latency_us(trips_ns: list[int]) -> dict | None:
+    """The 50th, 99th and 99.9th percentiles of the round trips, in microseconds (needs numpy)."""
+    try:
+        import numpy
+    except ImportError:
+        return None
+    p50, p99, p999 = numpy.percentile(numpy.asarray(trips_ns, dtype=numpy.int64), [50, 99, 99.9]) / 1e3
+    return {"p50": float(p50), "p99": float(p99), "p99.9": float(p999)}
+
+
+def _network(spec: dict) -> dict:
+    from .clients import CLIENTS
+
+    contestant = CLIENTS[spec["contestant"]]
+    job = _job(spec)
+    if spec["kind"] == "feed":
+        return {"seconds": contestant.feed(job)}
+    seconds, trips = contestant.echo(job)
+    latency = latency_us(trips)
+    return {"seconds": seconds, **({"latency_us": latency} if latency else {})}
+
+
 def measure(spec: dict) -> dict:
     """Run the measurement ``spec`` describes; return its result dict.
 
@@ -54,15 +95,7 @@ def measure(spec: dict) -> dict:
         for case in spec["cases"]:
             results[case] = _guarded(lambda case=case: run(contestant, case, min_time))
         return {"cases": results}
-
-    def network() -> dict:
-        from .clients import CLIENTS
-
-        feed, echo = CLIENTS[contestant]
-        client = feed if spec["kind"] == "feed" else echo
-        return {"seconds": client(spec["url"], spec["count"], spec["size"])}
-
-    return _guarded(network)
+    return _guarded(lambda: _network(spec))
 
 
 def main(argv: list[str] | None = None) -> int:
