@@ -17,6 +17,12 @@ from hypothesis import settings
 settings.register_profile("wsfast", deadline=None)
 settings.load_profile("wsfast")
 
+# The clients take a proxy from the environment by default; the servers of the tests run
+# on this machine, where a proxy of the machine running them could not reach them.
+for _name in ("http_proxy", "https_proxy", "all_proxy"):
+    os.environ.pop(_name, None)
+    os.environ.pop(_name.upper(), None)
+
 
 def load_compiled():
     """Import ``wsfast._compiled``, or skip (fail, when the extension is required) saying why."""

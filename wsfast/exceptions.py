@@ -11,6 +11,9 @@ __all__ = [
     "InvalidStatus",
     "InvalidHeader",
     "InvalidURI",
+    "ProxyError",
+    "HTTPProxyError",
+    "SOCKSProxyError",
     "ConnectionClosed",
     "ConnectionClosedOK",
     "ConnectionClosedError",
@@ -64,7 +67,40 @@ class InvalidHeader(InvalidHandshake):
 
 
 class InvalidURI(WebSocketError, ValueError):
-    """The URL is not a valid ws:// or wss:// URL."""
+    """The URL is not a valid ws:// or wss:// URL, or a proxy URL is not valid."""
+
+
+class ProxyError(WebSocketError, OSError):
+    """Connecting through a proxy failed: the proxy could not be reached (the OSError is
+    the ``__cause__``), closed the connection, or answered something that is not its
+    protocol. The subclasses are for a proxy that answered but refused the tunnel.
+
+    It is an OSError too, so code that handles network errors handles these.
+    """
+
+
+class HTTPProxyError(ProxyError):
+    """The HTTP proxy answered CONNECT with a status other than 2xx: typically 407 for
+    missing or wrong credentials, 403 for a target it forbids, 500, 502 or 504 for one it
+    could not reach. ``status``, ``reason`` and ``headers`` are those of its answer."""
+
+    def __init__(self, status: int, reason: str = "", headers=None) -> None:
+        super().__init__(f"the proxy refused the tunnel: HTTP {status} {reason}".rstrip())
+        self.status = status
+        self.reason = reason
+        self.headers = headers if headers is not None else {}
+
+
+class SOCKSProxyError(ProxyError):
+    """The SOCKS5 proxy refused: ``reply`` is its reply code (RFC 1928 §6: 1 general
+    failure, 2 not allowed by its rules, 3 network unreachable, 4 host unreachable,
+    5 connection refused, 6 TTL expired, 7 command not supported, 8 address type not
+    supported), or None when it turned the authentication down (credentials wrong, or
+    missing where it wants some)."""
+
+    def __init__(self, message: str, reply: int | None = None) -> None:
+        super().__init__(message)
+        self.reply = reply
 
 
 class ConnectionClosed(WebSocketError):

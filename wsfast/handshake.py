@@ -16,7 +16,15 @@ from http import HTTPStatus
 
 from .exceptions import InvalidHandshake, InvalidHeader, InvalidStatus
 
-__all__ = ["DEFAULT_MAX_HEADER_SIZE", "ClientHandshake", "Headers", "ServerHandshake", "accept_key", "with_basic_auth"]
+__all__ = [
+    "DEFAULT_MAX_HEADER_SIZE",
+    "ClientHandshake",
+    "Headers",
+    "ServerHandshake",
+    "accept_key",
+    "basic_credentials",
+    "with_basic_auth",
+]
 
 DEFAULT_MAX_HEADER_SIZE = 64 * 1024
 
@@ -39,13 +47,19 @@ def accept_key(key: str) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
+def basic_credentials(user: str, password: str) -> str:
+    """The value of an ``Authorization`` (or ``Proxy-Authorization``) header for HTTP
+    Basic authentication (RFC 7617), in UTF-8."""
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return f"Basic {token}"
+
+
 def with_basic_auth(headers, user: str, password: str) -> list:
     """``headers`` as pairs, plus an Authorization header from the URL's credentials
     unless one was given."""
     pairs = list(headers.items() if hasattr(headers, "items") else headers or ())
     if not any(name.lower() == "authorization" for name, _ in pairs):
-        token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-        pairs.append(("Authorization", f"Basic {token}"))
+        pairs.append(("Authorization", basic_credentials(user, password)))
     return pairs
 
 
