@@ -65,7 +65,7 @@ def test_echo_over_tls(tls_server, client_context, codec):
 def test_certificate_info(tls_server, client_context):
     with connect(f"wss://localhost:{tls_server.port}/", ssl=client_context) as ws:
         cert = ws.certificate
-        der = ws._sock.getpeercert(binary_form=True)
+        der = ws._stream.getpeercert(binary_form=True)
     assert isinstance(cert, CertificateInfo)
     assert cert.subject.startswith("O=trustme")
     assert cert.issuer.startswith("O=trustme") and "Testing CA" in cert.issuer

@@ -9,13 +9,14 @@ from ._codec import (
     mask,
     mask_inplace,
 )
-from .client import CertificateInfo, Client, connect
+from .client import CertificateInfo, Client, connect, reconnecting
 from .deflate import DeflateOptions
 from .enums import CloseCode, Opcode, is_valid_close_code
 from .exceptions import (
     ConnectionClosed,
     ConnectionClosedError,
     ConnectionClosedOK,
+    HTTPProxyError,
     InvalidHandshake,
     InvalidHeader,
     InvalidStatus,
@@ -23,9 +24,12 @@ from .exceptions import (
     InvalidUTF8,
     PayloadTooBig,
     ProtocolError,
+    ProxyError,
+    SOCKSProxyError,
     WebSocketError,
 )
 from .protocol import State
+from .reconnect import Backoff
 from .server import Server, ServerConnection, serve
 
 __version__ = "0.1.0"

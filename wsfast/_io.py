@@ -1,14 +1,15 @@
 """An open WebSocket over a blocking socket: what the client and the server both hand out.
 
-Reading fills one reusable buffer with ``recv_into`` and hands every complete frame of that
-read to the sans-I/O :class:`~wsfast.protocol.Connection` at once; the messages wait in a
-deque. The rest of a large payload is read straight into the bytes object it will become
-(the codec's payload window), which saves copying it. A plain socket stays in blocking
-mode, so a plain ``recv()`` costs one system call per read; a timeout waits with ``poll``
-first, which never busy-waits and leaves the socket's own timeout alone, so a thread
-sending at the same time is not affected by it. A TLS socket is switched to non-blocking
-mode instead: bytes to read may be only part of a TLS record, and a blocking read would
-then wait for the rest past any timeout.
+Reading fills one reusable buffer and hands every complete frame of that read to the
+sans-I/O :class:`~wsfast.protocol.Connection` at once; the messages wait in a deque. The
+rest of a large payload is read straight into the bytes object it will become (the codec's
+payload window), which saves copying it. The socket underneath is a non-blocking
+:class:`~wsfast._stream.Stream` (TLS for ``wss://``): every wait is a ``poll`` with a
+deadline, and no thread holds a lock while it waits, so a thread stuck sending to a peer
+that stopped reading holds up neither a reader nor :meth:`WebSocket.close`.
+
+Keepalive pings, the answers to the peer's pings and the close handshake all run in the
+thread that receives (or closes): a connection nobody reads from sends nothing by itself.
 """
 
 from __future__ import annotations
@@ -16,30 +17,37 @@ from __future__ import annotations
 import collections
 import logging
 import math
-import select
 import socket
-import ssl as ssl_module
 import threading
 from time import monotonic
 
+from ._stream import Stream, seconds_until, wait
 from .deflate import DeflateParams
+from .enums import CloseCode
 from .exceptions import ConnectionClosedError, ConnectionClosedOK
-from .protocol import Connection, State
+from .keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, Keepalive
+from .protocol import Connection, Pong, State
 
-__all__ = ["WebSocket"]
+__all__ = ["DEFAULT_SEND_TIMEOUT", "WebSocket"]
 
 logger = logging.getLogger("wsfast")
 
+DEFAULT_SEND_TIMEOUT = 60.0
+
 # The read buffer starts at _READ_SIZE and doubles, up to _MAX_READ_SIZE, each time a
 # read fills it: a fast feed then costs fewer reads (and splits fewer big frames), while
-# a quiet connection keeps a small buffer.
+# a quiet connection keeps a small buffer. Past 1 MiB a read brings so many small
+# messages that their memory no longer fits what the allocator keeps at hand: 100-byte
+# messages came twice as slowly with 4 MiB reads.
 _READ_SIZE = 256 * 1024
-_MAX_READ_SIZE = 4 * 1024 * 1024
+_MAX_READ_SIZE = 1024 * 1024
 # Bytes read, in the same system call, after the rest of a large payload (see
 # _read_into_window): enough that a feed of such payloads costs few reads, few enough
 # that most payloads are still read straight into place (measured on 16 KiB-4 MiB ones).
 _TAIL_SIZE = 1024 * 1024
-_DATA_TYPES = frozenset((str, bytes))
+
+# Stands for "the connection's send_timeout" in send(), where None means no limit.
+_SEND_TIMEOUT = object()
 
 
 def deadline_after(timeout: float | None) -> float:
@@ -62,55 +70,37 @@ def time_left(deadline: float) -> float | None:
     return left
 
 
-def _lock_timeout(deadline: float) -> float:
-    return -1 if deadline == math.inf else max(deadline - monotonic(), 0)
-
-
-if hasattr(select, "poll"):
-
-    def _wait(sock, timeout: float | None, write: bool = False) -> bool:
-        """Wait until ``sock`` is readable (or writable), at most ``timeout`` seconds
-        (None: no limit); False on timeout."""
-        poller = select.poll()
-        poller.register(sock, select.POLLOUT if write else select.POLLIN)
-        # poll() counts whole milliseconds; rounding up never wakes before the deadline.
-        return bool(poller.poll(None if timeout is None else math.ceil(timeout * 1000)))
-
-else:  # Windows
-
-    def _wait(sock, timeout: float | None, write: bool = False) -> bool:
-        ready = select.select([], [sock], [], timeout)[1] if write else select.select([sock], [], [], timeout)[0]
-        return bool(ready)
-
-
 class WebSocket:
     """An open WebSocket connection: the base of :class:`wsfast.client.Client` and of the
     connections a :class:`wsfast.server.Server` hands to its handler.
 
     Receive with :meth:`recv`, :meth:`recv_many` or by iterating; or take raw frames with
     :meth:`recv_frame` — but use only one of the two styles on a connection. Pings are
-    answered and the peer's close frame is handled while receiving, so keep receiving
-    (another thread may send or close meanwhile).
+    answered, keepalive pings sent and the peer's close frame handled while receiving, so
+    keep receiving (another thread may send or close meanwhile).
     """
 
     def __init__(
         self,
-        sock: socket.socket,
+        stream: Stream | socket.socket,
         connection: Connection,
         *,
         leftover: bytes = b"",
         subprotocol: str | None = None,
         deflate_params: DeflateParams | None = None,
         close_timeout: float | None = 10.0,
+        send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
+        ping_interval: float | None = DEFAULT_PING_INTERVAL,
+        ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
     ) -> None:
-        self._sock = sock
+        if not isinstance(stream, Stream):
+            stream = Stream(stream)
+        self._stream = stream
         self._conn = connection
-        self._tls = isinstance(sock, ssl_module.SSLSocket)
-        if self._tls:
-            sock.setblocking(False)  # see the module's docstring
+        self._keepalive = Keepalive(ping_interval, ping_timeout, monotonic())
         self._buffer = bytearray(_READ_SIZE)
         self._view = memoryview(self._buffer)
-        self._scatter = not self._tls and hasattr(sock, "recvmsg_into")
+        self._full = False  # the last read filled the buffer: more is likely waiting
         # Bytes that came with the handshake: the first read processes them, once it is
         # known whether messages or frames are wanted.
         self._leftover = leftover
@@ -118,13 +108,16 @@ class WebSocket:
         self._frames: collections.deque = collections.deque()
         self._frame_mode = False
         # The Connection is shared by the reading and the sending threads; _conn_lock is
-        # held only briefly. _write_lock keeps the socket's writes whole and in queue order
-        # without stopping the reader while a big send blocks.
+        # held only briefly, and what it queues goes to the stream before it is let go,
+        # so that frames leave in queue order.
         self._conn_lock = threading.Lock()
-        self._write_lock = threading.Lock()
-        self._read_lock = threading.Lock()  # one thread reads the socket at a time
+        # One thread reads at a time: it owns the reading (_reader_busy) without holding
+        # a lock while it waits for the socket; the others wait on _reader_free.
+        self._reader_free = threading.Condition(threading.Lock())
+        self._reader_busy = False
         self._lost = threading.Event()  # set once TCP is gone and the socket closed
         self._close_timeout = close_timeout
+        self._send_timeout = send_timeout
         # Once closing begins, the peer must end TCP by this time or the connection is dropped.
         self._closing_deadline: float | None = None
         self._write_closed = False  # TCP FIN sent
@@ -133,9 +126,9 @@ class WebSocket:
         self.deflate_params = deflate_params
         """The permessage-deflate parameters agreed in the handshake (a
         :class:`~wsfast.deflate.DeflateParams`), or None when messages go uncompressed."""
-        self.local_address = sock.getsockname()
+        self.local_address = stream.getsockname()
         """This end's socket address, as ``socket.getsockname()`` returns it."""
-        self.remote_address = sock.getpeername()
+        self.remote_address = stream.getpeername()
         """The peer's socket address, as ``socket.getpeername()`` returns it."""
 
     # Properties --------------------------------------------------------------------
@@ -160,6 +153,12 @@ class WebSocket:
     def pending(self) -> int:
         """How many received messages (or frames) wait to be returned without reading."""
         return len(self._frames) if self._frame_mode else len(self._messages)
+
+    @property
+    def latency(self) -> float | None:
+        """Seconds the last keepalive ping took to be answered; None before the first pong
+        (or with keepalive off)."""
+        return self._keepalive.latency
 
     # Receiving ---------------------------------------------------------------------
 
@@ -219,68 +218,109 @@ class WebSocket:
         while not queue:
             if self._lost.is_set():
                 raise self._closed_exception()
-            if not self._read_lock.acquire(timeout=_lock_timeout(deadline)):
+            if not self._start_reading(deadline):
+                if self._lost.is_set():
+                    continue
                 raise TimeoutError("timed out waiting for a message")
             try:
                 if queue or self._lost.is_set():
                     continue  # another thread read meanwhile
-                closing = self._closing_deadline
-                if closing is not None and closing <= deadline:
-                    if not self._readable(closing):
-                        self._abort("the peer did not close the connection in time")
-                        continue
-                elif not self._readable(deadline):
+                if not self._read_or_tick(deadline):
                     raise TimeoutError("timed out waiting for a message")
-                self._read()
             finally:
-                self._read_lock.release()
+                self._stop_reading()
 
-    def _readable(self, deadline: float) -> bool:
-        """Wait until there are bytes to read, or until ``deadline``; False on timeout."""
-        if self._leftover:
+    def _start_reading(self, deadline: float) -> bool:
+        """Become the thread that reads, waiting for another one to finish until
+        ``deadline``; False if it did not (or if the connection is gone: check _lost)."""
+        with self._reader_free:
+            while self._reader_busy:
+                if self._lost.is_set() or not self._reader_free.wait(seconds_until(deadline)):
+                    return False
+            self._reader_busy = True
             return True
-        if self._tls:
-            if self._sock.pending():
-                return True  # decrypted bytes already wait in the TLS layer
-        elif deadline == math.inf:
-            return True  # the blocking read itself waits
-        return _wait(self._sock, None if deadline == math.inf else max(deadline - monotonic(), 0))
 
-    def _read(self) -> None:
-        """Read once from the socket and process what came. Needs ``_read_lock``."""
+    def _stop_reading(self) -> None:
+        with self._reader_free:
+            self._reader_busy = False
+            self._reader_free.notify_all()
+
+    def _read_or_tick(self, deadline: float) -> bool:
+        """Read once, until ``deadline`` at most, doing the keepalive and closing work that
+        falls due meanwhile; False if ``deadline`` came first."""
+        while True:
+            closing = self._closing_deadline
+            keepalive = self._keepalive
+            limit = min(deadline, keepalive.deadline, math.inf if closing is None else closing)
+            if self._read(limit):
+                return True
+            now = monotonic()
+            if closing is not None and now >= closing:
+                self._abort("the peer did not finish the close handshake in time")
+                return True
+            if keepalive.expired(now):
+                self._fail_keepalive()
+                return True
+            payload = keepalive.ping_due(now)
+            if payload is not None:
+                with self._conn_lock:
+                    if self._conn.state is State.OPEN:
+                        self._conn.send_ping(payload)
+                self._send_replies()
+            if now >= deadline:
+                return False
+
+    def _read(self, deadline: float) -> bool:
+        """Read once from the stream, waiting until ``deadline`` at most, and process what
+        came; False if nothing came in time. Only the reading thread calls it."""
         data = self._leftover
         if data:
             self._leftover = b""
-        else:
-            window = self._conn.payload_window()
+            self._process(data)
+            return True
+        stream = self._stream
+        window = self._conn.payload_window()
+        # Wait first, unless the last read suggests more is there: one system call fewer.
+        ready = self._full or stream.buffered
+        while True:
+            if not ready:
+                # Replies that could not go out yet leave once the socket takes them.
+                if not wait(stream.sock, seconds_until(deadline), write=stream.unsent > 0 and not stream.write_needs_read):
+                    return False
+                self._send_replies()
             try:
-                size = self._sock.recv_into(self._buffer) if window is None else self._read_into_window(window)
-            except ssl_module.SSLWantReadError:
-                return  # only part of a TLS record came: wait for the rest
+                if window is None:
+                    size = stream.read_into(self._buffer)
+                else:
+                    size = stream.read_into_pair(window, self._view[:_TAIL_SIZE])
             except OSError as exc:  # a reset or a TLS error: the connection is gone
                 logger.debug("read failed: %r", exc)
                 size = 0
-            if not size:
-                self._connection_lost()
-                return
-            if window is None:
-                data = self._view[:size]
-                self._grow_if_filled(size)
-            elif size > len(window):
-                # The window is full; the tail holds what follows it.
-                data = self._view[: size - len(window)]
-                self._grow_if_filled(size - len(window))
-                self._act(self._process, window, quiet=True)
-                del window  # the parser may have to grow the payload it showed
-            else:
-                data = window[:size]
-        self._act(self._process, data, quiet=True)
-        conn = self._conn
-        if self._closing_deadline is None and (conn.close_code is not None or conn.close_transport):
-            self._start_closing()
-        if conn.close_transport and not self._write_closed:
-            # Our close frame is out (just above): tell the peer TCP is done too.
-            self._shutdown_write()
+            if size is not None:
+                break
+            ready = False  # nothing after all (or part of a TLS record): wait
+        if not size:
+            self._full = False
+            self._connection_lost()
+            return True
+        self._keepalive.received(monotonic())
+        if window is None:
+            self._full = size == len(self._buffer)
+            data = self._view[:size]
+            self._grow_if_filled(size)
+        elif size > len(window):
+            # The window is full; the tail holds what follows it.
+            tail = size - len(window)
+            self._full = tail == _TAIL_SIZE
+            data = self._view[:tail]
+            self._grow_if_filled(tail)
+            self._process(window)
+            del window  # the parser may have to grow the payload it showed
+        else:
+            self._full = False
+            data = window[:size]
+        self._process(data)
+        return True
 
     def _grow_if_filled(self, size: int) -> None:
         """Double the read buffer when a read filled it (the data read keeps the old one
@@ -289,30 +329,37 @@ class WebSocket:
             self._buffer = bytearray(2 * size)
             self._view = memoryview(self._buffer)
 
-    def _read_into_window(self, window: memoryview) -> int:
-        """Read the rest of a large payload straight into its ``window``, and in the same
-        system call what follows into the read buffer; return the bytes read in all.
-
-        The kernel then copies the payload to its final place, and no copy is made here.
-        TLS sockets and Windows have no ``recvmsg_into``: they read the window alone.
-        """
-        if self._scatter:
-            return self._sock.recvmsg_into([window, self._view[:_TAIL_SIZE]])[0]
-        return self._sock.recv_into(window)
-
     def _process(self, data) -> None:
-        """Feed received bytes to the Connection and queue what it returns."""
-        if self._frame_mode:
-            frames = self._conn.receive_frames(data)
-            if frames:
-                self._frames.extend(frames)
-            return
-        events = self._conn.receive_data(data)
-        if events:
-            if _DATA_TYPES.issuperset(map(type, events)):
-                self._messages.extend(events)
-            else:  # pings, pongs and the close frame are handled by the Connection
-                self._messages.extend([event for event in events if type(event) in _DATA_TYPES])
+        """Feed received bytes to the Connection, queue what it returns, send its replies."""
+        conn = self._conn
+        with self._conn_lock:
+            if self._frame_mode:
+                frames = conn.receive_frames(data)
+                if frames:
+                    self._frames.extend(frames)
+                    for frame in frames:
+                        if frame.opcode == 0xA:
+                            self._keepalive.pong_received(frame.payload, monotonic())
+            else:
+                events = conn.receive_data(data)
+                if events:
+                    if not conn.last_controls:  # messages only: the usual case
+                        self._messages.extend(events)
+                    else:
+                        self._queue_messages(events)
+        if self._closing_deadline is None and (conn.close_code is not None or conn.close_transport):
+            self._start_closing()
+        self._send_replies()
+
+    def _queue_messages(self, events: list) -> None:
+        """Queue the messages among ``events``; pongs go to the keepalive, and the other
+        control events were handled by the Connection."""
+        for event in events:
+            kind = type(event)
+            if kind is str or kind is bytes:
+                self._messages.append(event)
+            elif kind is Pong:
+                self._keepalive.pong_received(event.payload, monotonic())
 
     def _closed_exception(self):
         exc = self._conn.closed_exception()
@@ -321,71 +368,84 @@ class WebSocket:
 
     # Sending -----------------------------------------------------------------------
 
-    def send(self, message) -> None:
+    def send(self, message, timeout=_SEND_TIMEOUT) -> None:
         """Send a message: text for a ``str``, binary for any bytes-like object.
 
-        Raises :class:`~wsfast.ConnectionClosed` once closing has begun or the connection
-        dropped, and TypeError for anything but str or a bytes-like object.
+        Returns once the kernel took the whole message. ``timeout`` (by default the
+        connection's ``send_timeout``; None: no limit) bounds that wait: past it, part of
+        the message may be on the wire already, so the connection is dropped and
+        TimeoutError raised. Raises :class:`~wsfast.ConnectionClosed` once closing has
+        begun or the connection dropped, and TypeError for anything but str or a
+        bytes-like object.
         """
         conn = self._conn
         if type(message) is bytes:
-            self._act(conn.send_binary, message)
-            return
-        if isinstance(message, str):
-            self._act(conn.send_text, message)
-            return
-        try:
-            memoryview(message)
-        except TypeError:
-            raise TypeError(f"send() needs a str or a bytes-like object, not {type(message).__name__}") from None
-        self._act(conn.send_binary, message)
+            self._send(conn.send_binary, message, timeout)
+        elif isinstance(message, str):
+            self._send(conn.send_text, message, timeout)
+        else:
+            try:
+                memoryview(message)
+            except TypeError:
+                raise TypeError(f"send() needs a str or a bytes-like object, not {type(message).__name__}") from None
+            self._send(conn.send_binary, message, timeout)
 
-    def ping(self, payload=b"") -> None:
+    def ping(self, payload=b"", timeout=_SEND_TIMEOUT) -> None:
         """Send a ping (at most 125 bytes; a str is sent as UTF-8). The peer's pong shows
-        up in :meth:`recv_frame`; :meth:`recv` skips it."""
-        self._act(self._conn.send_ping, payload)
+        up in :meth:`recv_frame`; :meth:`recv` skips it. ``timeout`` as for :meth:`send`."""
+        self._send(self._conn.send_ping, payload, timeout)
 
-    def pong(self, payload=b"") -> None:
+    def pong(self, payload=b"", timeout=_SEND_TIMEOUT) -> None:
         """Send an unsolicited pong (at most 125 bytes), e.g. as a heartbeat."""
-        self._act(self._conn.send_pong, payload)
+        self._send(self._conn.send_pong, payload, timeout)
 
-    def _act(self, action, argument, quiet: bool = False) -> None:
-        """Call ``action(argument)`` on the Connection and send what it queued.
-
-        A send that fails raises ConnectionClosedError, or with ``quiet`` is only logged:
-        a reply the peer can no longer take shows up as EOF on the next read.
-        """
+    def _send(self, action, argument, timeout) -> None:
+        """Call ``action(argument)`` on the Connection and wait, until the send timeout at
+        most, for the kernel to take what it queued."""
+        deadline = deadline_after(self._send_timeout if timeout is _SEND_TIMEOUT else timeout)
+        stream = self._stream
         with self._conn_lock:
             action(argument)
             data = self._conn.data_to_send()
             if not data:
                 return
-            # Taken before the Connection is let go, so that sends leave in queue order.
-            self._write_lock.acquire()
+            # Queued before the Connection is let go, so that frames leave in queue order.
+            end = stream.write(data)
         try:
-            self._send_all(data)
+            while stream.sent < end and not stream.flush():
+                needs_read = stream.write_needs_read
+                if not wait(stream.sock, seconds_until(deadline), read=needs_read, write=not needs_read):
+                    break
         except OSError as exc:
             logger.debug("send failed: %r", exc)
-            if not quiet:
-                conn = self._conn
-                code = 1006 if conn.close_code is None else conn.close_code
-                raise ConnectionClosedError(code, conn.close_reason or "", conn.close_sent_code) from exc
-        finally:
-            self._write_lock.release()
+            conn = self._conn
+            code = 1006 if conn.close_code is None else conn.close_code
+            raise ConnectionClosedError(code, conn.close_reason or "", conn.close_sent_code) from exc
+        if stream.sent < end:
+            self._abort("a send timed out: the peer takes no more")
+            raise TimeoutError("timed out sending; the connection was dropped")
 
-    def _send_all(self, data) -> None:
-        """``sendall``, also on the non-blocking TLS socket: wait while it can take no more."""
-        if not self._tls:
-            self._sock.sendall(data)
+    def _send_replies(self) -> None:
+        """Hand the Connection's automatic replies (pongs, the close reply) to the stream,
+        without waiting. While the peer takes nothing they stay in the Connection, which
+        keeps only the pong of the latest ping: a ping flood cannot grow memory. Once the
+        close handshake is done and our close frame is out, send TCP FIN."""
+        stream = self._stream
+        conn = self._conn
+        try:
+            if stream.unsent and not stream.flush():
+                return
+            with self._conn_lock:
+                data = conn.data_to_send()
+                if data:
+                    stream.write(data)
+            if data and not stream.flush():
+                return
+        except OSError as exc:  # the next read finds the connection gone
+            logger.debug("send failed: %r", exc)
             return
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[self._sock.send(view) :]
-            except ssl_module.SSLWantWriteError:
-                _wait(self._sock, None, write=True)
-            except ssl_module.SSLWantReadError:  # the TLS layer must read first
-                _wait(self._sock, None)
+        if conn.close_transport and not self._write_closed and not self._lost.is_set():
+            self._shutdown_write()
 
     # Closing -----------------------------------------------------------------------
 
@@ -395,66 +455,69 @@ class WebSocket:
         Sends a close frame, then waits up to ``close_timeout`` seconds for the peer's
         close frame and for TCP to end, as RFC 6455 asks; past that the connection is
         dropped. Messages that arrived before the peer's close frame can still be
-        received. Safe to call from another thread than the receiving one; closing a
-        closed connection does nothing.
+        received. Safe to call from any thread, also while others send or receive:
+        it returns within ``close_timeout`` whatever the peer does. Closing a closed
+        connection does nothing.
         """
         self._start_close(code, reason)
         while not self._lost.is_set():
             deadline = self._closing_deadline
-            if not self._read_lock.acquire(timeout=_lock_timeout(deadline)):
-                # Another thread is reading, and the peer did not end TCP in time.
-                self._abort("the peer did not finish the close handshake in time")
+            if not self._start_reading(deadline):
+                if not self._lost.is_set():
+                    # Another thread reads, and the peer did not end TCP in time.
+                    self._abort("the peer did not finish the close handshake in time")
                 return
             try:
                 if self._lost.is_set():
                     return
-                if not self._readable(deadline):
+                if not self._read(deadline):
                     self._abort("the peer did not finish the close handshake in time")
                     return
-                self._read()
             finally:
-                self._read_lock.release()
+                self._stop_reading()
 
     def _start_close(self, code: int, reason: str) -> None:
-        """Send a close frame unless one was sent, without waiting for the answer."""
-        if self._conn.state is State.OPEN:
-            logger.debug("closing with %s %r", code, reason)
-            self._act(self._send_close, (code, reason), quiet=True)
+        """Queue a close frame unless one was sent, without waiting for the answer."""
+        with self._conn_lock:
+            if self._conn.state is State.OPEN:
+                logger.debug("closing with %s %r", code, reason)
+                self._conn.send_close(code, reason)
+        self._send_replies()
         self._start_closing()
-
-    def _send_close(self, code_and_reason) -> None:
-        if self._conn.state is State.OPEN:  # checked again: another thread may have closed
-            self._conn.send_close(*code_and_reason)
 
     def _start_closing(self) -> None:
         if self._closing_deadline is None:
             self._closing_deadline = deadline_after(self._close_timeout)
 
+    def _fail_keepalive(self) -> None:
+        """The peer answered nothing for ping_timeout seconds: send 1011 and drop it."""
+        logger.debug("keepalive ping timeout: the peer answers no more")
+        with self._conn_lock:
+            if self._conn.state is State.OPEN:
+                self._conn.send_close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+        self._send_replies()
+        self._abort("keepalive ping timeout")
+
     def _shutdown_write(self) -> None:
         """Send TCP FIN, still reading until the peer ends its side too."""
         self._write_closed = True
-        try:
-            self._sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+        self._stream.shutdown_write()
 
     def _abort(self, why: str) -> None:
-        """Drop the connection now; this also wakes a thread blocked reading it."""
+        """Drop the connection now; this also wakes a thread waiting on it."""
         logger.debug("dropping the connection: %s", why)
-        try:
-            self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        self._stream.abort()
         self._connection_lost()
 
     def _connection_lost(self) -> None:
         with self._conn_lock:
             self._conn.receive_eof()
-        with self._write_lock:
-            self._sock.close()
+        self._stream.close()
         if not self._lost.is_set():
             self._lost.set()
             logger.debug("connection closed: %s %r", self._conn.close_code, self._conn.close_reason)
+        with self._reader_free:
+            self._reader_free.notify_all()  # close() may wait for the reader: it is done
 
     def __enter__(self):
         return self

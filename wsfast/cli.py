@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import ssl
 import sys
 import threading
@@ -95,7 +96,8 @@ def _demo(args) -> int:
     with serve(ssl=server_context, max_frame_size=_DEMO_FRAME_SIZE, compression=None) as server:
         url = f"{scheme}://127.0.0.1:{server.port}/"
         print(f"echo server listening on {url} (wsfast {__version__}, {IMPLEMENTATION} codec)")
-        with connect(url, ssl=client_context, max_frame_size=_DEMO_FRAME_SIZE, compression=None) as ws:
+        # The server is this process's own: no proxy of the environment could reach it.
+        with connect(url, ssl=client_context, proxy=None, max_frame_size=_DEMO_FRAME_SIZE, compression=None) as ws:
             if ws.certificate is not None:
                 cert = ws.certificate
                 print(f"server certificate: {cert.subject}, issued by {cert.issuer}, expires {cert.not_after:%Y-%m-%d}")
@@ -163,6 +165,9 @@ def _echo(args) -> int:
     )
     scheme = "wss" if context else "ws"
     host = f"[{args.host}]" if ":" in args.host else args.host
+    # SIGTERM (what service managers send) stops the server as Ctrl-C does: every client
+    # gets its 1001 before the process ends.
+    signal.signal(signal.SIGTERM, lambda *_: server.close())
     try:
         print(f"echo server listening on {scheme}://{host}:{server.port}/ (Ctrl-C to stop)", flush=True)
         server.serve_forever()

@@ -2,12 +2,15 @@
 
 ::
 
-    from wsfast.client import connect
+    from wsfast.client import connect, reconnecting
 
     with connect("wss://example.com/feed") as ws:
         ws.send("subscribe")
         for message in ws:
             ...
+
+    for ws in reconnecting("wss://example.com/feed"):   # a new connection after each drop
+        ...
 """
 
 from __future__ import annotations
@@ -15,17 +18,24 @@ from __future__ import annotations
 import hashlib
 import socket
 import ssl as ssl_module
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from ._codec import DEFAULT_MAX_SIZE
-from ._io import WebSocket, deadline_after, logger, time_left
+from ._io import DEFAULT_SEND_TIMEOUT, WebSocket, deadline_after, logger
+from ._stream import Stream, open_stream
+from ._tunnel import open_socket
 from .deflate import DeflateOptions, PerMessageDeflate, deflate_options
 from .handshake import ClientHandshake, with_basic_auth
-from .protocol import Connection
+from .keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, check_keepalive_options
+from .protocol import Connection, State
+from .proxy import resolve_proxy
+from .reconnect import Backoff, after_close, is_retryable
 from .uri import parse_uri
 
-__all__ = ["CertificateInfo", "Client", "certificate_info", "connect"]
+__all__ = ["CertificateInfo", "Client", "certificate_info", "connect", "reconnecting"]
 
 # Short names for the usual distinguished-name attributes, as in "CN=example.com, O=Example".
 _DN_NAMES = {
@@ -92,23 +102,22 @@ class Client(WebSocket):
 
     def __init__(
         self,
-        sock: socket.socket,
+        stream: Stream,
         connection: Connection,
         handshake: ClientHandshake,
-        *,
-        close_timeout: float | None = 10.0,
+        **options,
     ) -> None:
         super().__init__(
-            sock,
+            stream,
             connection,
             leftover=handshake.leftover,
             subprotocol=handshake.subprotocol,
             deflate_params=handshake.deflate_params,
-            close_timeout=close_timeout,
+            **options,
         )
         self.response_headers = handshake.response_headers
         """The headers of the server's 101 response (a :class:`wsfast.handshake.Headers`)."""
-        self.certificate: CertificateInfo | None = certificate_info(sock) if self._tls else None
+        self.certificate: CertificateInfo | None = certificate_info(stream.ssl_object) if stream.tls else None
         """The server's TLS certificate for ``wss://``; None for ``ws://``."""
 
 
@@ -118,6 +127,7 @@ def connect(
     timeout: float | None = 10.0,
     ssl: ssl_module.SSLContext | bool | None = None,
     server_hostname: str | None = None,
+    proxy: str | bool | None = True,
     headers=None,
     subprotocols=None,
     origin: str | None = None,
@@ -126,6 +136,9 @@ def connect(
     compression: str | DeflateOptions | None = "deflate",
     tcp_nodelay: bool = True,
     close_timeout: float | None = 10.0,
+    send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
+    ping_interval: float | None = DEFAULT_PING_INTERVAL,
+    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
     codec=None,
 ) -> Client:
     """Open a WebSocket connection to ``url`` (``ws://`` or ``wss://``) and return the
@@ -135,6 +148,10 @@ def connect(
     - ``ssl``: an ``ssl.SSLContext`` for ``wss://``; by default the system's trusted CAs
       with host name checking. ``server_hostname`` overrides the name the certificate is
       checked against (by default the URL's host).
+    - ``proxy``: a proxy URL to connect through (``http://``, ``socks5://`` or
+      ``socks5h://``, with an optional ``user:password@``); True, the default, takes it
+      from ``HTTPS_PROXY`` (``wss://``) or ``HTTP_PROXY`` (``ws://``), else ``ALL_PROXY``,
+      unless ``NO_PROXY`` names the host; None connects directly.
     - ``headers`` (dict or list of pairs), ``subprotocols`` (names offered; the server's
       choice is :attr:`Client.subprotocol`) and ``origin`` go into the upgrade request.
       ``ws://user:password@host/`` sends an ``Authorization: Basic`` header.
@@ -148,11 +165,19 @@ def connect(
     - ``tcp_nodelay``: send small frames at once instead of letting TCP batch them.
     - ``close_timeout``: seconds closing waits for the server to finish the close
       handshake before dropping the connection (None: no limit).
+    - ``send_timeout``: seconds :meth:`Client.send` may wait for a server that takes
+      nothing; past that the connection is dropped and TimeoutError raised (None: no limit).
+    - ``ping_interval``: seconds between keepalive pings, sent while a thread receives
+      (None: no keepalive). ``ping_timeout``: a server that sends nothing at all, not
+      even the pong, for this many seconds after a ping is taken for dead: the
+      connection fails with 1011 (None: never). :attr:`Client.latency` is the last
+      ping's round trip.
     - ``codec``: the frame codec module (``wsfast._pure`` or ``wsfast._compiled``), by
       default the one ``wsfast`` selected.
 
     Raises :class:`~wsfast.InvalidURI`, :class:`~wsfast.InvalidHandshake` (and its
     subclasses, e.g. :class:`~wsfast.InvalidStatus` for a non-101 answer), TimeoutError,
+    :class:`~wsfast.ProxyError` (and its subclasses) when the proxy fails or refuses,
     or ``OSError`` (``ssl.SSLCertVerificationError`` for a certificate that fails checks).
     """
     uri = parse_uri(url)
@@ -168,6 +193,7 @@ def connect(
     deflate = deflate_options(compression)
     connection_options = {"max_message_size": max_message_size, "max_frame_size": max_frame_size, "codec": codec}
     Connection(client=True, **connection_options)
+    check_keepalive_options(ping_interval, ping_timeout)
     handshake = ClientHandshake(
         uri.host,
         uri.port,
@@ -181,41 +207,93 @@ def connect(
     deadline = deadline_after(timeout)
     logger.debug("connecting to %s", url)
     try:
-        sock = socket.create_connection((uri.host, uri.port), timeout=timeout)
+        sock = open_socket(uri.host, uri.port, resolve_proxy(proxy, uri), deadline)
     except socket.timeout:
         raise TimeoutError(f"connecting to {url} timed out") from None
     try:
         if tcp_nodelay:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if ssl:
-            sock.settimeout(time_left(deadline))
-            sock = ssl.wrap_socket(sock, server_hostname=server_hostname or uri.host)
-        _handshake(sock, handshake, deadline)
-        sock.settimeout(None)
+        stream = open_stream(sock, ssl or None, deadline, server_hostname=server_hostname or uri.host)
+        _handshake(stream, handshake, deadline)
         params = handshake.deflate_params
         # Without an agreement there is no deflate object, and so no cost when receiving.
-        extension = None if params is None else PerMessageDeflate(params, client=True, options=deflate)
+        extension = (
+            None
+            if params is None
+            else PerMessageDeflate(params, client=True, options=deflate, codec=connection_options["codec"])
+        )
         connection = Connection(client=True, deflate=extension, **connection_options)
-    except socket.timeout:
+    except TimeoutError:
         sock.close()
         raise TimeoutError(f"the opening handshake with {url} timed out") from None
     except BaseException:
         sock.close()
         raise
     logger.debug("connected to %s (subprotocol %s, deflate %s)", url, handshake.subprotocol, handshake.deflate_params)
-    return Client(sock, connection, handshake, close_timeout=close_timeout)
+    return Client(
+        stream,
+        connection,
+        handshake,
+        close_timeout=close_timeout,
+        send_timeout=send_timeout,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+    )
 
 
-def _handshake(sock: socket.socket, handshake: ClientHandshake, deadline: float) -> None:
+def _handshake(stream: Stream, handshake: ClientHandshake, deadline: float) -> None:
     """Send the upgrade request and read the answer until it is complete."""
-    sock.settimeout(time_left(deadline))
-    sock.sendall(handshake.request())
+    stream.send_all(handshake.request(), deadline)
     while True:
-        sock.settimeout(time_left(deadline))
-        data = sock.recv(65536)
+        data = stream.receive_some(deadline)
         if not data:
             handshake.receive_eof()  # raises InvalidHandshake: the server hung up
         if handshake.receive_data(data):
             return
 
 
+def reconnecting(url: str, *, backoff: Backoff | None = None, **options) -> Iterator[Client]:
+    """Connect to ``url`` again each time the connection drops; yield every new :class:`Client`.
+
+    ::
+
+        for ws in reconnecting("wss://example.com/feed"):
+            try:
+                ws.send("subscribe")
+                for message in ws:
+                    ...
+            except ConnectionClosedError:
+                continue  # reconnecting() decides: a new connection, or the error raised
+
+    ``options`` are those of :func:`connect`. A connection that could not be opened because
+    of the network, a timeout or a 5xx/429 answer is tried again after a delay from
+    ``backoff`` (a :class:`~wsfast.reconnect.Backoff`; by default 1 s doubling up to 60 s,
+    with jitter); any other failure of :func:`connect` is raised. Once a connection has
+    ended, the loop goes on after a delay when it closed with 1001, 1006, 1011, 1012 or 1013
+    (see :data:`~wsfast.reconnect.RECONNECT_CODES`) or when the loop's body moved on while it
+    was still open (it is closed first); it ends after a normal close (1000) and raises the
+    :class:`~wsfast.ConnectionClosedError` of any other close code.
+    """
+    backoff = Backoff() if backoff is None else backoff
+    failures = 0
+    while True:
+        try:
+            ws = connect(url, **options)
+        except Exception as exc:
+            if not is_retryable(exc):
+                raise
+            delay = backoff.delay(failures)
+            failures += 1
+            logger.info("connecting to %s failed (%s); trying again in %.1f s", url, exc, delay)
+            time.sleep(delay)
+            continue
+        opened = time.monotonic()
+        with ws:
+            yield ws
+            closed_here = ws.state is State.OPEN
+        if not after_close(ws._closed_exception(), closed_here):
+            return
+        failures = 0 if time.monotonic() - opened >= backoff.reset_after else failures + 1
+        delay = backoff.delay(failures)
+        logger.info("connection to %s ended (%s); reconnecting in %.1f s", url, ws.close_code, delay)
+        time.sleep(delay)

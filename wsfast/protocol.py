@@ -12,6 +12,7 @@ calls you make into bytes to send. The I/O layer's loop is::
 from __future__ import annotations
 
 import codecs
+import collections
 import enum
 import os
 
@@ -39,6 +40,7 @@ _MAX_REASON = 123  # a close payload is at most 125 bytes, two of them the code
 _CLEAN_CODES = (1000, 1001, 1005)
 _NEW_UTF8_DECODER = codecs.getincrementaldecoder("utf-8")
 _KEY_POOL_SIZE = 4096  # mask keys come from one urandom call per 1024 frames
+_MAX_PENDING_PONGS = 16  # answers to pings kept while the I/O layer takes none
 
 
 class State(enum.IntEnum):
@@ -117,7 +119,9 @@ class Connection:
     frames, a server the reverse. Messages larger than ``max_message_size`` bytes (None
     for no limit) fail the connection with 1009. Outgoing messages longer than
     ``max_frame_size`` are split into fragments of at most that size. ``codec`` is the
-    frame codec module, by default the compiled one when available.
+    frame codec module, by default the compiled one when available. ``deflate`` is the
+    :class:`~wsfast.deflate.PerMessageDeflate` of a connection that negotiated
+    compression, built for the same codec.
 
     Nothing here raises because of what the peer sent: a violation sets :attr:`error`,
     queues a close frame with the matching code and sets :attr:`close_transport`.
@@ -137,6 +141,9 @@ class Connection:
         if max_frame_size is not None and max_frame_size < 1:
             raise ValueError("max_frame_size must be >= 1 or None")
         codec = _codec.codec if codec is None else codec
+        inflater = None if deflate is None else deflate.inflater
+        if inflater is not None and type(inflater) is not codec.Inflater:
+            raise ValueError(f"deflate must be built for the codec {codec.__name__}: PerMessageDeflate(..., codec=...)")
         self.client = bool(client)
         self.max_message_size = max_message_size
         self.max_frame_size = max_frame_size
@@ -151,14 +158,23 @@ class Connection:
         # limit is then enforced here per data frame, on the slow path.
         frame_limit = None if max_message_size is None else max(max_message_size, 125)
         self._deflate = deflate
-        self._parser = codec.FrameParser(client=self.client, max_size=frame_limit, allowed_rsv=0 if deflate is None else 4)
-        # Frames of compressed messages need _handle: the fast paths skip them.
-        self._fast_ok = (max_message_size is None or max_message_size >= 125) and deflate is None
+        # The parser inflates whole compressed messages itself, with the inflater that
+        # _handle uses for the fragments of the others.
+        self._parser = codec.FrameParser(
+            client=self.client, max_size=frame_limit, allowed_rsv=0 if deflate is None else 4, inflater=inflater
+        )
+        # Then the parser's limit is the message limit: a whole message it delivers (an
+        # inflated one too) needs no further check.
+        self._fast_ok = max_message_size is None or max_message_size >= 125
         self._inflating = False  # the message being received is compressed
         self._inflated = None  # the last frame's decompressed payload, for receive_frames
         self._new_frame = codec.Frame
         self._encode_frame = codec.encode_frame
         self._outgoing: list[bytes] = []
+        self._pongs: collections.deque = collections.deque(maxlen=_MAX_PENDING_PONGS)
+        self.last_controls = 0
+        """How many control frames (pings, pongs, the close) the last :meth:`receive_data`
+        or :meth:`receive_frames` call processed: with none, its events are all messages."""
         self._close_sent = False
         self._receiving = True  # False once a close frame arrived or the connection failed
         self._key_pool = b""
@@ -178,6 +194,7 @@ class Connection:
         :class:`Ping`, :class:`Pong` and :class:`Close`. Bytes arriving after the peer's
         close frame or after a violation are ignored.
         """
+        self.last_controls = 0
         if not self._receiving:
             return []
         if not self._fast_ok:
@@ -201,6 +218,7 @@ class Connection:
 
     def receive_frames(self, data) -> list:
         """Like :meth:`receive_data`, but return the validated frames themselves."""
+        self.last_controls = 0
         if not self._receiving:
             return []
         return self._receive(data, self._parser.feed, self._validate)
@@ -278,7 +296,7 @@ class Connection:
         else:
             if self._message_opcode is not None:
                 raise ProtocolError("new message started before the previous one finished")
-            if frame.fin and self._fast_ok:
+            if frame.fin and self._fast_ok and not frame.rsv1:
                 return payload.decode("utf-8") if opcode == _TEXT else payload
             self._message_opcode = opcode
             self._decoder = _NEW_UTF8_DECODER() if opcode == _TEXT else None
@@ -307,11 +325,12 @@ class Connection:
         return message
 
     def _handle_control(self, frame):
+        self.last_controls += 1
         opcode = frame.opcode
         payload = frame.payload
         if opcode == _PING:
             if not self._close_sent:
-                self._send_frame(_PONG, payload)
+                self._pongs.append(payload)  # the oldest goes once too many wait
             return Ping(payload)
         if opcode == _PONG:
             return Pong(payload)
@@ -446,6 +465,11 @@ class Connection:
         self._close_sent = True
         self.close_sent_code = None if code is None else int(code)
 
+    def _encode_control(self, opcode: int, payload) -> bytes:
+        if self.client:
+            return self._encode_frame(opcode, payload, mask_key=self._mask_key())
+        return self._encode_frame(opcode, payload)
+
     def _send_frame(self, opcode: int, payload, fin: bool = True, rsv: int = 0) -> None:
         if self.client:
             frame = self._encode_frame(opcode, payload, fin=fin, rsv=rsv, mask_key=self._mask_key())
@@ -463,9 +487,19 @@ class Connection:
         return self._key_pool[pos : pos + 4]
 
     def data_to_send(self) -> bytes:
-        """Return and forget the bytes queued for sending (b"" when there are none)."""
+        """Return and forget the bytes queued for sending (b"" when there are none).
+
+        The answers to the peer's pings come first. While they are not taken (an I/O
+        layer waits for a peer that reads nothing), only the latest few wait: answering
+        the most recent ping is enough (RFC 6455 §5.5.3), and a ping flood cannot grow
+        memory.
+        """
         outgoing = self._outgoing
-        if not outgoing:
+        if self._pongs:
+            pongs = [self._encode_control(_PONG, payload) for payload in self._pongs]
+            self._pongs.clear()
+            outgoing = pongs + outgoing
+        elif not outgoing:
             return b""
         self._outgoing = []
         return outgoing[0] if len(outgoing) == 1 else b"".join(outgoing)

@@ -24,10 +24,12 @@ import threading
 import time
 
 from ._codec import DEFAULT_MAX_SIZE
-from ._io import WebSocket, deadline_after, logger, time_left
+from ._io import DEFAULT_SEND_TIMEOUT, WebSocket, deadline_after, logger
+from ._stream import Stream, open_stream
 from .deflate import DeflateOptions, PerMessageDeflate, deflate_options
 from .exceptions import ConnectionClosed, InvalidHandshake
 from .handshake import ServerHandshake
+from .keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, check_keepalive_options
 from .protocol import Connection, State
 
 __all__ = ["Server", "ServerConnection", "echo", "serve"]
@@ -38,24 +40,24 @@ class ServerConnection(WebSocket):
 
     It has the same API as :class:`wsfast.client.Client` (:meth:`send`, :meth:`recv`,
     iteration, :meth:`close`, :attr:`deflate_params`, ...), plus the request's
-    :attr:`path` and :attr:`request_headers`.
+    :attr:`path` and :attr:`request_headers`. ``options`` are those of
+    :class:`~wsfast._io.WebSocket` (timeouts and keepalive).
     """
 
     def __init__(
         self,
-        sock: socket.socket,
+        stream: Stream,
         connection: Connection,
         handshake: ServerHandshake,
-        *,
-        close_timeout: float | None = 10.0,
+        **options,
     ) -> None:
         super().__init__(
-            sock,
+            stream,
             connection,
             leftover=handshake.leftover,
             subprotocol=handshake.subprotocol,
             deflate_params=handshake.deflate_params,
-            close_timeout=close_timeout,
+            **options,
         )
         self.path: str = handshake.path
         """The request target: path and query, e.g. ``"/feed?symbol=X"``."""
@@ -88,7 +90,9 @@ class Server:
         open_timeout,
         close_timeout,
         tcp_nodelay: bool,
+        max_connections: int | None,
         connection_options: dict,
+        websocket_options: dict,
     ) -> None:
         self._handler = echo if handler is None else handler
         self._listener = listener
@@ -98,14 +102,21 @@ class Server:
         self._open_timeout = open_timeout
         self._close_timeout = close_timeout
         self._tcp_nodelay = tcp_nodelay
+        self._max_connections = max_connections
         self._connection_options = connection_options
+        self._websocket_options = websocket_options
         self._wakeup_reader, self._wakeup_writer = socket.socketpair()
+        self._wakeup_writer.setblocking(False)
         self._lock = threading.Lock()
         self._connections: set = set()  # open ServerConnections
         self._threads: set = set()  # threads still handling a connection
         self._serving = False  # an accept loop runs, or ran
-        self._stopped = threading.Event()
-        self._closed = False
+        self._serving_thread: int | None = None  # the thread running the accept loop
+        # A plain flag, not an Event or a lock: close() may run in a signal handler,
+        # interrupting this very thread while it holds one.
+        self._close_requested = False
+        self._shutting_down = False
+        self._done = threading.Event()  # every connection was closed or dropped
         self.address = listener.getsockname()
         """The listening socket's address, e.g. ``("127.0.0.1", 8765)``."""
 
@@ -116,21 +127,23 @@ class Server:
 
     def serve_forever(self) -> None:
         """Accept connections until :meth:`close` is called (from another thread or a signal
-        handler). If :meth:`start` already serves in the background, wait until it stops."""
+        handler), then close every connection with 1001 and return once they are closed
+        (or dropped after ``close_timeout``). If :meth:`start` already serves in the
+        background, wait until it stops."""
         with self._lock:
-            if self._closed:
+            if self._shutting_down or self._close_requested:
                 raise RuntimeError("the server is closed")
             background = self._serving
             self._serving = True
         if background:
-            self._stopped.wait()
+            self._done.wait()
         else:
             self._serve()
 
     def start(self) -> Server:
         """Serve in a background thread; return the server."""
         with self._lock:
-            if self._closed:
+            if self._shutting_down or self._close_requested:
                 raise RuntimeError("the server is closed")
             if self._serving:
                 return self
@@ -139,19 +152,20 @@ class Server:
         return self
 
     def _serve(self) -> None:
-        """Accept connections until close() writes to the wake-up socket."""
+        """Accept connections until close() asks to stop; then shut down."""
+        self._serving_thread = threading.get_ident()
         logger.debug("serving on %s", self.address)
         try:
             with selectors.DefaultSelector() as selector:
                 selector.register(self._listener, selectors.EVENT_READ)
                 selector.register(self._wakeup_reader, selectors.EVENT_READ)
-                while True:
+                while not self._close_requested:
                     for key, _ in selector.select():
-                        if key.fileobj is self._wakeup_reader:
-                            return
-                        self._accept()
+                        if key.fileobj is self._listener and not self._close_requested:
+                            self._accept()
         finally:
-            self._stopped.set()
+            self._shutdown()
+            self._serving_thread = None
 
     def _accept(self) -> None:
         try:
@@ -162,10 +176,22 @@ class Server:
             logger.warning("accept failed: %r", exc)
             time.sleep(0.1)
             return
+        with self._lock:
+            full = self._max_connections is not None and len(self._threads) >= self._max_connections
+        if full:
+            logger.info("refused a connection from %s: max_connections (%s) reached", address, self._max_connections)
+            _refuse(sock)
+            return
         thread = threading.Thread(target=self._handle, args=(sock,), name=f"wsfast connection {address}", daemon=True)
         with self._lock:
             self._threads.add(thread)
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError as exc:  # no more threads: this client is refused, the others served
+            logger.warning("cannot start a thread for %s: %s", address, exc)
+            with self._lock:
+                self._threads.discard(thread)
+            _refuse(sock)
 
     def _handle(self, sock: socket.socket) -> None:
         try:
@@ -173,10 +199,12 @@ class Server:
             if ws is None:
                 return
             with self._lock:
-                if self._closed:
-                    ws.close(1001, "server shutting down")
-                    return
-                self._connections.add(ws)
+                refused = self._shutting_down or self._close_requested
+                if not refused:
+                    self._connections.add(ws)
+            if refused:
+                ws.close(1001, "server shutting down")
+                return
             try:
                 self._handler(ws)
             except ConnectionClosed as exc:
@@ -199,12 +227,9 @@ class Server:
         try:
             if self._tcp_nodelay:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self._ssl is not None:
-                sock.settimeout(time_left(deadline))
-                sock = self._ssl.wrap_socket(sock, server_side=True)
+            stream = open_stream(sock, self._ssl, deadline, server_side=True)
             while True:
-                sock.settimeout(time_left(deadline))
-                data = sock.recv(65536)
+                data = stream.receive_some(deadline)
                 if not data:
                     logger.debug("client left during the handshake")
                     sock.close()
@@ -214,49 +239,76 @@ class Server:
                         break
                 except InvalidHandshake as exc:
                     logger.debug("bad handshake request: %s", exc)
-                    sock.sendall(handshake.reject(body=f"{exc}\n"))
+                    stream.send_all(handshake.reject(body=f"{exc}\n"), deadline)
                     sock.close()
                     return None
-            sock.sendall(handshake.response())
-            sock.settimeout(None)
-        except OSError as exc:  # a TLS failure, a timeout, a reset
+            stream.send_all(handshake.response(), deadline)
+            params = handshake.deflate_params
+            # Without an agreement there is no deflate object, and so no cost when receiving.
+            extension = (
+                None
+                if params is None
+                else PerMessageDeflate(params, client=False, options=self._deflate, codec=self._connection_options["codec"])
+            )
+            connection = Connection(client=False, deflate=extension, **self._connection_options)
+            ws = ServerConnection(stream, connection, handshake, **self._websocket_options)
+        except OSError as exc:  # a TLS failure, a timeout, a reset (even right after the 101)
             logger.debug("opening handshake failed: %r", exc)
             sock.close()
             return None
-        params = handshake.deflate_params
-        # Without an agreement there is no deflate object, and so no cost when receiving.
-        extension = None if params is None else PerMessageDeflate(params, client=False, options=self._deflate)
-        connection = Connection(client=False, deflate=extension, **self._connection_options)
         logger.debug("connection opened: %s", handshake.path)
-        return ServerConnection(sock, connection, handshake, close_timeout=self._close_timeout)
+        return ws
 
     def close(self) -> None:
         """Stop accepting, close every open connection with 1001 (going away) and wait up
-        to ``close_timeout`` for the handlers to finish."""
+        to ``close_timeout`` for the handlers to finish; the connections left are dropped.
+
+        May be called from any thread, from a handler and from a signal handler: there it
+        only asks the accept loop to stop, and :meth:`serve_forever` returns once the
+        connections are closed.
+        """
+        self._close_requested = True
+        try:
+            self._wakeup_writer.send(b"x")
+        except OSError:
+            pass  # already woken, or already shut down
+        if threading.get_ident() == self._serving_thread:
+            return  # a signal handler interrupted the accept loop: it shuts down next
+        if self._serving:
+            self._done.wait()
+        else:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        """Close the listener and every connection; runs once, others wait for it."""
         with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            serving = self._serving
+            running = self._shutting_down
+            self._shutting_down = True
             connections = list(self._connections)
-        self._wakeup_writer.send(b"x")
-        if serving:
-            self._stopped.wait()
-        self._listener.close()
-        self._wakeup_reader.close()
-        self._wakeup_writer.close()
-        # Tell every client at once; each handler's thread then sees its close reply.
-        for ws in connections:
-            ws._start_close(1001, "server shutting down")
-        deadline = deadline_after(self._close_timeout)
-        with self._lock:
-            threads = self._threads - {threading.current_thread()}  # a handler may close the server
-        for thread in threads:
-            thread.join(None if deadline == math.inf else max(deadline - time.monotonic(), 0))
-        for ws in connections:
-            if ws.state is not State.CLOSED:
-                ws._abort("server shutting down")
-        logger.debug("server closed")
+        if running:
+            self._done.wait()
+            return
+        try:
+            self._listener.close()
+            self._wakeup_reader.close()
+            self._wakeup_writer.close()
+            # Tell every client at once (no waiting, even for a client that reads nothing);
+            # each handler's thread then sees its close reply.
+            for ws in connections:
+                ws._start_close(1001, "server shutting down")
+            deadline = deadline_after(self._close_timeout)
+            with self._lock:
+                threads = self._threads - {threading.current_thread()}  # a handler may close the server
+            for thread in threads:
+                thread.join(None if deadline == math.inf else max(deadline - time.monotonic(), 0))
+            with self._lock:
+                connections = list(self._connections)
+            for ws in connections:
+                if ws.state is not State.CLOSED:
+                    ws._abort("server shutting down")
+            logger.debug("server closed")
+        finally:
+            self._done.set()
 
     def __enter__(self) -> Server:
         return self.start()
@@ -266,6 +318,35 @@ class Server:
 
     def __repr__(self) -> str:
         return f"<wsfast.server.Server {self.address}>"
+
+
+_BUSY = b"the server is at capacity, try again later\n"
+_UNAVAILABLE = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+    b"Retry-After: 1\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY), _BUSY)
+)
+
+
+def _refuse(sock: socket.socket) -> None:
+    """Answer 503 and close, without waiting: the accept loop must go on at once."""
+    try:
+        sock.setblocking(False)
+        _discard_input(sock)  # closing with unread bytes would reset the connection
+        sock.send(_UNAVAILABLE)
+        sock.shutdown(socket.SHUT_WR)
+        _discard_input(sock)
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
+def _discard_input(sock: socket.socket) -> None:
+    try:
+        while sock.recv(65536):
+            pass
+    except BlockingIOError:
+        pass
 
 
 def serve(
@@ -280,6 +361,10 @@ def serve(
     compression: str | DeflateOptions | None = "deflate",
     open_timeout: float | None = 10.0,
     close_timeout: float | None = 10.0,
+    send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
+    ping_interval: float | None = DEFAULT_PING_INTERVAL,
+    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+    max_connections: int | None = None,
     tcp_nodelay: bool = True,
     backlog: int = 128,
     codec=None,
@@ -302,6 +387,13 @@ def serve(
       :attr:`ServerConnection.deflate_params` tells what was agreed.
     - ``open_timeout``: seconds a client has for the TLS and WebSocket handshakes.
     - ``close_timeout``: seconds closing waits for the client's part of the close handshake.
+    - ``send_timeout``: seconds a send may wait for a client that takes nothing; past
+      that the client is dropped (None: no limit).
+    - ``ping_interval``, ``ping_timeout``: keepalive, as for :func:`wsfast.connect`: a
+      ping every ``ping_interval`` seconds while the handler receives, and a client that
+      sends nothing for ``ping_timeout`` seconds after one is dropped with 1011.
+    - ``max_connections``: clients beyond this many at once are answered HTTP 503
+      (None: no limit); the server goes on serving the others.
     - ``codec``: the frame codec module, by default the one ``wsfast`` selected.
 
     A request that is not a valid WebSocket upgrade is answered 400 (426 for an
@@ -310,6 +402,9 @@ def serve(
     deflate = deflate_options(compression)
     connection_options = {"max_message_size": max_message_size, "max_frame_size": max_frame_size, "codec": codec}
     Connection(client=False, **connection_options)  # bad options fail here, not in every connection
+    check_keepalive_options(ping_interval, ping_timeout)
+    if max_connections is not None and (not isinstance(max_connections, int) or max_connections < 1):
+        raise ValueError(f"max_connections must be an int >= 1 or None, not {max_connections!r}")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.create_server((host, port), family=family, backlog=backlog)
     return Server(
@@ -321,5 +416,12 @@ def serve(
         open_timeout=open_timeout,
         close_timeout=close_timeout,
         tcp_nodelay=tcp_nodelay,
+        max_connections=max_connections,
         connection_options=connection_options,
+        websocket_options={
+            "close_timeout": close_timeout,
+            "send_timeout": send_timeout,
+            "ping_interval": ping_interval,
+            "ping_timeout": ping_timeout,
+        },
     )
