@@ -5,7 +5,9 @@ installs, with its pure-Python codec, and a warning says so. The codec links zli
 (``z`` on POSIX, ``zlib`` with MSVC). Environment switches: ``ZLIB_ROOT`` names a zlib
 installation to use (its ``include`` and ``lib`` folders), as Windows needs;
 ``WSFAST_NO_EXTENSIONS=1`` skips the build; ``WSFAST_REQUIRE_EXTENSION=1`` makes a
-failed build an error (for wheels and CI).
+failed build an error (for wheels and CI); ``WSFAST_SANITIZE=address,undefined`` (any
+``-fsanitize=`` list, with ``CC=clang``) builds for the sanitizers instead of for speed:
+``fuzz/sanitized.py`` does that and runs the codec tests and the fuzz target on it.
 """
 
 import os
@@ -54,8 +56,16 @@ class OptionalBuildExt(build_ext):
     def build_extensions(self):
         msvc = self.compiler.compiler_type == "msvc"
         zlib_root = os.environ.get("ZLIB_ROOT")
+        sanitize = os.environ.get("WSFAST_SANITIZE")
         for ext in self.extensions:
-            ext.extra_compile_args = (["/O2"] if msvc else ["-O3"]) + ext.extra_compile_args
+            if sanitize:
+                # Every fault stops the process, with a stack of readable frames. The
+                # runtime is not linked in: Python, not built for it, preloads one.
+                flags = [f"-fsanitize={sanitize}", "-fno-sanitize-recover=all"]
+                ext.extra_compile_args = ["-O1", "-g", "-fno-omit-frame-pointer", *flags] + ext.extra_compile_args
+                ext.extra_link_args = flags + ext.extra_link_args
+            else:
+                ext.extra_compile_args = (["/O2"] if msvc else ["-O3"]) + ext.extra_compile_args
             ext.libraries.append("zlib" if msvc else "z")
             if zlib_root:
                 ext.include_dirs.append(os.path.join(zlib_root, "include"))

@@ -1,11 +1,11 @@
 """The standard Autobahn echo client, driving every case a fuzzing server offers.
 
-    python autobahn/echo_client.py ws://127.0.0.1:9001 AGENT [--case-timeout SECONDS]
+    python autobahn/echo_client.py ws://127.0.0.1:9001 AGENT [--offer NAME] [--case-timeout SECONDS]
 
 For case 1..N it connects to ``/runCase?case=i&agent=AGENT`` and sends every
 message back as it arrived (text as text, binary as binary) until the server
 closes. It offers permessage-deflate, so the compression cases (groups 12 and 13)
-run too. A case that raises or hangs is logged and abandoned; the run goes on.
+run too; ``--offer`` picks one of the offers in ``echo_common.OFFERS``. A case that raises or hangs is logged and abandoned; the run goes on.
 Finally ``/updateReports`` makes the server write its reports. The codec twin
 is the one ``wsfast`` selects (``WSFAST_NO_EXTENSIONS=1`` forces the pure one).
 ``autobahn/echo_client_asyncio.py`` does the same with the asyncio client.
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import signal
 
-from echo_common import COMPRESSION, CaseTimeout, main
+from echo_common import CaseTimeout, main
 from wsfast.client import connect as connect_anywhere
 from wsfast.exceptions import ConnectionClosed
 
@@ -46,9 +46,9 @@ def case_count(base_url: str) -> int:
         return int(ws.recv())
 
 
-def echo_case(base_url: str, case: int, agent: str) -> None:
+def echo_case(base_url: str, case: int, agent: str, offer) -> None:
     try:
-        with connect(f"{base_url}/runCase?case={case}&agent={agent}", compression=COMPRESSION) as ws:
+        with connect(f"{base_url}/runCase?case={case}&agent={agent}", compression=offer) as ws:
             for message in ws:
                 ws.send(message)
     except ConnectionClosed:

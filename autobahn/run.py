@@ -1,23 +1,31 @@
-"""Run the Autobahn conformance cases against the wsfast clients, both codec twins.
+"""Run the Autobahn conformance cases against the wsfast clients and servers, both codec twins.
 
     python autobahn/run.py [--cases '1.*' ...] [--exclude '9.*' ...] [--deflate]
-                           [--client blocking|asyncio ...] [--outdir DIR] [--require-compiled]
+                           [--client blocking|asyncio ...] [--server threaded|asyncio ...]
+                           [--offer NAME ...] [--outdir DIR] [--require-compiled]
 
-Every pairing of a client (the blocking ``wsfast.client``, driven by
-``autobahn/echo_client.py``, and ``wsfast.asyncio``, driven by
-``autobahn/echo_client_asyncio.py``) with a codec twin is one agent, e.g.
-``wsfast-asyncio-c``. Each agent gets its own kosoku fuzzing server and its own
-echo client process, and all of them run side by side. Afterwards the JSON
-reports are summarised per agent, for groups 1-10 and for the deflate groups
-apart. Exit status 1 when a case is anything but OK, NON-STRICT or
-INFORMATIONAL, when cases are missing, or when a client hung, crashed or raised
-anything but ConnectionClosed; 0 otherwise.
+Every pairing of an agent with a codec twin is one run, e.g. ``wsfast-asyncio-c``, and all
+of them run side by side:
+
+- a client (``CLIENTS``) gets its own kosoku fuzzing server (``kosoku -m fuzzingserver``)
+  and an echo client process that connects to it case after case;
+- a server (``SERVERS``) runs as an echo server process, which kosoku's fuzzing client
+  (``kosoku -m fuzzingclient``) connects to, several cases at once.
+
+Afterwards the JSON reports are summarised per agent, for groups 1-10 and for the deflate
+groups apart. Exit status 1 when a case is anything but OK or INFORMATIONAL (NON-STRICT
+fails too), when cases are missing, or when a client hung, crashed or raised anything but
+ConnectionClosed, or a server logged an error; 0 otherwise. Without ``--client`` or
+``--server`` every agent runs.
 
 The permessage-deflate groups 12 and 13 are skipped unless ``--deflate`` is given
 or ``--cases`` names them. Each of their cases echoes 1000 messages, ~10 GB per
 agent in all, so ``--deflate`` runs the half with messages of at most 16 KiB: every
 data set and every negotiated parameter set, whole and fragmented. Name them in
-``--cases`` (``--cases '12.*' --cases '13.*'``) to run them all.
+``--cases`` (``--cases '12.*' --cases '13.*'``) to run them all. A fuzzing server can only
+negotiate what a client offers: ``--offer`` runs the clients once per offer named
+(``echo_common.OFFERS``, or ``all``), each as an agent of its own, e.g.
+``wsfast-c-window-9``; the fuzzing client makes every offer of its own to the servers.
 """
 
 from __future__ import annotations
@@ -34,23 +42,35 @@ import sys
 import time
 from pathlib import Path
 
+from echo_common import OFFERS
+
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
 
-# client -> (agent name prefix, echo client script)
+# client -> (agent name prefix, echo client script). An echo client script takes the
+# fuzzing server's URL and the agent name (see echo_common.main).
 CLIENTS = {
     "blocking": ("wsfast", HERE / "echo_client.py"),
     "asyncio": ("wsfast-asyncio", HERE / "echo_client_asyncio.py"),
 }
+# server -> (agent name prefix, echo server script). An echo server script takes the
+# port and the agent name, serves an echo handler on 127.0.0.1:PORT with
+# permessage-deflate until killed, and prints nothing unless a handler fails.
+SERVERS = {
+    "threaded": ("wsfast-server", HERE / "echo_server.py"),
+    "asyncio": ("wsfast-asyncio-server", HERE / "echo_server_asyncio.py"),
+    "uvicorn": ("wsfast-uvicorn", HERE / "uvicorn_echo.py"),  # an ASGI app: wsfast.uvicorn
+}
 
 TWINS = {"python": {"WSFAST_NO_EXTENSIONS": "1"}, "c": {}}
-PASSING = {"OK", "NON-STRICT", "INFORMATIONAL"}
+PASSING = {"OK", "INFORMATIONAL"}
 BEHAVIORS = ["OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED"]
 PARTS = {"groups 1-10": range(1, 11), "groups 12-13": range(12, 14)}
 DEFLATE_GROUPS = ["12.*", "13.*"]
 # Cases 8-10 and 13-18 of every deflate subgroup echo messages of 32-128 KiB.
 DEFLATE_BIG_CASES = [f"{group}.*.{case}" for group in (12, 13) for case in (8, 9, 10, 13, 14, 15, 16, 17, 18)]
 REPORT_GRACE = 60.0  # seconds for kosoku to write its reports after /updateReports
+SERVER_PARALLELISM = 4  # cases the fuzzing client runs at once against a server
 
 
 def parse_args() -> argparse.Namespace:
@@ -63,16 +83,25 @@ def parse_args() -> argparse.Namespace:
                         help="also run the permessage-deflate groups 12 and 13, "
                              "their cases with messages of at most 16 KiB")
     parser.add_argument("--client", action="append", choices=list(CLIENTS), dest="clients",
-                        help="client to test (repeatable; default: all)")
+                        help="client to test (repeatable)")
+    parser.add_argument("--server", action="append", choices=list(SERVERS), dest="servers",
+                        help="server to test (repeatable)")
+    parser.add_argument("--offer", action="append", choices=[*OFFERS, "all"], dest="offers",
+                        help="permessage-deflate offer of the clients (repeatable; default: default)")
     parser.add_argument("--outdir", type=Path, default=ROOT / "reports" / "autobahn",
                         help="where kosoku writes its reports (default: reports/autobahn)")
     parser.add_argument("--require-compiled", action="store_true",
                         help="fail instead of skipping when the compiled twin is not built")
     parser.add_argument("--case-timeout", type=float, default=20.0, metavar="SECONDS",
-                        help="abandon a case that runs longer (default: 20)")
+                        help="abandon a client case that runs longer (default: 20)")
     parser.add_argument("--run-timeout", type=float, default=600.0, metavar="SECONDS",
                         help="kill the whole run after this long (default: 600)")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if not args.clients and not args.servers:
+        args.clients, args.servers = list(CLIENTS), list(SERVERS)
+    offers = args.offers or ["default"]
+    args.offers = list(OFFERS) if "all" in offers else list(dict.fromkeys(offers))
+    return args
 
 
 def child_env(extra: dict[str, str]) -> dict[str, str]:
@@ -105,104 +134,176 @@ def kosoku_command() -> list[str]:
     return [exe]
 
 
-def wait_listening(port: int, server: subprocess.Popen, timeout: float = 30.0) -> None:
+def wait_listening(port: int, process: subprocess.Popen, what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"kosoku exited with status {server.returncode} before listening:")
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {process.returncode} before listening:")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError(f"kosoku did not listen on port {port} within {timeout:g}s")
+    raise RuntimeError(f"{what} did not listen on port {port} within {timeout:g}s")
 
 
 class AgentRun:
-    """One client with one codec twin: its fuzzing server, its echo client, and their outcome."""
+    """One agent with one codec twin: its two processes and their outcome.
 
-    def __init__(self, client: str, impl: str, outdir: Path):
-        prefix, self.echo_client = CLIENTS[client]
-        self.agent = f"{prefix}-{impl}"
+    The ``listener`` listens (kosoku for a client, the echo server for a server), the
+    ``driver`` runs the cases and ends when they are done.
+    """
+
+    listener_name = driver_name = ""
+    listener_ends = True  # whether the listener ends by itself once the cases are done
+
+    def __init__(self, agent: str, impl: str, outdir: Path):
+        self.agent = agent
         self.impl = impl
-        self.outdir = outdir / self.agent
+        self.outdir = outdir / agent
         self.problems: list[str] = []
-        self.case_count: int | None = None
         self.started = time.monotonic()
         self.elapsed = 0.0
         shutil.rmtree(self.outdir, ignore_errors=True)
         self.outdir.mkdir(parents=True)
-        self.server_log = open(self.outdir / "kosoku.log", "w")
-        self.client_log = open(self.outdir / "client.log", "w")
-        self.server: subprocess.Popen | None = None
-        self.client: subprocess.Popen | None = None
-
-    def start(self, args: argparse.Namespace, include: list[str], exclude: list[str]) -> None:
-        selection = [arg for glob in include for arg in ("-i", glob)]
-        selection += [arg for glob in exclude for arg in ("-x", glob)]
-        self.port = free_port()
-        self.server = subprocess.Popen(
-            kosoku_command() + ["-m", "fuzzingserver", f"127.0.0.1:{self.port}",
-                                "-o", str(self.outdir), *selection],
-            stdout=self.server_log, stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_listening(self.port, self.server)
-        except RuntimeError as exc:
-            last_line = (self.outdir / "kosoku.log").read_text().strip().splitlines()[-1:]
-            raise RuntimeError(" ".join([str(exc), *last_line])) from None
-        self.client = subprocess.Popen(
-            [sys.executable, str(self.echo_client), f"ws://127.0.0.1:{self.port}", self.agent,
-             "--case-timeout", str(args.case_timeout)],
-            env=child_env(TWINS[self.impl]), stdout=self.client_log, stderr=subprocess.STDOUT,
-        )
-        self.client_done = time.monotonic()
+        self.listener_log = open(self.outdir / f"{self.listener_name}.log", "w")
+        self.driver_log = open(self.outdir / f"{self.driver_name}.log", "w")
+        self.listener: subprocess.Popen | None = None
+        self.driver: subprocess.Popen | None = None
 
     def running(self, now: float) -> bool:
-        """Poll; once the client is done, kosoku gets ``REPORT_GRACE`` seconds to write."""
-        if self.client.poll() is None:
-            self.client_done = now
-            return True
-        if self.server.poll() is None and now - self.client_done < REPORT_GRACE:
+        """Poll; True while the cases still run."""
+        if self.driver.poll() is None and self.listener.poll() is None:
             return True
         if not self.elapsed:
             self.elapsed = now - self.started
         return False
 
     def stop(self) -> None:
-        """Kill what is still running, then collect the client's log."""
+        """Kill what is still running, then close the logs."""
         self.elapsed = self.elapsed or time.monotonic() - self.started
-        for process, what in ((self.client, "echo client"), (self.server, "kosoku")):
+        for process, what, ends in ((self.driver, self.driver_name, True),
+                                    (self.listener, self.listener_name, self.listener_ends)):
             if process is not None and process.poll() is None:
                 process.kill()
                 process.wait()
-                self.problems.append(f"{what} killed: it did not finish in time")
-        self.server_log.close()
-        self.client_log.close()
-        for line in (self.outdir / "client.log").read_text().splitlines():
-            match = re.fullmatch(r"\S+: (\d+) cases", line)
-            if match:
-                self.case_count = int(match.group(1))
-            else:
-                print(f"  [{self.agent}] {line}")
-        if self.client is None or self.client.returncode in (0, -9):
-            return
-        if self.client.returncode == 1:
-            self.problems.append("cases raised or timed out in the client (see above)")
-        else:
-            self.problems.append(f"echo client crashed (exit status {self.client.returncode})")
+                if ends:
+                    self.problems.append(f"{what} killed: it did not finish in time")
+        self.listener_log.close()
+        self.driver_log.close()
 
     def results(self) -> dict[str, dict]:
         index = self.outdir / "index.json"
         if not index.exists():
             self.problems.append(f"no reports in {self.outdir}")
             return {}
-        results = json.loads(index.read_text()).get(self.agent, {})
+        return self.agent_results(json.loads(index.read_text()))
+
+    def agent_results(self, index: dict) -> dict[str, dict]:
+        """This agent's entries among the reports' ``index``."""
+        raise NotImplementedError
+
+
+class ClientRun(AgentRun):
+    """A wsfast client with one codec twin and one offer, against its own fuzzing server."""
+
+    listener_name, driver_name = "kosoku", "client"
+
+    def __init__(self, client: str, impl: str, offer: str, outdir: Path):
+        prefix, self.echo_client = CLIENTS[client]
+        super().__init__(f"{prefix}-{impl}" + ("" if offer == "default" else f"-{offer}"), impl, outdir)
+        self.offer = offer
+        self.case_count: int | None = None
+
+    def start(self, args: argparse.Namespace, selection: list[str]) -> None:
+        port = free_port()
+        self.listener = subprocess.Popen(
+            kosoku_command() + ["-m", "fuzzingserver", f"127.0.0.1:{port}", "-o", str(self.outdir), *selection],
+            stdout=self.listener_log, stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_listening(port, self.listener, "kosoku")
+        except RuntimeError as exc:
+            last_line = (self.outdir / "kosoku.log").read_text().strip().splitlines()[-1:]
+            raise RuntimeError(" ".join([str(exc), *last_line])) from None
+        self.driver = subprocess.Popen(
+            [sys.executable, str(self.echo_client), f"ws://127.0.0.1:{port}", self.agent,
+             "--offer", self.offer, "--case-timeout", str(args.case_timeout)],
+            env=child_env(TWINS[self.impl]), stdout=self.driver_log, stderr=subprocess.STDOUT,
+        )
+        self.client_done = time.monotonic()
+
+    def running(self, now: float) -> bool:
+        """Poll; once the client is done, kosoku gets ``REPORT_GRACE`` seconds to write."""
+        if self.driver.poll() is None:
+            self.client_done = now
+            return True
+        if self.listener.poll() is None and now - self.client_done < REPORT_GRACE:
+            return True
+        if not self.elapsed:
+            self.elapsed = now - self.started
+        return False
+
+    def stop(self) -> None:
+        super().stop()
+        for line in (self.outdir / "client.log").read_text().splitlines():
+            match = re.fullmatch(r"\S+: (\d+) cases", line)
+            if match:
+                self.case_count = int(match.group(1))
+            else:
+                print(f"  [{self.agent}] {line}")
+        if self.driver is None or self.driver.returncode in (0, -9):
+            return
+        if self.driver.returncode == 1:
+            self.problems.append("cases raised or timed out in the client (see above)")
+        else:
+            self.problems.append(f"echo client crashed (exit status {self.driver.returncode})")
+
+    def agent_results(self, index: dict) -> dict[str, dict]:
+        results = index.get(self.agent, {})
         if self.case_count is None:
             self.problems.append("echo client never learned the case count")
         elif len(results) < self.case_count:
             self.problems.append(f"only {len(results)} of {self.case_count} cases reported")
         return results
+
+
+class ServerRun(AgentRun):
+    """A wsfast server with one codec twin, driven by a fuzzing client."""
+
+    listener_name, driver_name = "server", "kosoku"
+    listener_ends = False  # it serves until killed
+
+    def __init__(self, server: str, impl: str, outdir: Path):
+        prefix, self.echo_server = SERVERS[server]
+        super().__init__(f"{prefix}-{impl}", impl, outdir)
+
+    def start(self, args: argparse.Namespace, selection: list[str]) -> None:
+        port = free_port()
+        self.listener = subprocess.Popen(
+            [sys.executable, str(self.echo_server), str(port), self.agent],
+            env=child_env(TWINS[self.impl]), stdout=self.listener_log, stderr=subprocess.STDOUT,
+        )
+        wait_listening(port, self.listener, f"the echo server of {self.agent}")
+        self.driver = subprocess.Popen(
+            kosoku_command() + ["-m", "fuzzingclient", f"127.0.0.1:{port}", "-p", str(SERVER_PARALLELISM),
+                                "-o", str(self.outdir), *selection],
+            stdout=self.driver_log, stderr=subprocess.STDOUT,
+        )
+
+    def stop(self) -> None:
+        if self.listener is not None and self.listener.poll() is not None:
+            self.problems.append(f"echo server exited with status {self.listener.returncode}")
+        super().stop()
+        lines = (self.outdir / "server.log").read_text().splitlines()
+        for line in lines:
+            print(f"  [{self.agent}] {line}")
+        if lines:
+            self.problems.append("the echo server logged errors (see above)")
+
+    def agent_results(self, index: dict) -> dict[str, dict]:
+        # The fuzzing client names the agent after the server's address: the only one.
+        return next(iter(index.values()), {})
 
 
 def group(case_id: str) -> int:
@@ -221,7 +322,7 @@ def explain(outdir: Path, entry: dict) -> str:
     """One line from the case's own report: why kosoku judged it so."""
     report = json.loads((outdir / entry["reportfile"]).read_text())
     why = report["result"] if report["behavior"] not in PASSING else report["resultClose"]
-    close = f"client sent close {report['remoteCloseCode']}"
+    close = f"peer sent close {report['remoteCloseCode']}"
     if report["remoteCloseReason"]:
         close += f" {report['remoteCloseReason']!r}"
     return f"{why}; {close}; {report['description']}"
@@ -252,6 +353,8 @@ def main() -> int:
     exclude = list(args.exclude)
     if not args.cases:
         exclude += DEFLATE_BIG_CASES if args.deflate else DEFLATE_GROUPS
+    selection = [arg for glob in include for arg in ("-i", glob)]
+    selection += [arg for glob in exclude for arg in ("-x", glob)]
 
     impls = []
     for impl in TWINS:
@@ -267,10 +370,11 @@ def main() -> int:
     deadline = started + args.run_timeout
     runs: list[AgentRun] = []
     try:
-        for client in dict.fromkeys(args.clients or CLIENTS):
-            for impl in impls:
-                runs.append(AgentRun(client, impl, args.outdir))
-                runs[-1].start(args, include, exclude)
+        runs += [ClientRun(client, impl, offer, args.outdir)
+                 for client in args.clients or [] for offer in args.offers for impl in impls]
+        runs += [ServerRun(server, impl, args.outdir) for server in args.servers or [] for impl in impls]
+        for run in runs:
+            run.start(args, selection)
         while any([run.running(time.monotonic()) for run in runs]):
             if time.monotonic() > deadline:
                 break

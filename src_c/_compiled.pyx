@@ -61,6 +61,9 @@ cdef extern from "Python.h":
     Py_ssize_t Py_SIZE(PyObject *obj)
     Py_ssize_t Py_REFCNT(PyObject *obj)
     int PyBuffer_FillInfo(Py_buffer *view, object exporter, void *buf, Py_ssize_t len, int readonly, int flags) except -1
+    # Copies between a buffer of any layout and contiguous memory, in C order ('C').
+    int PyBuffer_ToContiguous(void *buf, Py_buffer *view, Py_ssize_t len, char order) except -1
+    int PyBuffer_FromContiguous(Py_buffer *view, void *buf, Py_ssize_t len, char order) except -1
     void Py_CLEAR(PyObject *obj)
     # Strict decoding: UnicodeDecodeError on invalid UTF-8.
     str _decode_utf8 "PyUnicode_DecodeUTF8"(const char *data, Py_ssize_t size, const char *errors)
@@ -123,24 +126,56 @@ cdef inline unsigned char _with_bit(unsigned char bits, unsigned char bit, bint 
     return (bits | bit) if on else (bits & ~bit)
 
 
+cdef int _opcode_of(object value) except -1:
+    """``value`` as a frame opcode: an integer within 0..15 (four bits on the wire)."""
+    value = index(value)
+    if not 0 <= value <= 15:
+        raise ValueError(f"opcode must be within 0..15, not {value}")
+    return value
+
+
+cdef bytes _bytes_of(object value):
+    """The bytes of ``value``, any object with the buffer protocol (C order)."""
+    return value if type(value) is bytes else bytes(memoryview(value))
+
+
 @cython.freelist(256)
 @cython.no_gc  # fields hold only ints, bools and bytes: no reference cycle is possible
 cdef class Frame:
     """One WebSocket frame. ``payload`` is always ``bytes`` (already unmasked).
 
-    ``len(frame)`` is the payload size and ``frame[i]`` indexes its bytes.
+    ``opcode`` is an integer within 0..15; ``payload`` takes any bytes-like object and
+    keeps its bytes. ``len(frame)`` is the payload size and ``frame[i]`` indexes its bytes.
     """
 
-    cdef public bytes payload
-    cdef public int opcode
+    cdef bytes _payload
+    cdef unsigned char _opcode
     # FIN, RSV1, RSV2, RSV3 as the bits 8, 4, 2, 1, like the high half of the wire's
     # first byte: one byte keeps the object small, which matters at millions per second.
     cdef unsigned char _bits
 
     def __init__(self, opcode, payload=b"", fin=True, rsv1=False, rsv2=False, rsv3=False):
-        self.opcode = index(opcode)
-        self.payload = payload if type(payload) is bytes else bytes(memoryview(payload))
+        self._opcode = _opcode_of(opcode)
+        self._payload = _bytes_of(payload)
         self._bits = (FIN if fin else 0) | (RSV1 if rsv1 else 0) | (RSV2 if rsv2 else 0) | (RSV3 if rsv3 else 0)
+
+    @property
+    def opcode(self):
+        """The frame's opcode (1 text, 2 binary, 0 continuation, 8 close, 9 ping, 10 pong)."""
+        return self._opcode
+
+    @opcode.setter
+    def opcode(self, value):
+        self._opcode = _opcode_of(value)
+
+    @property
+    def payload(self):
+        """The payload, unmasked."""
+        return self._payload
+
+    @payload.setter
+    def payload(self, value):
+        self._payload = _bytes_of(value)
 
     @property
     def fin(self):
@@ -181,37 +216,37 @@ cdef class Frame:
     @property
     def is_control(self):
         """True for close, ping and pong frames."""
-        return self.opcode >= 8
+        return self._opcode >= 8
 
     @property
     def text(self):
         """The payload decoded as UTF-8; for a close frame, the reason after the code."""
-        cdef object payload = self.payload
-        if self.opcode == 8:
+        cdef object payload = self._payload
+        if self._opcode == 8:
             return payload[2:].decode()
         return payload.decode()
 
     @property
     def close_code(self):
         """A close frame's status code (1005 when it carries none); None for other frames."""
-        cdef object payload = self.payload
-        if self.opcode != 8:
+        cdef object payload = self._payload
+        if self._opcode != 8:
             return None
         if len(payload) < 2:
             return 1005
         return int.from_bytes(payload[:2], "big")
 
     def __len__(self):
-        return len(<object>self.payload)
+        return len(<object>self._payload)
 
     def __getitem__(self, index):
-        return (<object>self.payload)[index]
+        return (<object>self._payload)[index]
 
     def __eq__(self, other):
         # Compares public attributes only, so frames of both codec twins compare equal.
         if type(other) is Frame:
-            return (self.opcode == (<Frame>other).opcode and self._bits == (<Frame>other)._bits
-                    and <object>self.payload == <object>(<Frame>other).payload)
+            return (self._opcode == (<Frame>other)._opcode and self._bits == (<Frame>other)._bits
+                    and <object>self._payload == <object>(<Frame>other)._payload)
         try:
             return (
                 self.opcode == other.opcode
@@ -225,11 +260,11 @@ cdef class Frame:
             return NotImplemented
 
     def __hash__(self):
-        return hash((self.opcode, self.fin, self.rsv1, self.rsv2, self.rsv3, self.payload))
+        return hash((self.opcode, self.fin, self.rsv1, self.rsv2, self.rsv3, self._payload))
 
     def __repr__(self):
-        cdef object payload = self.payload
-        name = _OPCODE_NAMES.get(self.opcode, str(self.opcode))
+        cdef object payload = self._payload
+        name = _OPCODE_NAMES.get(self._opcode, str(self._opcode))
         flags = "".join(f" rsv{i}" for i, bit in enumerate((self.rsv1, self.rsv2, self.rsv3), 1) if bit)
         shown = payload if len(payload) <= 32 else payload[:32] + b"..."
         return f"<Frame {name} fin={self.fin}{flags} {len(payload)} bytes {shown!r}>"
@@ -237,30 +272,31 @@ cdef class Frame:
 
 cdef inline int _append_frame(list frames, const wsfast_header *h, bytes payload) except -1:
     cdef Frame frame = Frame.__new__(Frame)
-    frame.opcode = h.opcode
+    frame._opcode = h.opcode
     frame._bits = (h.fin << 3) | h.rsv
-    frame.payload = payload
+    frame._payload = payload
     frames.append(frame)
     return 0
 
 
 cdef int _get_bytes(object data, Py_buffer *view) except -1:
-    """Fill ``view`` with the bytes of ``data``, accepting what the pure twin accepts.
+    """Fill ``view`` with the bytes of ``data``, any object with the buffer protocol, in
+    C order: a C-contiguous buffer of any shape is used in place, any other is copied.
 
-    One-dimensional byte buffers are used in place; anything else takes the pure
-    twin's route (cast, copy of a strided view) so its errors are the same too.
+    These are the bytes the pure twin takes (``memoryview(data).tobytes()``), and a
+    bad argument fails as it does there: in memoryview's words.
     """
-    if PyObject_CheckBuffer(data):
-        PyObject_GetBuffer(data, view, PyBUF_FULL_RO)
-        if view.ndim == 1 and view.itemsize == 1 and PyBuffer_IsContiguous(view, b"C"):
-            return 0
+    if not PyObject_CheckBuffer(data):
+        memoryview(data)  # raises the TypeError
+    PyObject_GetBuffer(data, view, PyBUF_FULL_RO)
+    if PyBuffer_IsContiguous(view, b"C"):
+        return 0
+    try:
+        copy = PyBytes_FromStringAndSize(NULL, view.len)
+        PyBuffer_ToContiguous(PyBytes_AS_STRING(copy), view, view.len, b"C")
+    finally:
         PyBuffer_Release(view)
-    flat = memoryview(data)
-    if flat.ndim != 1 or flat.itemsize != 1:
-        flat = flat.cast("B")
-    if not flat.c_contiguous:
-        flat = flat.tobytes()
-    PyObject_GetBuffer(flat, view, PyBUF_SIMPLE)
+    PyObject_GetBuffer(copy, view, PyBUF_SIMPLE)
     return 0
 
 
@@ -294,35 +330,37 @@ def mask(data, key):
 
 
 def mask_inplace(buffer, key):
-    """XOR a writable buffer (bytearray, memoryview, ...) with the 4-byte ``key`` in place."""
+    """XOR a writable buffer (bytearray, memoryview, ...) with the 4-byte ``key`` in place.
+
+    Its bytes are taken in C order, as :func:`mask` takes them, whatever its layout.
+    """
     cdef Py_buffer view
     cdef unsigned char k[4]
+    cdef unsigned char *scratch
     if type(buffer) is bytearray:  # the common case, without the buffer protocol's cost
         _load_key(key, k)
         wsfast_mask(<unsigned char *>PyByteArray_AS_STRING(buffer),
                     <const unsigned char *>PyByteArray_AS_STRING(buffer),
                     PyByteArray_GET_SIZE(buffer), k, 0)
         return
-    if PyObject_CheckBuffer(buffer):
-        PyObject_GetBuffer(buffer, &view, PyBUF_FULL_RO)
-        try:
-            if view.readonly:
-                raise TypeError("mask_inplace needs a writable buffer")
-            _load_key(key, k)
-            if view.ndim == 1 and view.itemsize == 1 and PyBuffer_IsContiguous(&view, b"C"):
-                wsfast_mask(<unsigned char *>view.buf, <const unsigned char *>view.buf,
-                            view.len, k, 0)
-                return
-        finally:
-            PyBuffer_Release(&view)
-    # Multi-dimensional, strided or not a buffer at all: the pure twin's route.
-    flat = memoryview(buffer)
-    if flat.readonly:
-        raise TypeError("mask_inplace needs a writable buffer")
-    _load_key(key, k)
-    if flat.ndim != 1 or flat.itemsize != 1:
-        flat = flat.cast("B")
-    flat[:] = mask(flat, key)
+    if not PyObject_CheckBuffer(buffer):
+        memoryview(buffer)  # raises the pure twin's TypeError
+    PyObject_GetBuffer(buffer, &view, PyBUF_FULL_RO)
+    try:
+        if view.readonly:
+            raise TypeError("mask_inplace needs a writable buffer")
+        _load_key(key, k)
+        if PyBuffer_IsContiguous(&view, b"C"):
+            wsfast_mask(<unsigned char *>view.buf, <const unsigned char *>view.buf, view.len, k, 0)
+            return
+        # Scattered items: masked in a contiguous copy, then written back in place.
+        copy = PyBytes_FromStringAndSize(NULL, view.len)
+        scratch = <unsigned char *>PyBytes_AS_STRING(copy)
+        PyBuffer_ToContiguous(scratch, &view, view.len, b"C")
+        wsfast_mask(scratch, scratch, view.len, k, 0)
+        PyBuffer_FromContiguous(&view, scratch, view.len, b"C")
+    finally:
+        PyBuffer_Release(&view)
 
 
 def encode_frame(opcode, payload=b"", *, fin=True, rsv=0, mask_key=None):
@@ -379,7 +417,7 @@ def encode_frame(opcode, payload=b"", *, fin=True, rsv=0, mask_key=None):
         if mask_bit:
             memcpy(out_p + pos, k, 4)
             wsfast_mask(out_p + pos + 4, <const unsigned char *>view.buf, n, k, 0)
-        else:
+        elif n:  # an empty buffer may have no memory at all
             memcpy(out_p + pos, view.buf, n)
     finally:
         PyBuffer_Release(&view)
@@ -602,7 +640,8 @@ cdef class _PayloadWindow:
     """Exports part of a payload being collected as a writable buffer.
 
     It holds the payload object, so the memory stays valid as long as any view of it
-    lives; the parser refuses to move that object (grow it) meanwhile.
+    lives. Meanwhile the parser never hands that object out nor moves it: it grows or
+    delivers a copy instead, so what is written here later reaches no frame.
     """
 
     cdef object _payload
@@ -611,6 +650,30 @@ cdef class _PayloadWindow:
 
     def __getbuffer__(self, Py_buffer *view, int flags):
         PyBuffer_FillInfo(view, self, self._start, self._len, 0, flags)
+
+
+_NO_MEMORY = "not enough memory for the frames received"
+
+
+cdef uint64_t _limit_of(object max_size) except? 0:
+    """The longest payload ``max_size`` allows: None for no limit, else a number >= 0
+    (a length is whole, so a fraction counts as its floor)."""
+    if max_size is None:
+        return NO_LIMIT
+    if not max_size >= 0:  # NaN fails this too
+        raise ValueError("max_size must be >= 0 or None")
+    if max_size >= NO_LIMIT:
+        return NO_LIMIT
+    return max_size if type(max_size) is int else math.floor(max_size)
+
+
+cdef object _protocol_error(BaseException exc):
+    """The ProtocolError that a failure while parsing amounts to."""
+    if isinstance(exc, UnicodeDecodeError):
+        return InvalidUTF8(f"invalid UTF-8 in text message: {exc.reason}")
+    if isinstance(exc, MemoryError):
+        return PayloadTooBig(_NO_MEMORY)
+    return exc
 
 
 @cython.auto_pickle(False)  # its C state must never come from outside
@@ -624,8 +687,8 @@ cdef class FrameParser:
     negotiated (4 for RSV1). With an :class:`Inflater` of this codec as ``inflater``,
     :meth:`feed_messages` also inflates whole compressed messages. A violation raises
     :class:`ProtocolError` carrying the close code, with the frames completed before it in
-    ``error.frames``; the parser then stays failed, and every later ``feed`` raises the
-    same kind of error with no frames.
+    ``error.frames``; running out of memory raises :class:`PayloadTooBig`. The parser then
+    stays failed, and every later ``feed`` raises the same kind of error with no frames.
     """
 
     cdef readonly bint client
@@ -655,24 +718,20 @@ cdef class FrameParser:
     cdef bint _open
 
     def __init__(self, *, client=True, max_size=DEFAULT_MAX_SIZE, allowed_rsv=0, inflater=None):
-        if max_size is not None and max_size < 0:
-            raise ValueError("max_size must be >= 0 or None")
-        if not 0 <= allowed_rsv <= 7:
+        cdef uint64_t limit = _limit_of(max_size)
+        rsv = index(allowed_rsv)
+        if not 0 <= rsv <= 7:
             raise ValueError("allowed_rsv must be within 0..7")
         if inflater is not None and not isinstance(inflater, Inflater):
             kind = f"{type(inflater).__module__}.{type(inflater).__qualname__}"
             raise TypeError(f"inflater must be a {__name__}.Inflater or None, not {kind}")
         self.client = client
         self.max_size = max_size
-        self.allowed_rsv = allowed_rsv
+        self.allowed_rsv = rsv
         self.inflater = inflater
-        self._rsv_bits = allowed_rsv
-        if max_size is None or max_size >= NO_LIMIT:
-            self._limit = NO_LIMIT
-        else:
-            # A payload length is whole, so a fractional limit works as its floor.
-            self._limit = max_size if type(max_size) is int else math.floor(max_size)
-        self._inflate_limit = PY_SSIZE_T_MAX if self._limit >= <uint64_t>PY_SSIZE_T_MAX else <Py_ssize_t>self._limit + 1
+        self._rsv_bits = rsv
+        self._limit = limit
+        self._inflate_limit = PY_SSIZE_T_MAX if limit >= <uint64_t>PY_SSIZE_T_MAX else <Py_ssize_t>limit + 1
         self._masked = not self.client
         self._reset()
         self._error = None
@@ -697,24 +756,56 @@ cdef class FrameParser:
 
         Reading from the network straight into it and then feeding what was read
         (``parser.feed(window[:n])``) saves copying those bytes: the parser finds them
-        already in place. Feeding anything else works as usual. The window covers no
-        more than the rest of the payload; drop it before asking for the next one.
+        already in place. Feeding anything else works as usual. The window stops short
+        of the payload's last byte, which comes with a later feed: once the window is
+        dropped by then, the payload is delivered without a copy. A window still held
+        costs copies instead (of the payload, when it grows or is delivered), and
+        writing into it never reaches a delivered frame. None also when the memory
+        cannot be had: the next ``feed`` then raises :class:`PayloadTooBig`.
         """
-        cdef Py_ssize_t length, capacity
+        cdef Py_ssize_t length, capacity, end
         cdef _PayloadWindow window
-        if self._payload == NULL or self._header.length < WINDOW_FROM or self._error is not None:
+        if self._payload == NULL or self._header.length < WINDOW_FROM:
             return None
         length = <Py_ssize_t>self._header.length
         # Room grows with the data received, so a header alone never reserves its length.
         capacity = min(length, max(2 * self._filled, self._filled + WINDOW_ROOM))
         if capacity > Py_SIZE(self._payload):
-            self._grow(capacity)
-        capacity = Py_SIZE(self._payload)
+            try:
+                self._grow(capacity)
+            except MemoryError as exc:
+                self._fail(exc, [])
+                return None
+        end = min(Py_SIZE(self._payload), length - 1)
+        if end <= self._filled:
+            return None
         window = _PayloadWindow.__new__(_PayloadWindow)
         window._payload = <object>self._payload
         window._start = _bytes_data(self._payload) + self._filled
-        window._len = capacity - self._filled
+        window._len = end - self._filled
         return memoryview(window)
+
+    def partial_frame(self, start=0):
+        """The frame whose payload is arriving, as a :class:`Frame` holding the payload
+        bytes received so far from offset ``start`` on (unmasked); None while no payload
+        is arriving (between frames, during a header, once failed).
+
+        It lets a receiver check a frame before it is complete (text for UTF-8, say);
+        passing as ``start`` how much it checked already keeps that linear.
+        """
+        cdef Frame frame
+        cdef Py_ssize_t begin
+        start = index(start)
+        if start < 0:
+            raise ValueError("start must be >= 0")
+        if self._payload == NULL:
+            return None
+        begin = self._filled if start > self._filled else start
+        frame = Frame.__new__(Frame)
+        frame._opcode = self._header.opcode
+        frame._bits = (self._header.fin << 3) | self._header.rsv
+        frame._payload = PyBytes_FromStringAndSize(_bytes_data(self._payload) + begin, self._filled - begin)
+        return frame
 
     def feed_messages(self, data):
         """Like :meth:`feed`, but deliver every complete message that came in one frame
@@ -737,26 +828,30 @@ cdef class FrameParser:
         cdef list frames = []
         if self._error is not None:
             self._raise_again()
+        _get_bytes(data, &view)  # a bad argument changes nothing
         self._messages = messages
         self._inline = messages and self.inflater is not None and not self._open
         self.last_frame_count = 0
-        _get_bytes(data, &view)
         try:
-            self._parse(<const unsigned char *>view.buf, view.len, frames)
-        except UnicodeDecodeError as exc:
-            error = InvalidUTF8(f"invalid UTF-8 in text message: {exc.reason}")
-            error.frames = frames
-            self._error = error
-            self._reset()
-            raise error from None
-        except BaseException as exc:
-            exc.frames = frames
-            self._error = exc
-            self._reset()
+            if view.len:  # an empty buffer may have no memory at all
+                self._parse(<const unsigned char *>view.buf, view.len, frames)
+        except (ProtocolError, UnicodeDecodeError, MemoryError) as exc:
+            raise self._fail(exc, frames) from None
+        except BaseException:
+            # Interrupted (KeyboardInterrupt, ...): what was parsed so far is lost.
+            self._fail(ProtocolError("parsing was interrupted", 1011), frames)
             raise
         finally:
             PyBuffer_Release(&view)
         return frames
+
+    cdef object _fail(self, BaseException exc, list frames):
+        """Fail the parser for good with the ProtocolError ``exc`` amounts to; return it."""
+        error = _protocol_error(exc)
+        error.frames = frames
+        self._error = error
+        self._reset()
+        return error
 
     cdef void _reset(self):
         self._head_len = 0
@@ -766,11 +861,9 @@ cdef class FrameParser:
     cdef int _raise_again(self) except -1:
         """Raise for a parser that already failed: the same kind of error, no frames."""
         error = self._error
-        if isinstance(error, ProtocolError):
-            again = type(error)(str(error), error.code)
-            again.frames = []
-            raise again
-        raise error
+        again = type(error)(str(error), error.code)
+        again.frames = []
+        raise again
 
     cdef int _parse(self, const unsigned char *buf, Py_ssize_t n, list frames) except -1:
         cdef Py_ssize_t pos = 0
@@ -850,27 +943,44 @@ cdef class FrameParser:
             # Doubling keeps the copies linear in the payload size.
             self._grow(min(length, max(filled, 2 * Py_SIZE(self._payload))))
         dst = <unsigned char *>_bytes_data(self._payload) + self._filled
-        if src != dst and src < dst + take and dst < src + take:
-            # Part of an earlier payload window fed again: copy it out first.
-            copy = PyBytes_FromStringAndSize(<const char *>src, take)
-            src = <const unsigned char *>PyBytes_AS_STRING(copy)
-        if self._masked:
-            wsfast_mask(dst, src, take, self._header.key, self._filled)  # in place when src is dst
-        elif src != dst:  # else the bytes were read into a payload_window(): already there
-            memcpy(dst, src, take)
+        if take:
+            if src != dst and src < dst + take and dst < src + take:
+                # Part of an earlier payload window fed again: copy it out first.
+                copy = PyBytes_FromStringAndSize(<const char *>src, take)
+                src = <const unsigned char *>PyBytes_AS_STRING(copy)
+            if self._masked:
+                wsfast_mask(dst, src, take, self._header.key, self._filled)  # in place when src is dst
+            elif src != dst:  # else the bytes were read into a payload_window(): already there
+                memcpy(dst, src, take)
         self._filled = filled
         if filled == length:
-            payload = <bytes>self._payload
-            Py_CLEAR(self._payload)
-            self._deliver(&self._header, payload, frames)
+            self._deliver(&self._header, self._take_payload(), frames)
         return take
 
+    cdef bytes _take_payload(self):
+        """The payload just completed, for delivery: the object itself, or a copy of it
+        when a payload_window() still shows it."""
+        cdef bytes payload
+        if Py_REFCNT(self._payload) == 1:
+            payload = <bytes>self._payload
+        else:
+            payload = PyBytes_FromStringAndSize(_bytes_data(self._payload), self._filled)
+        Py_CLEAR(self._payload)
+        return payload
+
     cdef int _grow(self, Py_ssize_t size) except -1:
-        """Resize the payload being collected to ``size`` bytes."""
-        if Py_REFCNT(self._payload) != 1:
-            raise BufferError("a payload_window() of this parser is still in use")
-        if _PyBytes_Resize(&self._payload, size) < 0:
+        """Resize the payload being collected to ``size`` bytes; if that fails, the
+        payload is gone (and the parser must fail)."""
+        cdef PyObject *moved
+        if Py_REFCNT(self._payload) == 1:
+            return _PyBytes_Resize(&self._payload, size)
+        # A payload_window() shows this memory: leave it to the window, move to a copy.
+        moved = _new_bytes(NULL, size)
+        if moved == NULL:
             return -1
+        memcpy(_bytes_data(moved), _bytes_data(self._payload), self._filled)
+        Py_CLEAR(self._payload)
+        self._payload = moved
         return 0
 
     cdef inline bint _is_message(self, const wsfast_header *h):

@@ -35,7 +35,8 @@ void wsfast_mask_avx2(unsigned char *dst, const unsigned char *src, size_t n, ui
 void wsfast_mask_init(void);
 
 /* Masks n bytes that sit `phase` bytes into a payload masked with `key`: phase lets a
- * payload arriving in pieces be unmasked piece by piece. dst may be src. */
+ * payload arriving in pieces be unmasked piece by piece. dst may be src; both may be
+ * NULL when n is 0. */
 void wsfast_mask(unsigned char *dst, const unsigned char *src, size_t n,
                  const unsigned char key[4], size_t phase);
 

@@ -27,6 +27,8 @@ void wsfast_mask(unsigned char *dst, const unsigned char *src, size_t n,
     uint32_t word;
     size_t i;
 
+    if (n == 0)
+        return;  /* an empty buffer may have no memory at all: not even src + 0 is valid */
     for (i = 0; i < 4; i++)
         rotated[i] = key[(i + phase) & 3];
     memcpy(&word, rotated, 4);

@@ -1,10 +1,11 @@
-"""The Autobahn TestSuite client cases, run by ``autobahn/run.py`` for the blocking and the
-asyncio client, each with both codec twins.
+"""The Autobahn TestSuite cases, run by ``autobahn/run.py`` for every wsfast agent, each with
+both codec twins: the blocking and the asyncio client against kosoku's fuzzing server, and
+every server in ``autobahn/run.py``'s table against its fuzzing client.
 
-Skipped when the ``kosoku`` fuzzing server is not installed (it comes with the ``test``
-extra). The script reads kosoku's JSON reports and fails on any case in groups 1-10 and in
-the permessage-deflate groups 12 and 13 (messages up to 16 KiB; the larger ones only with
-``--cases '12.*' --cases '13.*'``) that is not OK, NON-STRICT or INFORMATIONAL.
+Skipped when ``kosoku`` is not installed (it comes with the ``test`` extra). The script
+reads kosoku's JSON reports and fails on any case in groups 1-10 and in the
+permessage-deflate groups 12 and 13 (messages up to 16 KiB; the larger ones only with
+``--cases '12.*' --cases '13.*'``) that is not OK or INFORMATIONAL: NON-STRICT fails.
 """
 
 import os
@@ -19,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.skipif(shutil.which("kosoku") is None, reason="kosoku is not installed (pip install -e '.[test]')")
-def test_autobahn_client_cases(tmp_path):
+def test_autobahn_cases(tmp_path):
     command = [sys.executable, str(ROOT / "autobahn" / "run.py"), "--deflate", "--outdir", str(tmp_path)]
     if os.environ.get("WSFAST_REQUIRE_EXTENSION"):
         command.append("--require-compiled")

@@ -147,3 +147,28 @@ def test_the_server_refuses_a_deflate_feed_without_an_offer(no_hang):
             assert sock.recv(4096).startswith(b"HTTP/1.1 400 ")
     finally:
         server.close()
+
+
+def test_bench_runner_measures_the_uvicorn_cases(tmp_path):
+    pytest.importorskip("uvicorn")
+    out = tmp_path / "uvicorn.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "wsfast", "bench", "--cases", "uvicorn-feed-100,uvicorn-echo-256",
+         "--contestants", "wsfast-uvicorn,websockets-sansio", "--scale", "0.005", "--repeats", "1",
+         "--timeout", "60", "--json", str(out)],
+        capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = json.loads(out.read_text())["results"]
+    assert {(row["case"], row["contestant"]) for row in rows} == {
+        (case, contestant)
+        for case in ("uvicorn-feed-100", "uvicorn-echo-256")
+        for contestant in ("wsfast-uvicorn", "wsfast-uvicorn-uvloop", "websockets-sansio", "websockets-sansio-uvloop")
+    }
+    for row in rows:
+        if row["skipped"]:  # uvloop is not in the test extra
+            assert "uvloop" in row["contestant"], row
+            continue
+        assert not row["errors"], row
+        assert row["uvicorn"] and row["median_rate"] > 0
+        assert row["server_peak_rss_mb"] > 10

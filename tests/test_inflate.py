@@ -294,11 +294,11 @@ def test_any_buffer_inflates_alike(twins, seed):
 
 
 @pytest.mark.skipif(numpy is None, reason="needs numpy")
-def test_a_buffer_without_c_order_is_refused_alike(twins):
-    _, payload = payload_of_length_multiple_of_4(0)
+def test_a_buffer_in_fortran_order_inflates_its_bytes_in_c_order(twins):
+    message, payload = payload_of_length_multiple_of_4(0)
     fortran = numpy.asfortranarray(numpy.frombuffer(payload, numpy.uint8).reshape(4, -1))
     outcomes = [outcome(lambda: codec.Inflater().inflate(fortran)) for codec in twins]
-    assert outcomes[0] == outcomes[1] and outcomes[0][1] is TypeError
+    assert outcomes == [("ok", message)] * 2
 
 
 def zero_bomb(output_size: int, under: int) -> bytes:

@@ -1,6 +1,9 @@
 """FrameParser: framing, every validation rule, size limits, chunking and large streams."""
 
 import array
+import os
+import subprocess
+import sys
 import tracemalloc
 
 import pytest
@@ -338,3 +341,61 @@ def test_small_frames_after_a_big_one_in_the_same_chunk(codec):
     assert len(frames) == 1001
     assert frames[0].payload == bytes(100_000)
     assert frames[1:] == [codec.Frame(Opcode.TEXT, b"s")] * 1000
+
+
+# Out of memory ----------------------------------------------------------------------
+
+# Runs in a child whose address space is capped, so that collecting a 1 GiB payload runs
+# out of memory: the parser must fail for good, never parse the rest as frames.
+OUT_OF_MEMORY = r"""
+import resource, sys
+import {codec} as codec
+from wsfast.exceptions import PayloadTooBig
+from wsfast.protocol import Connection
+
+with open("/proc/self/statm") as statm:
+    used = int(statm.read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (used + 256 * 2**20, resource.RLIM_INFINITY))
+smuggled = codec.encode_frame(1, b"smuggled")
+header = b"\x82\x7f" + (2**30).to_bytes(8, "big")
+chunk = smuggled * (2**20 // len(smuggled))
+
+parser = codec.FrameParser(max_size=None)
+parser.feed(header)
+try:
+    for _ in range(1024):  # read as the I/O layers do: into the window when there is one
+        window = parser.payload_window()  # None in the pure twin, or once memory is out
+        if window is None:
+            parser.feed(chunk)
+        else:
+            for start in range(0, len(window), len(chunk)):
+                piece = window[start : start + len(chunk)]
+                piece[:] = chunk[: len(piece)]
+            parser.feed(window)
+            del window, piece
+    sys.exit("a 1 GiB payload fitted in 256 MiB")
+except PayloadTooBig as exc:
+    assert exc.code == 1009 and exc.frames == [], exc
+for data in (chunk, smuggled):
+    try:
+        parser.feed(data)
+        sys.exit("fed after failing")
+    except PayloadTooBig as exc:
+        assert exc.frames == []
+
+conn = Connection(client=True, max_message_size=None, codec=codec)
+events = conn.receive_data(header)
+while conn.error is None:
+    events += conn.receive_data(chunk)
+assert events == [] and conn.error.code == 1009, (events, conn.error)
+assert conn.receive_data(smuggled) == []
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux's /proc")
+@pytest.mark.skipif("asan" in os.environ.get("LD_PRELOAD", ""), reason="AddressSanitizer reserves the address space")
+def test_running_out_of_memory_fails_the_parser(codec):
+    script = OUT_OF_MEMORY.replace("{codec}", codec.__name__)
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert child.stdout.strip() == "ok", child.stdout + child.stderr

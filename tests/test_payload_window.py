@@ -7,6 +7,7 @@ import tracemalloc
 import pytest
 
 from wsfast.enums import Opcode
+from wsfast.protocol import Connection
 
 KEY = b"\x01\x02\x03\x04"
 
@@ -60,14 +61,16 @@ def test_no_window_for_small_payloads_or_between_frames(codec):
     assert parser.payload_window() is None
 
 
-def test_window_spans_the_rest_of_the_payload_only(codec):
+def test_window_stops_short_of_the_last_byte(codec):
     parser = codec.FrameParser()
     wire = wire_of(codec, True, bytes(20_000), b"next")
     parser.feed(wire[:104])
     window = parser.payload_window()
     if window is not None:
-        assert len(window) == 20_000 - 100
+        assert len(window) == 20_000 - 100 - 1
         assert not window.readonly
+    parser.feed(wire[104 : len(wire) - 7])  # the last byte of the payload has not come
+    assert parser.payload_window() is None
 
 
 def test_window_messages_and_masking_phase(codec):
@@ -119,14 +122,60 @@ def test_a_window_fed_again_after_more_data(codec):
     assert frames == [codec.Frame(Opcode.BINARY, expected[head:])]
 
 
-def test_growing_while_a_window_is_held_is_refused(codec):
+def held_window(codec, payload, received=1000):
+    """A client parser that received ``received`` bytes of a frame carrying ``payload``,
+    and a payload window it offers (the test skips for a codec that offers none)."""
+    wire = wire_of(codec, True, payload)
     parser = codec.FrameParser(max_size=None)
-    parser.feed(wire_of(codec, True, bytes(4_000_000))[:100])
+    assert parser.feed(wire[:received]) == []
     window = parser.payload_window()
     if window is None:
         pytest.skip("this codec offers no window")
-    with pytest.raises(BufferError):
-        parser.feed(bytes(len(window) + 1))
+    return parser, wire, window
+
+
+def test_growing_while_a_window_is_held_moves_the_payload(codec):
+    payload = os.urandom(4_000_000)
+    parser, wire, window = held_window(codec, payload)
+    frames = parser.feed(wire[1000 : 1000 + len(window) + 100_000])  # more than the window
+    window[:] = bytes(len(window))  # the window now shows memory no frame uses
+    frames += parser.feed(wire[1000 + len(window) + 100_000 :])
+    assert frames == [codec.Frame(Opcode.BINARY, payload)]
+
+
+def test_a_window_kept_after_delivery_cannot_change_the_frame(codec):
+    payload = os.urandom(100_000)
+    parser, wire, window = held_window(codec, payload)
+    head = len(wire) - len(payload)
+    window[:] = wire[1000 : 1000 + len(window)]
+    assert parser.feed(window) == []
+    (frame,) = parser.feed(wire[1000 + len(window) :])
+    window[:] = bytes(len(window))
+    assert frame.payload == wire[head:]
+
+
+def test_a_window_held_through_delivery_with_a_view_of_it(codec):
+    payload = os.urandom(100_000)
+    parser, wire, window = held_window(codec, payload)
+    rest = wire[1000:]
+    view = window[:100]
+    view[:] = rest[:100]
+    (frame,) = parser.feed(view) + parser.feed(rest[100:])
+    view[:] = bytes(100)
+    assert frame.payload == payload
+
+
+def test_a_connection_takes_other_data_while_a_window_is_held(codec):
+    payload = os.urandom(4_000_000)
+    conn = Connection(client=True, max_message_size=None, codec=codec)
+    wire = wire_of(codec, True, payload, b"after")
+    assert conn.receive_data(wire[:1000]) == []
+    window = conn.payload_window()
+    events = conn.receive_data(wire[1000:])  # bytes read elsewhere, window still held
+    if window is not None:
+        window[:] = bytes(len(window))
+    assert events == [payload, b"after"]
+    assert conn.error is None
 
 
 def test_a_window_for_a_huge_header_reserves_little(codec):

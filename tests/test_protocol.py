@@ -50,8 +50,10 @@ def sent_frames(codec, conn):
 
 
 def assert_failed(codec, conn, code, error_type=ProtocolError):
+    """conn found a violation with ``code``; fail() then closes with that code."""
     assert isinstance(conn.error, error_type)
     assert conn.error.code == code
+    conn.fail()
     assert conn.state is State.CLOSING
     assert conn.close_transport
     frames = sent_frames(codec, conn)
@@ -297,6 +299,79 @@ def test_invalid_utf8_in_first_fragment(codec, client):
     assert_failed(codec, conn, 1007, InvalidUTF8)
 
 
+# Bytes that can begin no valid UTF-8, the byte after a valid prefix (RFC 3629 §4).
+CANNOT_BEGIN_UTF8 = [b"\xff", b"\xc0", b"\xe0\x80", b"\xed\xa0", b"\xf0\x80", b"\xf4\x90", b"\xce\xba\x80"]
+# Valid characters cut after a prefix that the rest completes.
+VALID_PREFIXES = [(b"\xc2", b"\xa9"), (b"\xe0\xa0", b"\x80"), (b"\xed\x9f", b"\xbf"), (b"\xf0\x90\x80", b"\x80"),
+                  (b"\xf4\x8f", b"\xbf\xbf")]
+
+
+@pytest.mark.parametrize("prefix", CANNOT_BEGIN_UTF8, ids=bytes.hex)
+def test_invalid_utf8_fails_in_the_middle_of_a_frame(codec, client, prefix):
+    """Autobahn 6.4.3: the frame's rest has not arrived, but cannot make it valid."""
+    conn = make(codec, client)
+    wire = incoming(codec, conn, TEXT, b"valid " + prefix + b"rest of the frame")
+    cut = len(wire) - len(b"rest of the frame")
+    assert conn.receive_data(wire[: cut - len(prefix)]) == []
+    assert conn.error is None
+    for end in range(cut - len(prefix) + 1, cut + 1):  # byte by byte
+        conn.receive_data(wire[end - 1 : end])
+    assert_failed(codec, conn, 1007, InvalidUTF8)
+
+
+@pytest.mark.parametrize("prefix, rest", VALID_PREFIXES, ids=[prefix.hex() for prefix, _ in VALID_PREFIXES])
+def test_a_valid_prefix_in_the_middle_of_a_frame_waits(codec, client, prefix, rest):
+    conn = make(codec, client)
+    text = b"ok " + prefix + rest
+    wire = incoming(codec, conn, TEXT, text)
+    events = [event for end in range(1, len(wire) + 1) for event in conn.receive_data(wire[end - 1 : end])]
+    assert conn.error is None
+    assert events == [text.decode()]
+
+
+@pytest.mark.parametrize("prefix", CANNOT_BEGIN_UTF8, ids=bytes.hex)
+def test_invalid_utf8_fails_in_the_middle_of_a_continuation_frame(codec, client, prefix):
+    conn = make(codec, client)
+    assert conn.receive_data(incoming(codec, conn, TEXT, b"start \xce", fin=False)) == []
+    wire = incoming(codec, conn, CONT, b"\xba" + prefix + b"rest")
+    assert conn.receive_data(wire[: len(wire) - 4]) == []
+    assert_failed(codec, conn, 1007, InvalidUTF8)
+
+
+def test_a_character_split_across_frames_is_checked_across_them(codec, client):
+    conn = make(codec, client)
+    assert conn.receive_data(incoming(codec, conn, TEXT, b"\xf0", fin=False)) == []
+    wire = incoming(codec, conn, CONT, b"\x9f\x98\x80 rest")
+    assert conn.receive_data(wire[:-4]) == []
+    assert conn.error is None
+    assert conn.receive_data(wire[-4:]) == ["\U0001f600 rest"]
+
+
+@pytest.mark.parametrize("prefix", CANNOT_BEGIN_UTF8, ids=bytes.hex)
+def test_a_fragment_ending_in_bytes_that_cannot_begin_utf8_fails(codec, client, prefix):
+    conn = make(codec, client)
+    assert conn.receive_data(incoming(codec, conn, TEXT, b"ok " + prefix, fin=False)) == []
+    assert_failed(codec, conn, 1007, InvalidUTF8)
+
+
+def test_binary_and_compressed_frames_in_pieces_are_not_checked(codec, client):
+    conn = make(codec, client)
+    wire = incoming(codec, conn, BINARY, b"\xff" * 1000)
+    for start in range(0, len(wire), 100):
+        conn.receive_data(wire[start : start + 100])
+    assert conn.error is None
+
+
+def test_a_new_text_message_in_pieces_inside_another_fails_with_1002(codec, client):
+    conn = make(codec, client)
+    assert conn.receive_data(incoming(codec, conn, TEXT, b"a", fin=False)) == []
+    wire = incoming(codec, conn, TEXT, b"\xff and more")
+    assert conn.receive_data(wire[:4]) == []  # not checked: it breaks the sequence
+    assert conn.error is None
+    assert conn.receive_data(wire[4:]) == []
+    assert_failed(codec, conn, 1002)
+
+
 def test_continuation_without_start(codec, client):
     conn = make(codec, client)
     wire = incoming(codec, conn, TEXT, b"ok") + incoming(codec, conn, CONT, b"x")
@@ -395,12 +470,50 @@ def test_frames_before_a_parser_error_are_delivered(codec, client):
     wire = incoming(codec, conn, TEXT, b"one") + incoming(codec, conn, PING, b"p")
     wire += incoming(codec, conn, BINARY, b"bad", rsv=4)
     assert conn.receive_data(wire) == ["one", Ping(b"p")]
+    assert conn.error.code == 1002
+    assert conn.receive_data(incoming(codec, conn, TEXT, b"more")) == []
+    conn.fail()
     pong, close = sent_frames(codec, conn)
     assert (pong.opcode, pong.payload) == (PONG, b"p")
     assert (close.opcode, close.close_code) == (CLOSE, 1002)
-    assert conn.error.code == 1002
     assert conn.state is State.CLOSING
     assert conn.close_transport
+
+
+def test_messages_before_a_violation_can_be_answered_first(codec, client):
+    """The close of a failed connection waits for fail(): answers go out before it."""
+    conn = make(codec, client)
+    wire = incoming(codec, conn, TEXT, b"one") + incoming(codec, conn, TEXT, b"two")
+    wire += incoming(codec, conn, TEXT, b"bad", rsv=2)
+    assert conn.receive_data(wire) == ["one", "two"]
+    assert conn.state is State.OPEN and not conn.close_transport
+    assert conn.data_to_send() == b""
+    conn.send_text("one")
+    conn.send_text("two")
+    conn.fail()
+    conn.fail()  # once is enough
+    frames = sent_frames(codec, conn)
+    assert [(frame.opcode, frame.payload) for frame in frames[:2]] == [(TEXT, b"one"), (TEXT, b"two")]
+    assert frames[2].close_code == 1002 and len(frames) == 3
+    with pytest.raises(ConnectionClosedError):
+        conn.send_text("three")
+    assert isinstance(conn.closed_exception(), ConnectionClosedError)
+
+
+def test_closing_after_a_violation_sends_its_code(codec, client):
+    conn = make(codec, client)
+    assert conn.receive_data(incoming(codec, conn, BINARY, b"", rsv=1)) == []
+    conn.send_close(1000, "bye")
+    (close,) = sent_frames(codec, conn)
+    assert close.close_code == 1002
+    assert conn.close_transport
+
+
+def test_fail_without_a_violation_does_nothing(codec, client):
+    conn = make(codec, client)
+    conn.fail()
+    assert conn.state is State.OPEN
+    assert conn.data_to_send() == b""
 
 
 def test_validation_error_before_parser_error_wins(codec, client):

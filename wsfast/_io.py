@@ -225,6 +225,8 @@ class WebSocket:
             try:
                 if queue or self._lost.is_set():
                     continue  # another thread read meanwhile
+                if self._conn.error is not None and not self._conn.close_transport:
+                    self._fail()  # every message received before the violation is handed out
                 if not self._read_or_tick(deadline):
                     raise TimeoutError("timed out waiting for a message")
             finally:
@@ -488,6 +490,13 @@ class WebSocket:
     def _start_closing(self) -> None:
         if self._closing_deadline is None:
             self._closing_deadline = deadline_after(self._close_timeout)
+
+    def _fail(self) -> None:
+        """The peer broke the protocol: send the close frame that says so, then close."""
+        with self._conn_lock:
+            self._conn.fail()
+        self._start_closing()
+        self._send_replies()
 
     def _fail_keepalive(self) -> None:
         """The peer answered nothing for ping_timeout seconds: send 1011 and drop it."""

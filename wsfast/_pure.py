@@ -7,6 +7,8 @@ looks frame headers up in tables, and nothing loops over single payload bytes.
 
 from __future__ import annotations
 
+import functools
+import math
 import sys
 import zlib
 from operator import index
@@ -24,56 +26,129 @@ _KNOWN_OPCODES = frozenset(Opcode)
 _OPCODE_NAMES = {op.value: op.name for op in Opcode}
 
 
+def _opcode_of(value) -> int:
+    """``value`` as a frame opcode: an integer within 0..15 (four bits on the wire)."""
+    value = index(value)
+    if not 0 <= value <= 15:
+        raise ValueError(f"opcode must be within 0..15, not {value}")
+    return value
+
+
+def _bytes_of(value) -> bytes:
+    """The bytes of ``value``, any object with the buffer protocol (C order)."""
+    return value if type(value) is bytes else bytes(memoryview(value))
+
+
+_FIN, _RSV1, _RSV2, _RSV3 = 8, 4, 2, 1
+
+
+def _with_bit(bits: int, bit: int, on) -> int:
+    return (bits | bit) if on else (bits & ~bit)
+
+
 class Frame:
     """One WebSocket frame. ``payload`` is always ``bytes`` (already unmasked).
 
-    ``len(frame)`` is the payload size and ``frame[i]`` indexes its bytes.
+    ``opcode`` is an integer within 0..15; ``payload`` takes any bytes-like object and
+    keeps its bytes. ``len(frame)`` is the payload size and ``frame[i]`` indexes its bytes.
     """
 
-    __slots__ = ("opcode", "fin", "rsv1", "rsv2", "rsv3", "payload")
+    # FIN, RSV1, RSV2, RSV3 as the bits 8, 4, 2, 1 of _bits, as in the compiled twin.
+    __slots__ = ("_bits", "_opcode", "_payload")
 
     def __init__(
         self,
         opcode: int,
-        payload: bytes = b"",
+        payload=b"",
         fin: bool = True,
         rsv1: bool = False,
         rsv2: bool = False,
         rsv3: bool = False,
     ) -> None:
-        self.opcode = index(opcode)
-        self.payload = payload if type(payload) is bytes else bytes(memoryview(payload))
-        self.fin = bool(fin)
-        self.rsv1 = bool(rsv1)
-        self.rsv2 = bool(rsv2)
-        self.rsv3 = bool(rsv3)
+        self._opcode = _opcode_of(opcode)
+        self._payload = _bytes_of(payload)
+        self._bits = (_FIN if fin else 0) | (_RSV1 if rsv1 else 0) | (_RSV2 if rsv2 else 0) | (_RSV3 if rsv3 else 0)
+
+    @property
+    def opcode(self) -> int:
+        """The frame's opcode (1 text, 2 binary, 0 continuation, 8 close, 9 ping, 10 pong)."""
+        return self._opcode
+
+    @opcode.setter
+    def opcode(self, value) -> None:
+        self._opcode = _opcode_of(value)
+
+    @property
+    def payload(self) -> bytes:
+        """The payload, unmasked."""
+        return self._payload
+
+    @payload.setter
+    def payload(self, value) -> None:
+        self._payload = _bytes_of(value)
+
+    @property
+    def fin(self) -> bool:
+        """True on the last frame of a message."""
+        return self._bits & _FIN != 0
+
+    @fin.setter
+    def fin(self, value) -> None:
+        self._bits = _with_bit(self._bits, _FIN, value)
+
+    @property
+    def rsv1(self) -> bool:
+        """The first reserved bit (per-message compression uses it)."""
+        return self._bits & _RSV1 != 0
+
+    @rsv1.setter
+    def rsv1(self, value) -> None:
+        self._bits = _with_bit(self._bits, _RSV1, value)
+
+    @property
+    def rsv2(self) -> bool:
+        """The second reserved bit."""
+        return self._bits & _RSV2 != 0
+
+    @rsv2.setter
+    def rsv2(self, value) -> None:
+        self._bits = _with_bit(self._bits, _RSV2, value)
+
+    @property
+    def rsv3(self) -> bool:
+        """The third reserved bit."""
+        return self._bits & _RSV3 != 0
+
+    @rsv3.setter
+    def rsv3(self, value) -> None:
+        self._bits = _with_bit(self._bits, _RSV3, value)
 
     @property
     def is_control(self) -> bool:
         """True for close, ping and pong frames."""
-        return self.opcode >= 8
+        return self._opcode >= 8
 
     @property
     def text(self) -> str:
         """The payload decoded as UTF-8; for a close frame, the reason after the code."""
-        if self.opcode == Opcode.CLOSE:
-            return self.payload[2:].decode()
-        return self.payload.decode()
+        if self._opcode == Opcode.CLOSE:
+            return self._payload[2:].decode()
+        return self._payload.decode()
 
     @property
     def close_code(self) -> int | None:
         """A close frame's status code (1005 when it carries none); None for other frames."""
-        if self.opcode != Opcode.CLOSE:
+        if self._opcode != Opcode.CLOSE:
             return None
-        if len(self.payload) < 2:
+        if len(self._payload) < 2:
             return 1005
-        return int.from_bytes(self.payload[:2], "big")
+        return int.from_bytes(self._payload[:2], "big")
 
     def __len__(self) -> int:
-        return len(self.payload)
+        return len(self._payload)
 
     def __getitem__(self, item):
-        return self.payload[item]
+        return self._payload[item]
 
     def __eq__(self, other: object):
         # Compares public attributes only, so frames of both codec twins compare equal.
@@ -90,13 +165,13 @@ class Frame:
             return NotImplemented
 
     def __hash__(self) -> int:
-        return hash((self.opcode, self.fin, self.rsv1, self.rsv2, self.rsv3, self.payload))
+        return hash((self.opcode, self.fin, self.rsv1, self.rsv2, self.rsv3, self._payload))
 
     def __repr__(self) -> str:
-        name = _OPCODE_NAMES.get(self.opcode, str(self.opcode))
+        name = _OPCODE_NAMES.get(self._opcode, str(self._opcode))
         flags = "".join(f" rsv{i}" for i, bit in enumerate((self.rsv1, self.rsv2, self.rsv3), 1) if bit)
-        payload = self.payload if len(self.payload) <= 32 else self.payload[:32] + b"..."
-        return f"<Frame {name} fin={self.fin}{flags} {len(self.payload)} bytes {payload!r}>"
+        payload = self._payload if len(self._payload) <= 32 else self._payload[:32] + b"..."
+        return f"<Frame {name} fin={self.fin}{flags} {len(self._payload)} bytes {payload!r}>"
 
 
 # --- masking ---------------------------------------------------------------------------
@@ -122,9 +197,13 @@ def _check_key(key) -> bytes:
     return key
 
 
-def _byte_view(data) -> memoryview:
+def _flat(data):
+    """The bytes of ``data``, any object with the buffer protocol, in C order: a flat
+    view of them for a C-contiguous buffer of any shape, else a copy."""
     view = memoryview(data)
-    if view.ndim != 1 or view.itemsize != 1:
+    if not view.c_contiguous or not view.nbytes:  # no view with a zero in its shape casts
+        return view.tobytes()
+    if view.ndim != 1 or view.format != "B":
         view = view.cast("B")
     return view
 
@@ -164,17 +243,25 @@ def mask(data, key) -> bytes:
     """Return ``data`` XOR-ed with the 4-byte ``key`` (masking and unmasking are the same)."""
     key = _check_key(key)
     if type(data) is not bytes:
-        data = _byte_view(data)
+        data = _flat(data)
     return _xor(data, key)
 
 
 def mask_inplace(buffer, key) -> None:
-    """XOR a writable buffer (bytearray, memoryview, ...) with the 4-byte ``key`` in place."""
+    """XOR a writable buffer (bytearray, memoryview, ...) with the 4-byte ``key`` in place.
+
+    Its bytes are taken in C order, as :func:`mask` takes them, whatever its layout.
+    """
     view = memoryview(buffer)
     if view.readonly:
         raise TypeError("mask_inplace needs a writable buffer")
     key = _check_key(key)
-    if view.ndim != 1 or view.itemsize != 1:
+    if not view.nbytes:
+        return
+    if not view.c_contiguous:
+        _scatter(buffer, _xor(view.tobytes(), key))
+        return
+    if view.ndim != 1 or view.format != "B":
         view = view.cast("B")
     n = len(view)
     if n < _TRANSLATE_FROM:
@@ -184,6 +271,58 @@ def mask_inplace(buffer, key) -> None:
     for i in range(0, n, _BLOCK):
         block = view[i : i + _BLOCK]
         block[:] = _xor_lanes(block, key)
+
+
+def _scatter(buffer, data: bytes) -> None:
+    """Write ``data`` (bytes in C order) into ``buffer``, writable but not C-contiguous.
+
+    A memoryview writes such a buffer only item by item, converting values (which
+    changes bools and NaNs); CPython's own buffer API copies the bytes as they are.
+    """
+    _buffer_writer()(buffer, data)
+
+
+@functools.cache
+def _buffer_writer():
+    """``write(buffer, data)`` over CPython's buffer API, through ctypes (imported only
+    for this; with functions of its own, so that ``ctypes.pythonapi``'s keep their
+    settings)."""
+    import ctypes
+
+    class PyBuffer(ctypes.Structure):
+        _fields_ = [
+            ("buf", ctypes.c_void_p),
+            ("obj", ctypes.c_void_p),
+            ("len", ctypes.c_ssize_t),
+            ("itemsize", ctypes.c_ssize_t),
+            ("readonly", ctypes.c_int),
+            ("ndim", ctypes.c_int),
+            ("format", ctypes.c_char_p),
+            ("shape", ctypes.c_void_p),
+            ("strides", ctypes.c_void_p),
+            ("suboffsets", ctypes.c_void_p),
+            ("internal", ctypes.c_void_p),
+        ]
+
+    view_pointer = ctypes.POINTER(PyBuffer)
+    get_buffer = ctypes.pythonapi["PyObject_GetBuffer"]
+    get_buffer.argtypes = [ctypes.py_object, view_pointer, ctypes.c_int]
+    from_contiguous = ctypes.pythonapi["PyBuffer_FromContiguous"]
+    from_contiguous.argtypes = [view_pointer, ctypes.c_char_p, ctypes.c_ssize_t, ctypes.c_char]
+    release = ctypes.pythonapi["PyBuffer_Release"]
+    release.argtypes = [view_pointer]
+    release.restype = None
+    writable_any_layout = 0x011D  # PyBUF_INDIRECT | PyBUF_FORMAT | PyBUF_WRITABLE
+
+    def write(buffer, data: bytes) -> None:
+        view = PyBuffer()
+        get_buffer(buffer, ctypes.byref(view), writable_any_layout)
+        try:
+            from_contiguous(ctypes.byref(view), data, len(data), b"C")
+        finally:
+            release(ctypes.byref(view))
+
+    return write
 
 
 # --- encoding --------------------------------------------------------------------------
@@ -209,9 +348,7 @@ def encode_frame(opcode: int, payload=b"", *, fin: bool = True, rsv: int = 0, ma
     if type(payload) is not bytes:
         if isinstance(payload, str):
             raise TypeError("payload must be bytes-like, not str")
-        payload = _byte_view(payload)
-        if not payload.c_contiguous:
-            payload = payload.tobytes()  # bytes + a strided view cannot concatenate
+        payload = _flat(payload)
     n = len(payload)
     if opcode >= 8:
         if n > _CONTROL_MAX:
@@ -245,14 +382,6 @@ _COPY_TRAILER_BELOW = 4096
 _STEP_AFTER_STREAM_END = 1024
 
 _TOO_BIG = "message exceeds the size limit once decompressed"
-
-
-def _flat_bytes(data):
-    """``data`` as bytes or as a flat, contiguous view of its bytes: what zlib and slicing take."""
-    if type(data) is bytes:
-        return data
-    view = _byte_view(data)
-    return view if view.c_contiguous else view.tobytes()
 
 
 def _output_limit(max_size) -> int:
@@ -299,7 +428,7 @@ class Inflater:
         (1009) as soon as it would add more, having produced at most one byte more; and
         :class:`ProtocolError` with code 1007 when the data is not valid DEFLATE.
         """
-        data = _flat_bytes(payload)
+        data = _flat(payload)
         limit = _output_limit(max_size)
         try:
             if fin and 0 < len(data) < _COPY_TRAILER_BELOW:
@@ -369,9 +498,10 @@ class Inflater:
 
 
 def _first_byte_table(allowed_rsv: int) -> list:
-    """Map each first header byte to (opcode, fin, rsv1, rsv2, rsv3, message, compressed),
-    or None if invalid; message is True when feed_messages() delivers the frame as a whole
-    message, compressed when the frame is a whole compressed message (RSV1 only)."""
+    """Map each first header byte to (opcode, fin, bits, message, compressed), or None if
+    invalid; bits are FIN and RSV1-3 as a Frame keeps them, message is True when
+    feed_messages() delivers the frame as a whole message, compressed when the frame is
+    a whole compressed message (RSV1 only)."""
     table: list = []
     for b0 in range(256):
         fin = b0 >= 0x80
@@ -380,7 +510,7 @@ def _first_byte_table(allowed_rsv: int) -> list:
         valid = not rsv & ~allowed_rsv and opcode in _KNOWN_OPCODES and (fin or opcode < 8)
         message = fin and not rsv and opcode in (Opcode.TEXT, Opcode.BINARY)
         compressed = fin and rsv == 4 and opcode in (Opcode.TEXT, Opcode.BINARY)
-        table.append((opcode, fin, rsv >= 4, rsv & 2 == 2, rsv & 1 == 1, message, compressed) if valid else None)
+        table.append((opcode, fin, b0 >> 4, message, compressed) if valid else None)
     return table
 
 
@@ -394,6 +524,31 @@ _FIRST_BYTE_TABLES = [_first_byte_table(allowed_rsv) for allowed_rsv in range(8)
 _SECOND_BYTE_TABLES = {True: _second_byte_table(0), False: _second_byte_table(0x80)}
 
 
+_NO_LIMIT = (1 << 63) - 1  # no payload length exceeds it
+_NO_MEMORY = "not enough memory for the frames received"
+
+
+def _limit_of(max_size) -> int:
+    """The longest payload ``max_size`` allows: None for no limit, else a number >= 0
+    (a length is whole, so a fraction counts as its floor)."""
+    if max_size is None:
+        return _NO_LIMIT
+    if not max_size >= 0:  # NaN fails this too
+        raise ValueError("max_size must be >= 0 or None")
+    if max_size >= _NO_LIMIT:
+        return _NO_LIMIT
+    return max_size if type(max_size) is int else math.floor(max_size)
+
+
+def _protocol_error(exc: BaseException) -> ProtocolError:
+    """The ProtocolError that a failure while parsing amounts to."""
+    if isinstance(exc, UnicodeDecodeError):
+        return InvalidUTF8(f"invalid UTF-8 in text message: {exc.reason}")
+    if isinstance(exc, MemoryError):
+        return PayloadTooBig(_NO_MEMORY)
+    return exc  # type: ignore[return-value]
+
+
 class FrameParser:
     """Streaming frame parser: feed it bytes in any chunking, get complete frames back.
 
@@ -404,8 +559,8 @@ class FrameParser:
     negotiated (4 for RSV1). With an :class:`Inflater` of this codec as ``inflater``,
     :meth:`feed_messages` also inflates whole compressed messages. A violation raises
     :class:`ProtocolError` carrying the close code, with the frames completed before it in
-    ``error.frames``; the parser then stays failed, and every later ``feed`` raises the
-    same kind of error with no frames.
+    ``error.frames``; running out of memory raises :class:`PayloadTooBig`. The parser then
+    stays failed, and every later ``feed`` raises the same kind of error with no frames.
     """
 
     def __init__(
@@ -416,22 +571,22 @@ class FrameParser:
         allowed_rsv: int = 0,
         inflater: Inflater | None = None,
     ) -> None:
-        if max_size is not None and max_size < 0:
-            raise ValueError("max_size must be >= 0 or None")
-        if not 0 <= allowed_rsv <= 7:
+        limit = _limit_of(max_size)
+        rsv = index(allowed_rsv)
+        if not 0 <= rsv <= 7:
             raise ValueError("allowed_rsv must be within 0..7")
         if inflater is not None and not isinstance(inflater, Inflater):
             kind = f"{type(inflater).__module__}.{type(inflater).__qualname__}"
             raise TypeError(f"inflater must be a {__name__}.Inflater or None, not {kind}")
         self.client = bool(client)
         self.max_size = max_size
-        self.allowed_rsv = allowed_rsv
+        self.allowed_rsv = rsv
         self.inflater = inflater
-        self._limit = (1 << 63) - 1 if max_size is None else max_size
-        # What a whole compressed message may inflate to (a length is whole: the floor).
-        self._inflate_limit = None if max_size is None or max_size >= sys.maxsize else int(max_size)
+        self._limit = limit
+        # What a whole compressed message may inflate to.
+        self._inflate_limit = None if limit >= sys.maxsize else limit
         self._open = False  # a fragmented message began and has not ended (tracked with an inflater)
-        self._first_bytes = _FIRST_BYTE_TABLES[allowed_rsv]
+        self._first_bytes = _FIRST_BYTE_TABLES[rsv]
         self._second_bytes = _SECOND_BYTE_TABLES[self.client]
         self._pending = bytearray()
         self._need = 2  # bytes _pending must hold before parsing can progress
@@ -451,6 +606,38 @@ class FrameParser:
         """Always None: this codec offers no window to read a large payload into (the
         compiled codec may; frames come out the same either way)."""
 
+    def partial_frame(self, start=0):
+        """The frame whose payload is arriving, as a :class:`Frame` holding the payload
+        bytes received so far from offset ``start`` on (unmasked); None while no payload
+        is arriving (between frames, during a header, once failed).
+
+        It lets a receiver check a frame before it is complete (text for UTF-8, say);
+        passing as ``start`` how much it checked already keeps that linear.
+        """
+        start = index(start)
+        if start < 0:
+            raise ValueError("start must be >= 0")
+        pending = self._pending
+        if self._error is not None or len(pending) < 2:
+            return None
+        # Held bytes begin with a header that _parse checked, of a frame not complete.
+        length = pending[1] & 0x7F
+        size = 2 if length < 126 else 4 if length == 126 else 10
+        if not self.client:
+            size += 4  # the masking key
+        if len(pending) < size:
+            return None
+        payload = bytes(memoryview(pending)[size + start :])
+        if not self.client:
+            key = pending[size - 4 : size]
+            phase = start & 3
+            payload = _xor(payload, bytes(key[phase:] + key[:phase]))
+        frame = Frame.__new__(Frame)
+        frame._opcode = pending[0] & 0x0F
+        frame._bits = pending[0] >> 4
+        frame._payload = payload
+        return frame
+
     def feed_messages(self, data) -> list:
         """Like :meth:`feed`, but deliver every complete message that came in one frame
         as its payload: ``bytes`` for binary, ``str`` for text.
@@ -469,37 +656,45 @@ class FrameParser:
 
     def _feed(self, data, messages: bool) -> list:
         if self._error is not None:
-            error = self._error
-            again = type(error)(str(error), error.code)
-            again.frames = []
-            raise again
+            self._raise_again()
+        buf = data if type(data) is bytes else _flat(data)  # a bad argument changes nothing
         self.last_frame_count = 0
-        pending = self._pending
-        if pending:
-            if type(data) is not bytes and not memoryview(data).c_contiguous:
-                data = memoryview(data).tobytes()  # bytearray += takes contiguous data only
-            pending += data
-            if len(pending) < self._need:
-                return []
-            buf = bytes(pending)
-            pending.clear()
-        else:
-            buf = data if type(data) is bytes else bytes(memoryview(data))
         frames: list = []
         try:
+            pending = self._pending
+            if pending:
+                pending += buf
+                if len(pending) < self._need:
+                    return []
+                buf = bytes(pending)
+                pending.clear()
+            elif type(buf) is not bytes:
+                buf = bytes(buf)
             pos = self._parse(buf, frames, messages)
-        except UnicodeDecodeError as exc:
-            error = InvalidUTF8(f"invalid UTF-8 in text message: {exc.reason}")
-            error.frames = frames
-            self._error = error
-            raise error from None
-        except ProtocolError as exc:
-            exc.frames = frames
-            self._error = exc
+            if pos < len(buf):
+                pending += memoryview(buf)[pos:]
+        except (ProtocolError, UnicodeDecodeError, MemoryError) as exc:
+            raise self._fail(exc, frames) from None
+        except BaseException:
+            # Interrupted (KeyboardInterrupt, ...): what was parsed so far is lost.
+            self._fail(ProtocolError("parsing was interrupted", 1011), frames)
             raise
-        if pos < len(buf):
-            pending += memoryview(buf)[pos:]
         return frames
+
+    def _fail(self, exc: BaseException, frames: list) -> ProtocolError:
+        """Fail the parser for good with the ProtocolError ``exc`` amounts to; return it."""
+        error = _protocol_error(exc)
+        error.frames = frames  # type: ignore[attr-defined]
+        self._error = error
+        self._pending = bytearray()
+        return error
+
+    def _raise_again(self) -> None:
+        """Raise for a parser that already failed: the same kind of error, no frames."""
+        error = self._error
+        again = type(error)(str(error), error.code)
+        again.frames = []  # type: ignore[attr-defined]
+        raise again
 
     def _parse(self, buf: bytes, frames: list, messages: bool) -> int:
         """Append every complete frame in ``buf`` to ``frames`` (whole messages as their
@@ -523,7 +718,7 @@ class FrameParser:
                 length = second_bytes[buf[pos + 1]]
                 if head is None or length < 0:
                     self._reject(buf[pos], buf[pos + 1])
-                opcode, fin, rsv1, rsv2, rsv3, message, compressed = head
+                opcode, fin, bits, message, compressed = head
                 start = pos + 2
                 if length > 125:
                     if opcode >= 8:
@@ -572,12 +767,9 @@ class FrameParser:
                     append(payload if opcode == 2 else payload.decode())
                     continue
                 frame = new_frame(Frame)
-                frame.opcode = opcode
-                frame.payload = payload
-                frame.fin = fin
-                frame.rsv1 = rsv1
-                frame.rsv2 = rsv2
-                frame.rsv3 = rsv3
+                frame._opcode = opcode
+                frame._payload = payload
+                frame._bits = bits
                 append(frame)
                 framed += 1
                 if opcode < 8 and inflater is not None:

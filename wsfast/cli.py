@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import signal
 import ssl
@@ -58,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     echo.add_argument("--tls-key", metavar="FILE", help="PEM private key (if not in --tls-cert)")
     echo.add_argument("--max-frame-size", type=int, metavar="BYTES", help="split echoed messages into frames this big")
     echo.add_argument("--no-compression", action="store_true", help="decline permessage-deflate")
+    echo.add_argument("--asyncio", action="store_true", help="serve with wsfast.asyncio instead of a thread per client")
     echo.set_defaults(run=_echo)
 
     client = commands.add_parser("connect", help="send lines from stdin, print what comes back")
@@ -156,6 +158,8 @@ def _echo(args) -> int:
     elif args.tls_key:
         print("--tls-key needs --tls-cert", file=sys.stderr)
         return 2
+    if args.asyncio:
+        return asyncio.run(_echo_asyncio(args, context))
     server = serve(
         host=args.host,
         port=args.port,
@@ -163,19 +167,41 @@ def _echo(args) -> int:
         max_frame_size=args.max_frame_size,
         compression=None if args.no_compression else "deflate",
     )
-    scheme = "wss" if context else "ws"
-    host = f"[{args.host}]" if ":" in args.host else args.host
     # SIGTERM (what service managers send) stops the server as Ctrl-C does: every client
     # gets its 1001 before the process ends.
     signal.signal(signal.SIGTERM, lambda *_: server.close())
     try:
-        print(f"echo server listening on {scheme}://{host}:{server.port}/ (Ctrl-C to stop)", flush=True)
+        _print_listening(args.host, server.port, context)
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.close()
     return 0
+
+
+async def _echo_asyncio(args, context) -> int:
+    from .asyncio import serve as serve_asyncio
+
+    server = await serve_asyncio(
+        host=args.host,
+        port=args.port,
+        ssl=context,
+        max_frame_size=args.max_frame_size,
+        compression=None if args.no_compression else "deflate",
+    )
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, server.close)  # every client gets its 1001
+    _print_listening(args.host, server.port, context)
+    await server.serve_forever()
+    return 0
+
+
+def _print_listening(host: str, port: int, context) -> None:
+    scheme = "wss" if context else "ws"
+    host = f"[{host}]" if ":" in host else host
+    print(f"echo server listening on {scheme}://{host}:{port}/ (Ctrl-C to stop)", flush=True)
 
 
 # connect ----------------------------------------------------------------------------

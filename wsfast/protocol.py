@@ -4,6 +4,9 @@ A :class:`Connection` turns received bytes into messages and control events, and
 calls you make into bytes to send. The I/O layer's loop is::
 
     events = conn.receive_data(sock.recv(65536))   # or conn.receive_eof() on EOF
+    ...                                            # the application handles the events
+    if conn.error:
+        conn.fail()                                # the peer broke the protocol: close now
     sock.sendall(conn.data_to_send())              # pongs and close replies are queued here
     if conn.close_transport:
         sock.close()
@@ -41,6 +44,20 @@ _CLEAN_CODES = (1000, 1001, 1005)
 _NEW_UTF8_DECODER = codecs.getincrementaldecoder("utf-8")
 _KEY_POOL_SIZE = 4096  # mask keys come from one urandom call per 1024 frames
 _MAX_PENDING_PONGS = 16  # answers to pings kept while the I/O layer takes none
+# The second byte of a UTF-8 character is 80..BF, except after these first bytes
+# (RFC 3629 §4): no overlong forms, surrogates or code points past U+10FFFF.
+_SECOND_BYTE_RANGES = {0xE0: (0xA0, 0xBF), 0xED: (0x80, 0x9F), 0xF0: (0x90, 0xBF), 0xF4: (0x80, 0x8F)}
+
+
+def _check_unfinished(decoder) -> None:
+    """Raise UnicodeDecodeError when the start of a character that an incremental UTF-8
+    ``decoder`` holds cannot begin a valid one: CPython's lets ED A0..BF through (a
+    surrogate), which only the next byte would reject."""
+    held = decoder.getstate()[0]
+    if len(held) >= 2:
+        low, high = _SECOND_BYTE_RANGES.get(held[0], (0x80, 0xBF))
+        if not low <= held[1] <= high:
+            raise UnicodeDecodeError("utf-8", held, 0, 1, "invalid continuation byte")
 
 
 class State(enum.IntEnum):
@@ -123,8 +140,12 @@ class Connection:
     :class:`~wsfast.deflate.PerMessageDeflate` of a connection that negotiated
     compression, built for the same codec.
 
-    Nothing here raises because of what the peer sent: a violation sets :attr:`error`,
-    queues a close frame with the matching code and sets :attr:`close_transport`.
+    Nothing here raises because of what the peer sent: a violation sets :attr:`error`
+    and stops receiving, and :meth:`fail` then queues the close frame with the matching
+    code and sets :attr:`close_transport`. The events returned before it still count:
+    an application may answer the messages that arrived before the violation first.
+    Text must be valid UTF-8, and fails as soon as the bytes received so far cannot
+    begin valid UTF-8, also in the middle of a frame.
     """
 
     def __init__(
@@ -136,7 +157,7 @@ class Connection:
         codec=None,
         deflate=None,
     ) -> None:
-        if max_message_size is not None and max_message_size < 0:
+        if max_message_size is not None and not max_message_size >= 0:  # NaN fails too
             raise ValueError("max_message_size must be >= 0 or None")
         if max_frame_size is not None and max_frame_size < 1:
             raise ValueError("max_frame_size must be >= 1 or None")
@@ -152,6 +173,7 @@ class Connection:
         self.close_reason: str | None = None
         self.close_sent_code: int | None = None
         self.error: ProtocolError | None = None
+        """How the peer broke the protocol, once it did; :meth:`fail` closes the connection."""
         self.close_transport = False
 
         # Control frames may carry 125 bytes whatever the message limit; a smaller
@@ -184,6 +206,11 @@ class Connection:
         self._parts: list = []
         self._message_size = 0
         self._decoder = None
+        # The text frame still arriving, checked as its bytes come: the decoder checking
+        # it (False for a frame that is not text to check, None before its header is
+        # seen) and how many payload bytes it checked.
+        self._arriving_text = None
+        self._arriving_checked = 0
 
     # Receiving ---------------------------------------------------------------------
 
@@ -206,9 +233,10 @@ class Connection:
             return self._failed(exc, self._events)
         # The parser delivered every unfragmented message itself: when nothing else came
         # and no fragmented message is open, its list is already the events.
-        if parser.last_frame_count or self._message_opcode is not None:
-            return self._events(items)
-        return items
+        events = self._events(items) if parser.last_frame_count or self._message_opcode is not None else items
+        if parser.buffered or self._arriving_text is not None:
+            self._check_arriving(items)
+        return events
 
     def payload_window(self):
         """A writable memoryview to read the next bytes of a large incoming payload into,
@@ -228,7 +256,10 @@ class Connection:
             frames = feed(data)
         except ProtocolError as exc:
             return self._failed(exc, process)
-        return process(frames)
+        results = process(frames)
+        if self._parser.buffered or self._arriving_text is not None:
+            self._check_arriving(frames)
+        return results
 
     def _failed(self, exc: ProtocolError, process) -> list:
         """Process what the parser completed before ``exc``, then fail with ``exc``."""
@@ -239,6 +270,44 @@ class Connection:
                 exc = ProtocolError("new message started before the previous one finished")
             self._fail(exc)
         return results
+
+    def _check_arriving(self, parsed: list) -> None:
+        """Fail now if the text frame still arriving holds bytes that cannot begin valid
+        UTF-8: the rest of it could not make them valid (Autobahn case 6.4.3). ``parsed``
+        is what the parser completed in this call. Only frames that arrive in pieces cost
+        anything here, each byte once."""
+        if parsed or not self._parser.buffered:  # the frame checked so far is complete
+            self._arriving_text = None
+            self._arriving_checked = 0
+        if self._arriving_text is False or not self._receiving:
+            return
+        frame = self._parser.partial_frame(self._arriving_checked)
+        if frame is None:
+            return
+        decoder = self._arriving_text
+        if decoder is None:
+            decoder = self._arriving_text = self._text_decoder(frame)
+            if decoder is False:
+                return
+        try:
+            decoder.decode(frame.payload)
+            _check_unfinished(decoder)
+        except UnicodeDecodeError as exc:
+            self._fail(InvalidUTF8(f"invalid UTF-8 in text message: {exc.reason}"))
+            return
+        self._arriving_checked += len(frame.payload)
+
+    def _text_decoder(self, frame):
+        """A decoder to check ``frame``, still arriving, as UTF-8 text; False when it is
+        not text to check: binary, compressed (checked once inflated), or out of sequence
+        (which fails once it is complete)."""
+        if frame.opcode == _TEXT and not frame.rsv1 and self._message_opcode is None:
+            return _NEW_UTF8_DECODER()
+        if frame.opcode == _CONTINUATION and self._decoder is not None and not self._inflating:
+            decoder = _NEW_UTF8_DECODER()
+            decoder.setstate(self._decoder.getstate())
+            return decoder
+        return False
 
     def _events(self, items: list) -> list:
         """Act on parsed items: whole messages (from feed_messages) pass through, frames
@@ -262,6 +331,8 @@ class Connection:
             self._fail(InvalidUTF8(f"invalid UTF-8 in text message: {exc.reason}"))
         except ProtocolError as exc:
             self._fail(exc)
+        except MemoryError:
+            self._fail(PayloadTooBig("not enough memory for the message received"))
         return events
 
     def _validate(self, frames: list) -> list:
@@ -279,6 +350,8 @@ class Connection:
             self._fail(InvalidUTF8(f"invalid UTF-8 in text message: {exc.reason}"))
         except ProtocolError as exc:
             self._fail(exc)
+        except MemoryError:
+            self._fail(PayloadTooBig("not enough memory for the message received"))
         return valid
 
     def _handle(self, frame):
@@ -314,6 +387,8 @@ class Connection:
         decoder = self._decoder
         self._parts.append(payload if decoder is None else decoder.decode(payload, frame.fin))
         if not frame.fin:
+            if decoder is not None:
+                _check_unfinished(decoder)
             return None
         parts = self._parts
         message = "".join(parts) if decoder is not None else b"".join(parts)
@@ -367,11 +442,26 @@ class Connection:
         self.close_transport = True
 
     def _fail(self, exc: ProtocolError) -> None:
-        """Fail the connection (RFC 6455 §7.1.7): send a close with exc's code, stop reading."""
+        """The peer broke the protocol: stop receiving; :meth:`fail` sends the close."""
         self.error = exc
         self._receiving = False
+        if self._close_sent:
+            self.fail()  # no close frame to wait for
+
+    def fail(self) -> None:
+        """Fail the connection after the peer broke the protocol (RFC 6455 §7.1.7): queue
+        a close frame with the code of :attr:`error` and set :attr:`close_transport`.
+
+        Receiving stops at the violation, but the close waits for this call so that the
+        application can still answer the messages received before it (Autobahn expects
+        their echoes first): call it once they are handled. The I/O layers do when the
+        application asks for a message and none is left. Until then sending works. Does
+        nothing without an error, or when the transport is to close already.
+        """
+        if self.error is None or self.close_transport:
+            return
         if not self._close_sent:
-            self._queue_close(exc.code, str(exc))
+            self._queue_close(self.error.code, str(self.error))
         if self.state is not _CLOSED:
             self.state = _CLOSING
         self.close_transport = True
@@ -438,7 +528,8 @@ class Connection:
 
         ``code`` must be valid on the wire (see :func:`wsfast.is_valid_close_code`), or None
         for a close frame without a code (and then without a reason). ``reason`` is cut to
-        123 UTF-8 bytes. Once a close frame has been sent, further calls do nothing.
+        123 UTF-8 bytes. Once a close frame has been sent, further calls do nothing. After
+        the peer broke the protocol this is :meth:`fail`: the close carries its code.
         """
         if code is None:
             if reason:
@@ -447,6 +538,9 @@ class Connection:
             raise ValueError(f"close code {code!r} cannot be sent")
         if not isinstance(reason, str):
             raise TypeError(f"reason must be a str, not {type(reason).__name__}")
+        if self.error is not None:
+            self.fail()  # the close says how the peer broke the protocol
+            return
         if self._close_sent or self.state is _CLOSED:
             return
         self._queue_close(code, reason)

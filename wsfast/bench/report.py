@@ -64,6 +64,8 @@ def _latency_note(result) -> str:
 
 def _note(result) -> str:
     note = result.api if result.case.kind == "codec" else _latency_note(result)
+    if result.server_rss_mb:
+        note = f"{note} server peak {max(result.server_rss_mb):.0f} MB".strip()
     if result.errors:
         note = f"{note} {len(result.errors)} failed run(s): {result.errors[-1]}".strip()
     return note
@@ -125,6 +127,7 @@ def as_json(results: list, machine: dict, command: list[str], started: float) ->
                     "json": r.case.json,
                     "tls": r.case.tls,
                     "deflate": r.case.deflate,
+                    "uvicorn": r.case.uvicorn,
                     "api": r.api or None,
                     "unit": r.case.unit,
                     "items_per_run": r.items,
@@ -137,6 +140,7 @@ def as_json(results: list, machine: dict, command: list[str], started: float) ->
                     "vs_floor": r.median / floor[1] if r.median and floor else None,
                     "latency_us": r.median_latency_us,  # each percentile's median over the runs
                     "latency_us_per_run": r.latency_us or None,
+                    "server_peak_rss_mb": max(r.server_rss_mb) if r.server_rss_mb else None,
                     "skipped": r.skip or None,
                     "errors": r.errors,
                 }

@@ -8,6 +8,9 @@ and writes JSON and a bar chart when asked.
 For the TLS cases it makes a certificate authority for the run (with ``trustme``): the
 server gets a certificate for ``localhost`` and ``127.0.0.1``, and every contestant
 verifies it against the CA file that the worker spec names.
+
+In the uvicorn cases the contestants are uvicorn's WebSocket implementations instead,
+each serving the same ASGI app to the same client (see :mod:`wsfast.bench.asgi`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from http.client import HTTPConnection
 from pathlib import Path
 
-from . import micro, report
+from . import asgi, micro, report
 from .clients import CLIENTS
 from .ticks import ticks
 
@@ -43,6 +46,7 @@ class Case:
     json: bool = False  # JSON text: the ticks feed, or a JSON echo payload
     tls: bool = False  # over wss://, the certificate verified against the run's CA
     deflate: bool = False  # permessage-deflate negotiated
+    uvicorn: bool = False  # served by uvicorn: the contestants are its WebSocket implementations
 
     @property
     def features(self) -> frozenset:
@@ -58,6 +62,8 @@ CASES = (
     Case("echo-256", "echo", 20_000, 256, "req/s"),
     Case("echo-64k", "echo", 5_000, 65536, "req/s"),
     Case("echo-256-deflate", "echo", 20_000, 256, "req/s", json=True, deflate=True),
+    Case("uvicorn-feed-100", "feed", 200_000, 100, uvicorn=True),
+    Case("uvicorn-echo-256", "echo", 20_000, 256, "req/s", uvicorn=True),
     Case("mask-16", "codec", unit="calls/s"),
     Case("mask-1k", "codec", unit="calls/s"),
     Case("mask-1m", "codec", unit="calls/s"),
@@ -88,6 +94,7 @@ class Result:
     errors: list[str] = field(default_factory=list)
     floor: bool = False  # a limit to measure the others against, not a peer
     latency_us: list[dict] = field(default_factory=list)  # per echo run: p50, p99, p99.9
+    server_rss_mb: list[float] = field(default_factory=list)  # per uvicorn run: the server's peak memory
 
     @property
     def median(self) -> float | None:
@@ -118,6 +125,8 @@ def _contestants(case: Case, chosen: list[str] | None) -> list[str]:
             for name, (_, supported) in micro.MAKERS.items()
             if case.name in supported
         ]
+    elif case.uvicorn:
+        names = list(asgi.IMPLEMENTATIONS)
     else:
         names = [
             name
@@ -134,6 +143,8 @@ def _contestants(case: Case, chosen: list[str] | None) -> list[str]:
 def _new_result(case: Case, name: str) -> Result:
     if case.kind == "codec":
         return Result(case, name, floor=name in micro.FLOORS)
+    if case.uvicorn:
+        return Result(case, name)
     contestant = CLIENTS[name]
     skip = NO_DEFLATE if case.deflate and not contestant.deflate else ""
     return Result(case, name, skip=skip, floor=contestant.floor)
@@ -255,9 +266,14 @@ def _path(case: Case) -> str:
     return f"feed/{case.count}/{case.size}"
 
 
-def _spec(case: Case, server: Server, cafile: str | None) -> dict:
-    """The worker spec of a network case, without the contestant."""
-    if case.tls:
+def _spec(case: Case, server: Server | None, cafile: str | None) -> dict:
+    """The worker spec of a network case, without the contestant.
+
+    A uvicorn case names only the path: the worker starts the server it is sent to.
+    """
+    if case.uvicorn:
+        url = None
+    elif case.tls:
         url = f"wss://localhost:{server.tls_port}/{_path(case)}"
     else:
         url = f"ws://127.0.0.1:{server.port}/{_path(case)}"
@@ -269,6 +285,8 @@ def _spec(case: Case, server: Server, cafile: str | None) -> dict:
         "json": case.json,
         "deflate": case.deflate,
         "cafile": cafile if case.tls else None,
+        "uvicorn": case.uvicorn,
+        "path": _path(case),
     }
     if case.kind == "feed":
         spec["total"] = sum(map(len, ticks(case.count))) if case.json else case.count * case.size
@@ -295,7 +313,7 @@ def run(
                 if result.case.tls:
                     result.skip = "TLS cases need trustme (pip install trustme)"
         server = None
-        if network:
+        if any(not case.uvicorn for case in network):
             server = Server(idle=timeout + 60, tls=(tls["cert"], tls["key"]) if tls else None)
         try:
             for case in network:
@@ -311,7 +329,7 @@ def run(
 
 
 def _run_network(
-    case: Case, in_case: list[Result], server: Server, cafile, repeats: int, timeout: float, log
+    case: Case, in_case: list[Result], server: Server | None, cafile, repeats: int, timeout: float, log
 ) -> None:
     """One network case: every contestant, ``repeats`` times, in a rotating order."""
     log(f"{case.name}: {', '.join(r.contestant for r in in_case)}")
@@ -374,6 +392,8 @@ def _record(result: Result, outcome: dict) -> None:
         result.seconds.append(outcome["seconds"])
         if "latency_us" in outcome:
             result.latency_us.append(outcome["latency_us"])
+        if "server_rss_mb" in outcome:
+            result.server_rss_mb.append(outcome["server_rss_mb"])
         if result.case.kind == "codec":
             result.items, result.nbytes, result.api = (
                 outcome["items"],
@@ -389,7 +409,8 @@ def _describe(result: Result, outcome: dict) -> str:
         return f"failed ({outcome['error']})"
     latency = outcome.get("latency_us")
     percentiles = f" (p50 {latency['p50']:.0f} us, p99 {latency['p99']:.0f} us)" if latency else ""
-    return f"{result.items / outcome['seconds']:,.0f} {result.case.unit}{percentiles}"
+    memory = f", server peak {outcome['server_rss_mb']:.0f} MB" if "server_rss_mb" in outcome else ""
+    return f"{result.items / outcome['seconds']:,.0f} {result.case.unit}{percentiles}{memory}"
 
 
 def _progress(line: str) -> None:

@@ -8,8 +8,11 @@ micro-benchmarks), ``{"skip": reason}`` when the contestant is not available her
 ``{"error": reason}``.
 
 A network spec has ``kind`` (feed or echo), ``url``, ``count``, ``size``, ``json``,
-``deflate``, ``cafile`` (the CA that issued the server's certificate, for ``wss://``) and,
-for feeds, ``total``: the bytes (or characters) all messages add up to.
+``deflate``, ``cafile`` (the CA that issued the server's certificate, for ``wss://``),
+``path`` and, for feeds, ``total``: the bytes (or characters) all messages add up to.
+With ``uvicorn`` set, the contestant is a uvicorn WebSocket implementation: the worker
+starts that server, sends wsfast's client to its ``path`` and adds ``server_rss_mb``, the
+server's peak memory, to the line.
 """
 
 from __future__ import annotations
@@ -69,6 +72,8 @@ def latency_us(trips_ns: list[int]) -> dict | None:
 def _network(spec: dict) -> dict:
     from .clients import CLIENTS
 
+    if spec.get("uvicorn"):
+        return _through_uvicorn(spec)
     contestant = CLIENTS[spec["contestant"]]
     job = _job(spec)
     if spec["kind"] == "feed":
@@ -76,6 +81,21 @@ def _network(spec: dict) -> dict:
     seconds, trips = contestant.echo(job)
     latency = latency_us(trips)
     return {"seconds": seconds, **({"latency_us": latency} if latency else {})}
+
+
+def _through_uvicorn(spec: dict) -> dict:
+    from .asgi import serving
+    from .clients import wsfast_echo, wsfast_many_feed
+
+    with serving(spec["contestant"]) as server:
+        job = _job({**spec, "url": server.url(spec["path"])})
+        if spec["kind"] == "feed":
+            outcome = {"seconds": wsfast_many_feed(job)}
+        else:
+            seconds, trips = wsfast_echo(job)
+            latency = latency_us(trips)
+            outcome = {"seconds": seconds, **({"latency_us": latency} if latency else {})}
+    return {**outcome, "server_rss_mb": server.peak_rss_mb}
 
 
 def measure(spec: dict) -> dict:

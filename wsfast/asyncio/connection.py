@@ -1,0 +1,749 @@
+"""The open asyncio WebSocket connection, as the client and the server both hand it out.
+
+Received bytes land in one reusable buffer (``asyncio.BufferedProtocol``) and go straight
+to the sans-I/O :class:`wsfast.protocol.Connection`; complete messages wait in a queue for
+:meth:`WebSocket.recv`, or go to an ``on_message`` callback as soon as they are parsed.
+The rest runs in event-loop callbacks whether or not anyone receives: the answers to
+pings, keepalive pings (a loop timer), the close handshake and its time limit.
+
+Both directions apply backpressure: reading pauses while too much is queued, and
+:meth:`WebSocket.send` waits, within its send timeout, while the transport's write buffer
+is full. While it is full the peer reads nothing, so the answers to its pings stay in the
+Connection, which keeps only the latest few: a ping flood cannot grow memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import math
+import socket
+import struct
+
+from .._codec import DEFAULT_MAX_SIZE
+from .._io import DEFAULT_SEND_TIMEOUT
+from ..enums import CloseCode
+from ..exceptions import ConnectionClosed, ConnectionClosedOK
+from ..keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, Keepalive
+from ..protocol import Close, Connection, Ping, Pong, State
+
+__all__ = ["DEFAULT_MAX_QUEUED_BYTES", "WebSocket"]
+
+logger = logging.getLogger("wsfast")
+
+DEFAULT_MAX_QUEUED_BYTES = 4 * 1024 * 1024
+
+# A connection's read buffer doubles, up to _MAX_READ_SIZE, each time a read fills it:
+# fewer, bigger reads for a fast feed. Bigger reads would bring more small messages at
+# once than the allocator keeps memory for (100-byte messages came 40% more slowly with
+# 4 MiB). A client starts at _READ_SIZE; a server's connections start in a buffer they
+# share (see wsfast.asyncio.server).
+_READ_SIZE = 256 * 1024
+_MAX_READ_SIZE = 1024 * 1024
+# Each queued message also costs a Python object and a queue slot; counting this
+# keeps a flood of tiny messages within the read limit too.
+_MESSAGE_OVERHEAD = 64
+
+_LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 seconds: close with a reset
+
+# Stands for "the connection's send_timeout" in send(), where None means no limit.
+_SEND_TIMEOUT = object()
+
+
+class _Protocol(asyncio.BufferedProtocol):
+    """Forwards asyncio's transport callbacks to a WebSocket, keeping them out of its API."""
+
+    __slots__ = ("_ws", "buffer_updated", "get_buffer")
+
+    def __init__(self, ws: WebSocket) -> None:
+        self._ws = ws
+        # Called for every read: the transport calls the connection's methods directly.
+        self.get_buffer = ws._read_buffer
+        self.buffer_updated = ws._data_received
+
+    def connection_made(self, transport) -> None:
+        self._ws._connection_made(transport)
+
+    def eof_received(self) -> bool:
+        return False  # let the transport close; connection_lost follows
+
+    def connection_lost(self, exc) -> None:
+        self._ws._connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._ws._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._ws._resume_writing()
+
+
+class WebSocket:
+    """An open WebSocket connection: the base of :class:`wsfast.asyncio.Client` and of
+    the :class:`wsfast.asyncio.ServerConnection` a server's handler receives.
+
+    Iterate over it (``async for message in ws``) or call :meth:`recv` to receive
+    messages: ``str`` for text, ``bytes`` for binary. Iteration ends when the peer
+    closes the connection normally and raises :class:`~wsfast.ConnectionClosedError`
+    when it closes with an error or the connection drops. ``async with`` closes it on
+    the way out. One coroutine at a time may receive; any number may send.
+
+    Pings are answered, keepalive pings sent and the close handshake completed in the
+    event loop, whether or not a coroutine receives.
+
+    Given ``on_message``, the connection calls ``on_message(ws, message)`` from the
+    event loop for each message as soon as it is parsed, instead of queuing it for
+    :meth:`recv`: no task switch per message, the lowest latency asyncio allows. The
+    callback may answer with :meth:`send_nowait`; :meth:`wait_closed` waits for the end.
+    """
+
+    # A server holds thousands of these: without slots, each would carry a 1.6 KB dict.
+    __slots__ = (
+        "_abort_timer",
+        "_callback_error",
+        "_close_timeout",
+        "_closed",
+        "_conn",
+        "_connection_options",
+        "_drain_waiters",
+        "_handshake",
+        "_handshaking",
+        "_high_water",
+        "_keepalive",
+        "_keepalive_timer",
+        "_loop",
+        "_lost_reason",
+        "_low_water",
+        "_messages",
+        "_on_message",
+        "_opened",
+        "_pings",
+        "_protocol",
+        "_queued",
+        "_reading_paused",
+        "_receiving",
+        "_send_timeout",
+        "_time",
+        "_transport",
+        "_unsent_ping",
+        "_unsent_pong",
+        "_view",
+        "_waiter",
+        "_window",
+        "_writing_paused",
+    )
+
+    def __init__(
+        self,
+        handshake,
+        *,
+        client: bool,
+        max_message_size: int | None = DEFAULT_MAX_SIZE,
+        max_frame_size: int | None = None,
+        max_queued_bytes: int | None = DEFAULT_MAX_QUEUED_BYTES,
+        close_timeout: float | None = 10.0,
+        send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
+        ping_interval: float | None = DEFAULT_PING_INTERVAL,
+        ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+        codec=None,
+        on_message=None,
+        read_buffer: memoryview | None = None,
+    ) -> None:
+        if max_queued_bytes is not None and max_queued_bytes < 0:
+            raise ValueError("max_queued_bytes must be >= 0 or None")
+        loop = self._loop = asyncio.get_running_loop()
+        self._handshake = handshake
+        self._connection_options = {
+            "max_message_size": max_message_size,
+            "max_frame_size": max_frame_size,
+            "codec": codec,
+        }
+        # Replaced once the handshake tells whether messages are compressed.
+        self._conn = Connection(client=client, **self._connection_options)
+        self._handshaking = True
+        self._protocol = _Protocol(self)
+        self._transport = None
+        # A memoryview, not the bytearray: the TLS transport fills it in slices, and
+        # slicing a bytearray would copy.
+        self._view = memoryview(bytearray(_READ_SIZE)) if read_buffer is None else read_buffer
+        self._window = None  # the read buffer when it is a large payload's own place
+        self._opened = loop.create_future()  # the peer's half of the handshake arrived
+        self._closed = loop.create_future()
+        self._lost_reason: BaseException | None = None
+        self._close_timeout = close_timeout
+        self._abort_timer = None
+        self._time = loop.time
+        self._keepalive = Keepalive(ping_interval, ping_timeout, loop.time())
+        self._keepalive_timer = None
+
+        # Receiving: messages wait in _messages; _waiter wakes the coroutine that
+        # waits for one; _receiving is False once no more messages can arrive.
+        self._messages: collections.deque = collections.deque()
+        self._waiter = None
+        self._receiving = True
+        self._queued = 0  # bytes of queued messages, plus their overhead
+        self._high_water = math.inf if max_queued_bytes is None else max_queued_bytes
+        self._low_water = self._high_water / 4
+        self._reading_paused = False
+        self._on_message = on_message
+        self._callback_error: Exception | None = None  # what on_message raised
+
+        # Sending: _writing_paused while the transport's buffer is over its high-water
+        # mark; sends then wait in _drain_waiters.
+        self._send_timeout = send_timeout
+        self._writing_paused = False
+        self._drain_waiters: list = []
+        self._pings: list = []  # (payload, time sent, future) in sending order
+        # A ping and a pong written while the buffer was full: until it drains, later
+        # ones would only queue behind them.
+        self._unsent_ping: asyncio.Future | None = None
+        self._unsent_pong = False
+
+    # Properties --------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """Where the connection is: CONNECTING, OPEN, CLOSING or CLOSED."""
+        return State.CONNECTING if self._handshaking else self._conn.state
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol agreed in the handshake, or None."""
+        return self._handshake.subprotocol
+
+    @property
+    def deflate_params(self):
+        """The permessage-deflate parameters agreed in the handshake (a
+        :class:`~wsfast.deflate.DeflateParams`), or None when messages go uncompressed."""
+        return self._handshake.deflate_params
+
+    @property
+    def close_code(self) -> int | None:
+        """The code of the peer's close frame (1005 if it had none, 1006 for a dropped
+        connection); None while the connection is open."""
+        return self._conn.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        """The reason in the peer's close frame; None while the connection is open."""
+        return self._conn.close_reason
+
+    @property
+    def pending(self) -> int:
+        """How many received messages wait to be returned."""
+        return len(self._messages)
+
+    @property
+    def latency(self) -> float | None:
+        """Seconds the last keepalive ping took to be answered; None before the first pong
+        (or with keepalive off)."""
+        return self._keepalive.latency
+
+    @property
+    def local_address(self):
+        """This end's socket address, as ``socket.getsockname()`` returns it."""
+        return self._transport.get_extra_info("sockname")
+
+    @property
+    def remote_address(self):
+        """The peer's socket address, as ``socket.getpeername()`` returns it."""
+        return self._transport.get_extra_info("peername")
+
+    # Receiving ---------------------------------------------------------------------
+
+    async def recv(self, timeout: float | None = None):
+        """Return the next message: ``str`` for text, ``bytes`` for binary.
+
+        Waits at most ``timeout`` seconds (None: no limit), then raises TimeoutError.
+        Raises :class:`~wsfast.ConnectionClosed` once the connection has closed and every
+        message received before has been returned. Cancelling it loses no message.
+        """
+        messages = self._messages
+        if not messages:
+            await self._wait_for_messages(timeout)
+        message = messages.popleft()
+        self._queued -= len(message) + _MESSAGE_OVERHEAD
+        if self._reading_paused and self._queued <= self._low_water:
+            self._resume_reading()
+        return message
+
+    async def recv_many(self, timeout: float | None = None) -> list:
+        """Return every message received so far as a list, waiting only if there is none.
+
+        The fastest way to consume a high-rate feed. Timeout and closing work as for
+        :meth:`recv`.
+        """
+        messages = self._messages
+        if not messages:
+            await self._wait_for_messages(timeout)
+        batch = list(messages)
+        messages.clear()
+        self._queued = 0
+        if self._reading_paused:
+            self._resume_reading()
+        return batch
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        # recv() inlined: one coroutine per message instead of two.
+        messages = self._messages
+        if not messages:
+            try:
+                await self._wait_for_messages(None)
+            except ConnectionClosedOK:
+                raise StopAsyncIteration from None
+        message = messages.popleft()
+        self._queued -= len(message) + _MESSAGE_OVERHEAD
+        if self._reading_paused and self._queued <= self._low_water:
+            self._resume_reading()
+        return message
+
+    async def _wait_for_messages(self, timeout: float | None) -> None:
+        """Return once a message is queued; raise if none will ever come."""
+        if self._on_message is not None:
+            raise RuntimeError("messages go to on_message; await wait_closed() instead")
+        if not self._receiving:
+            self._fail_after_messages()
+            raise self._closed_exception()
+        if self._waiter is not None:
+            raise RuntimeError("another coroutine is already waiting for a message")
+        self._waiter = waiter = self._loop.create_future()
+        try:
+            if timeout is None:
+                await waiter  # without wait_for's wrapper: this is the hot path
+            else:
+                await wait_for(waiter, timeout)
+        finally:
+            self._waiter = None
+        if not self._messages:
+            raise self._closed_exception()
+
+    def _closed_exception(self):
+        exc = self._conn.closed_exception()
+        exc.__cause__ = self._conn.error or self._lost_reason
+        return exc
+
+    # Sending -----------------------------------------------------------------------
+
+    async def send(self, message, timeout=_SEND_TIMEOUT) -> None:
+        """Send a message: text for a ``str``, binary for any bytes-like object.
+
+        The frame goes whole to the transport at once; then, if the transport's write
+        buffer is full, this waits until it drains. ``timeout`` (by default the
+        connection's ``send_timeout``; None: no limit) bounds that wait: past it the
+        peer counts as gone, the connection is dropped and TimeoutError raised (part of
+        the message may have left). Cancelling the wait never leaves a partial frame.
+        Raises :class:`~wsfast.ConnectionClosed` once closing has begun.
+        """
+        self.send_nowait(message)
+        if self._writing_paused:
+            await self._drain(self._send_timeout if timeout is _SEND_TIMEOUT else timeout)
+
+    def send_nowait(self, message) -> None:
+        """Send a message as :meth:`send` does, without waiting: what the socket cannot
+        take yet waits in the transport's buffer, however much that is.
+
+        For plain functions such as an ``on_message`` callback; elsewhere prefer
+        ``await send()``, which lets a full buffer drain first.
+        """
+        conn = self._conn
+        if isinstance(message, str):
+            conn.send_text(message)
+        else:
+            conn.send_binary(message)
+        self._transport.write(conn.data_to_send())
+
+    def ping(self, payload=b"") -> asyncio.Future:
+        """Send a ping; return a future that resolves with the round-trip time in seconds
+        when the matching pong arrives (``latency = await ws.ping()``).
+
+        ``payload`` is at most 125 bytes (a ``str`` is sent as UTF-8). A pong answers
+        its own ping and every earlier one still waiting. While the peer reads nothing
+        (the transport's write buffer is full), one ping waits there and stands for the
+        later ones: they return its future instead of piling up.
+        """
+        payload = _control_payload(payload)
+        conn = self._conn
+        if self._unsent_ping is not None and conn.state is State.OPEN:
+            return self._unsent_ping
+        conn.send_ping(payload)
+        self._transport.write(conn.data_to_send())
+        waiter = self._loop.create_future()
+        self._pings.append((payload, self._time(), waiter))
+        if self._writing_paused:
+            self._unsent_ping = waiter
+        return waiter
+
+    def pong(self, payload=b"") -> None:
+        """Send an unsolicited pong (at most 125 bytes), e.g. as a heartbeat. While the
+        peer reads nothing, one pong waits in the transport and later ones are dropped."""
+        payload = _control_payload(payload)
+        conn = self._conn
+        if self._unsent_pong and conn.state is State.OPEN:
+            return
+        conn.send_pong(payload)
+        self._transport.write(conn.data_to_send())
+        self._unsent_pong = self._writing_paused
+
+    async def _drain(self, timeout: float | None) -> None:
+        """Wait until the transport's buffer drains; drop the connection after ``timeout``."""
+        waiter = self._loop.create_future()
+        self._drain_waiters.append(waiter)
+        if timeout is None:
+            await waiter
+            return
+        try:
+            await wait_for(waiter, timeout)
+        except TimeoutError:
+            self._abort("a send timed out: the peer takes no more")
+            raise TimeoutError("timed out sending; the connection was dropped") from None
+
+    def _resume_writing(self) -> None:
+        """The transport's buffer drained: send what waited, wake the senders."""
+        self._writing_paused = False
+        self._unsent_ping = None
+        self._unsent_pong = False
+        data = self._conn.data_to_send()  # the answers to pings that came meanwhile
+        if data:
+            self._transport.write(data)
+            if self._writing_paused:
+                return  # full again already
+        waiters = self._drain_waiters
+        self._drain_waiters = []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _flush(self) -> None:
+        """Hand what the Connection queued to the transport, even while it is full: only
+        for what is bounded (a close frame, a keepalive ping, the latest pongs)."""
+        data = self._conn.data_to_send()
+        if data:
+            self._transport.write(data)
+
+    # Closing -----------------------------------------------------------------------
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection with ``code`` and ``reason`` (cut to 123 UTF-8 bytes).
+
+        Sends a close frame, then waits for the peer's close frame and for TCP to end, as
+        RFC 6455 asks, but never longer than ``close_timeout`` seconds: past that, or if
+        this is cancelled, the connection is dropped. That holds whatever the peer does
+        (it may read nothing) and while other coroutines are stuck in :meth:`send`
+        (they then raise :class:`~wsfast.ConnectionClosed`). Messages that arrived before
+        the peer's close frame can still be received. Closing a closed connection does
+        nothing. Raises ValueError for a code that may not be sent (see
+        :func:`wsfast.is_valid_close_code`).
+        """
+        self._start_close(code, reason)
+        try:
+            await asyncio.shield(self._closed)
+        except asyncio.CancelledError:
+            if not self._closed.done():
+                self._abort("closing was cancelled")
+            raise
+
+    def _start_close(self, code: int, reason: str) -> None:
+        """Send a close frame unless one was sent, and drop the connection if it is not
+        closed within close_timeout; without waiting."""
+        conn = self._conn
+        if conn.state is State.OPEN and not self._handshaking:
+            logger.debug("closing with %s %r", code, reason)
+            conn.send_close(code, reason)  # after a protocol violation, with its code
+            self._flush()
+            if conn.close_transport:
+                self._transport.close()
+        # The peer's close frame may be behind unread messages: read on regardless.
+        self._high_water = math.inf
+        if self._reading_paused:
+            self._resume_reading()
+        self._drop_after_close_timeout()
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection has closed (the peer ended TCP, or it dropped).
+
+        Raises the exception an ``on_message`` callback raised, if one did: that
+        exception closed the connection with 1011 (internal error).
+        """
+        await asyncio.shield(self._closed)
+        if self._callback_error is not None:
+            raise self._callback_error
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.close()
+
+    def _drop_after_close_timeout(self) -> None:
+        """Give the peer close_timeout to end TCP, then drop the connection."""
+        if self._abort_timer is None and self._close_timeout is not None and not self._closed.done():
+            self._abort_timer = self._loop.call_later(
+                self._close_timeout, self._abort, "the peer did not finish the close handshake in time"
+            )
+
+    def _abort(self, why: str) -> None:
+        """Drop the connection now; connection_lost follows."""
+        if self._closed.done():
+            return
+        logger.debug("dropping the connection: %s", why)
+        self._conn.receive_eof()  # sending stops here, not once connection_lost comes
+        reset(self._transport)
+
+    def _fail_keepalive(self) -> None:
+        """The peer sent nothing for ping_timeout seconds after a ping: try to tell it
+        with 1011, and drop it."""
+        conn = self._conn
+        if conn.state is State.OPEN:
+            conn.send_close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+            self._flush()
+        self._abort("keepalive ping timeout")
+
+    # Keepalive ---------------------------------------------------------------------
+
+    def _schedule_keepalive(self) -> None:
+        deadline = self._keepalive.deadline
+        if deadline != math.inf:
+            self._keepalive_timer = self._loop.call_at(deadline, self._keepalive_due)
+
+    def _keepalive_due(self) -> None:
+        """The keepalive's deadline came: ping, or give up on a peer that went silent."""
+        self._keepalive_timer = None
+        keepalive = self._keepalive
+        now = self._time()
+        if self._reading_paused:
+            keepalive.received(now)  # unread messages wait: the peer's silence proves nothing
+        if keepalive.expired(now):
+            self._fail_keepalive()
+            return
+        payload = keepalive.ping_due(now)
+        conn = self._conn
+        if payload is not None and conn.state is State.OPEN:
+            conn.send_ping(payload)
+            self._flush()  # even to a full buffer: one ping at a time waits for a pong
+        self._schedule_keepalive()
+
+    # Transport callbacks -----------------------------------------------------------
+
+    def _connection_made(self, transport) -> None:
+        self._transport = transport
+
+    def _read_buffer(self, sizehint: int) -> memoryview:
+        """Where the transport reads next: straight into a large payload arriving (the
+        codec's payload window, which saves copying it), else the read buffer."""
+        self._window = None  # a window not filled must go before the next one is made
+        if not self._handshaking:
+            window = self._conn.payload_window()
+            if window is not None:
+                self._window = window
+                return window
+        return self._view
+
+    def _data_received(self, nbytes: int) -> None:
+        self._keepalive.received(self._time())
+        window = self._window
+        if window is not None:
+            self._window = None
+            self._process(window[:nbytes])
+            return
+        view = self._view
+        if self._handshaking:
+            self._handshake_received(bytes(view[:nbytes]))
+        else:
+            self._process(view[:nbytes])
+        if nbytes == len(view) and nbytes < _MAX_READ_SIZE:
+            self._view = memoryview(bytearray(2 * nbytes))
+
+    def _handshake_received(self, data: bytes) -> None:
+        """Bytes of the peer's half of the opening handshake (the role decides)."""
+        raise NotImplementedError
+
+    def _handshake_lost(self, exc: BaseException | None) -> BaseException:
+        """Why the handshake failed, when TCP ended in its middle."""
+        error = ConnectionResetError("the connection closed during the opening handshake")
+        error.__cause__ = exc
+        return error
+
+    def _handshake_done(self, connection: Connection, leftover: bytes) -> None:
+        """The handshake succeeded: from now on, bytes are frames for ``connection``
+        (the first ones may have come with the handshake: ``leftover``)."""
+        self._conn = connection
+        self._handshaking = False
+        self._schedule_keepalive()
+        if leftover:
+            self._process(leftover)
+
+    def _process(self, data) -> None:
+        """Feed received bytes to the Connection and act on what it returns."""
+        events = self._conn.receive_data(data)
+        if events:
+            if self._on_message is None:
+                self._queue(events)
+            else:
+                self._deliver(events)
+        self._after_receiving()
+
+    def _queue(self, events: list) -> None:
+        if self._conn.last_controls:
+            events = self._messages_only(events)
+        self._messages.extend(events)
+        self._queued += sum(map(len, events)) + _MESSAGE_OVERHEAD * len(events)
+        if self._queued > self._high_water and not self._reading_paused:
+            self._transport.pause_reading()
+            self._reading_paused = True
+        if self._messages:
+            self._wake_receiver()
+
+    def _deliver(self, events: list) -> None:
+        """Hand each message to on_message; a callback that raises closes with 1011."""
+        if self._conn.last_controls:
+            events = self._messages_only(events)
+        on_message = self._on_message
+        remaining = iter(events)  # where to go on from after a callback raised
+        while self._callback_error is None:
+            try:
+                for event in remaining:
+                    on_message(self, event)
+                return
+            except Exception as exc:
+                if not (isinstance(exc, ConnectionClosed) and self._conn.state is not State.OPEN):
+                    self._callback_failed(exc)
+                # else it answered a message that came just before the close: go on
+
+    def _messages_only(self, events: list) -> list:
+        """The messages among ``events``; pongs go to the ping waiters, and the other
+        control events were handled by the Connection."""
+        messages = []
+        for event in events:
+            kind = type(event)
+            if kind is Pong:
+                self._pong_received(event.payload)
+            elif kind is not Ping and kind is not Close:
+                messages.append(event)
+        return messages
+
+    def _callback_failed(self, exc: Exception) -> None:
+        logger.error("on_message raised; closing with 1011", exc_info=exc)
+        self._callback_error = exc
+        conn = self._conn
+        if conn.state is State.OPEN:
+            conn.send_close(CloseCode.INTERNAL_ERROR, "")
+            self._flush()
+        self._drop_after_close_timeout()
+
+    def _wake_receiver(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _after_receiving(self) -> None:
+        """Send automatic replies unless the peer reads nothing, and act when it closed
+        or broke the protocol."""
+        conn = self._conn
+        if conn.error is not None:
+            self._fail_after_messages()
+        if not self._writing_paused:
+            data = conn.data_to_send()
+            if data:
+                self._transport.write(data)
+        if self._receiving and (conn.close_code is not None or conn.error is not None):
+            self._receiving = False
+            self._wake_receiver()
+            self._flush()  # the close frame: the last thing to send
+            # Either we failed the connection, or the close handshake is complete and the
+            # server should now close TCP: in both cases, give it close_timeout to go.
+            if conn.close_transport:
+                self._transport.close()
+            self._drop_after_close_timeout()
+
+    def _fail_after_messages(self) -> None:
+        """The peer broke the protocol: once every message received before that is
+        handed out (and could be answered), send the close frame that says so."""
+        conn = self._conn
+        if conn.error is not None and not conn.close_transport and not self._messages:
+            conn.fail()
+            self._flush()
+            self._transport.close()
+
+    def _pong_received(self, payload: bytes) -> None:
+        now = self._time()
+        if self._keepalive.pong_received(payload, now):
+            return
+        pings = self._pings
+        for index, (data, _, _) in enumerate(pings):
+            if data == payload:
+                for _, sent, waiter in pings[: index + 1]:
+                    if not waiter.done():
+                        waiter.set_result(now - sent)
+                del pings[: index + 1]
+                return
+
+    def _resume_reading(self) -> None:
+        self._reading_paused = False
+        self._transport.resume_reading()
+
+    def _connection_lost(self, exc: BaseException | None) -> None:
+        if self._closed.done():
+            return  # a failed TLS handshake may end here twice
+        self._lost_reason = exc
+        for timer in (self._abort_timer, self._keepalive_timer):
+            if timer is not None:
+                timer.cancel()
+        if not self._opened.done():
+            self._opened.set_exception(self._handshake_lost(exc))
+            self._opened.exception()  # whoever waited for it may be gone: no warning
+        self._conn.receive_eof()
+        self._receiving = False
+        self._closed.set_result(None)
+        self._wake_receiver()
+        closed = self._closed_exception()
+        for waiter in self._drain_waiters:
+            if not waiter.done():
+                waiter.set_exception(closed)
+        self._drain_waiters = []
+        for _, _, waiter in self._pings:
+            if not waiter.done():
+                waiter.set_exception(closed)
+                waiter.exception()  # a ping nobody awaits must not log an error
+        self._pings.clear()
+        self._unsent_ping = None
+
+
+def _control_payload(payload) -> bytes:
+    """A ping or pong payload as bytes (a str as UTF-8); ValueError past 125 bytes."""
+    payload = payload.encode("utf-8") if isinstance(payload, str) else bytes(memoryview(payload))
+    if len(payload) > 125:
+        raise ValueError("ping and pong payloads are limited to 125 bytes")
+    return payload
+
+
+async def wait_for(awaitable, timeout: float | None):
+    """Await ``awaitable`` for at most ``timeout`` seconds (None: no limit).
+
+    Raises the built-in TimeoutError, which asyncio's is not before Python 3.11.
+    """
+    try:
+        return await asyncio.wait_for(awaitable, timeout)
+    except asyncio.TimeoutError:
+        raise TimeoutError from None
+
+
+def reset(transport) -> None:
+    """Abort ``transport`` with a TCP reset: what the peer did not take is dropped, not
+    kept by the kernel for a peer that may never read it."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        except (OSError, ValueError):
+            pass  # already gone (uvloop says ValueError)
+    transport.abort()
+
+
+def set_nodelay(transport, enabled: bool) -> None:
+    """Turn Nagle's algorithm off (``enabled``) or on for a TCP transport."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(enabled))
