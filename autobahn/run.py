@@ -2,10 +2,10 @@
 
     python autobahn/run.py [--cases '1.*' ...] [--exclude '9.*' ...] [--deflate]
                            [--client blocking|asyncio ...] [--server threaded|asyncio ...]
-                           [--offer NAME ...] [--outdir DIR] [--require-compiled]
+                           [--offer NAME ...] [--outdir DIR] [--require-compiled] [--jobs N]
 
-Every pairing of an agent with a codec twin is one run, e.g. ``wsfast-asyncio-c``, and all
-of them run side by side:
+Every pairing of an agent with a codec twin is one run, e.g. ``wsfast-asyncio-c``, and
+``--jobs`` of them (twice the CPUs) run side by side:
 
 - a client (``CLIENTS``) gets its own kosoku fuzzing server (``kosoku -m fuzzingserver``)
   and an echo client process that connects to it case after case;
@@ -95,7 +95,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--case-timeout", type=float, default=20.0, metavar="SECONDS",
                         help="abandon a client case that runs longer (default: 20)")
     parser.add_argument("--run-timeout", type=float, default=600.0, metavar="SECONDS",
-                        help="kill the whole run after this long (default: 600)")
+                        help="kill an agent's run after this long (default: 600)")
+    parser.add_argument("--jobs", type=int, default=max(2, 2 * (os.cpu_count() or 1)), metavar="N",
+                        help="agent runs at once (default: twice the CPUs)")
     args = parser.parse_args()
     if not args.clients and not args.servers:
         args.clients, args.servers = list(CLIENTS), list(SERVERS)
@@ -216,6 +218,7 @@ class ClientRun(AgentRun):
         self.case_count: int | None = None
 
     def start(self, args: argparse.Namespace, selection: list[str]) -> None:
+        self.started = time.monotonic()
         port = free_port()
         self.listener = subprocess.Popen(
             kosoku_command() + ["-m", "fuzzingserver", f"127.0.0.1:{port}", "-o", str(self.outdir), *selection],
@@ -279,6 +282,7 @@ class ServerRun(AgentRun):
         super().__init__(f"{prefix}-{impl}", impl, outdir)
 
     def start(self, args: argparse.Namespace, selection: list[str]) -> None:
+        self.started = time.monotonic()
         port = free_port()
         self.listener = subprocess.Popen(
             [sys.executable, str(self.echo_server), str(port), self.agent],
@@ -367,17 +371,21 @@ def main() -> int:
             return 1
 
     started = time.monotonic()
-    deadline = started + args.run_timeout
     runs: list[AgentRun] = []
     try:
         runs += [ClientRun(client, impl, offer, args.outdir)
                  for client in args.clients or [] for offer in args.offers for impl in impls]
         runs += [ServerRun(server, impl, args.outdir) for server in args.servers or [] for impl in impls]
-        for run in runs:
-            run.start(args, selection)
-        while any([run.running(time.monotonic()) for run in runs]):
-            if time.monotonic() > deadline:
-                break
+        # At most --jobs runs at once: on a loaded machine, a fuzzing peer starved of CPU
+        # for a second counts a close as unclean.
+        waiting, active = list(runs), []
+        while waiting or active:
+            now = time.monotonic()
+            active = [run for run in active if run.running(now) and now - run.started < args.run_timeout]
+            while waiting and len(active) < args.jobs:
+                run = waiting.pop(0)
+                run.start(args, selection)
+                active.append(run)
             time.sleep(0.1)
     except RuntimeError as exc:
         print(f"error: {exc}")

@@ -5,7 +5,9 @@
 Masking runs in C kernels chosen for the CPU at import. Frames are parsed straight
 from the caller's buffer; a payload that arrives in pieces is copied (and unmasked)
 piece by piece into the ``bytes`` object the frame will carry. Compressed messages
-are inflated with zlib's C API straight into the object they come out as.
+are inflated with zlib's C API straight into the object they come out as. In
+``feed_batch`` whole messages are copied (and unmasked) straight from the caller's
+buffer into the one a batch of them shares.
 """
 
 cimport cython
@@ -17,12 +19,18 @@ from cpython.buffer cimport (
     PyObject_CheckBuffer,
     PyObject_GetBuffer,
 )
-from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
+from cpython.bytearray cimport (
+    PyByteArray_AS_STRING,
+    PyByteArray_FromStringAndSize,
+    PyByteArray_GET_SIZE,
+    PyByteArray_Resize,
+)
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_RawCalloc, PyMem_RawFree
 from cpython.object cimport PyObject
-from libc.stdint cimport INT64_MAX, uint64_t
-from libc.string cimport memcpy
+from cpython.tuple cimport PyTuple_GET_ITEM
+from libc.stdint cimport INT64_MAX, int64_t, uint64_t
+from libc.string cimport memcpy, memset
 
 from kernels cimport (
     WSFAST_BAD_MASK,
@@ -41,13 +49,24 @@ from kernels cimport (
     wsfast_parse_header,
 )
 
+import collections
 import math
 from operator import index
 
+from wsfast.batch import DEFAULT_MAX_BYTES, Batch
 from wsfast.enums import Opcode
 from wsfast.exceptions import InvalidUTF8, PayloadTooBig, ProtocolError
 
-__all__ = ["DEFAULT_MAX_SIZE", "Frame", "FrameParser", "Inflater", "encode_frame", "mask", "mask_inplace"]
+__all__ = [
+    "DEFAULT_MAX_SIZE",
+    "BatchBuilder",
+    "Frame",
+    "FrameParser",
+    "Inflater",
+    "encode_frame",
+    "mask",
+    "mask_inplace",
+]
 
 DEFAULT_MAX_SIZE = 64 * 1024 * 1024
 
@@ -113,6 +132,12 @@ cdef enum:
     INFLATE_ROOM_MAX = 1024 * 1024
     TEXT_ROOM_KEPT = 64 * 1024  # inflated text goes through a buffer that is kept up to this size
     ZLIB_STEP = 1 << 30  # zlib counts bytes in uInt: hand it at most this many at once
+    BATCH_FIRST_ROOM = 4096  # least room a batch's payloads start with
+    BATCH_BYTES_PER_OFFSET = 64  # a batch's offsets start with room for one per this many bytes
+    # A batch's buffers are kept for reuse unless they hold more than this (or than the
+    # batch's size) unused; and those of this many batches at most.
+    RECYCLE_SLACK = 64 * 1024
+    SPARES_KEPT = 2
 
 # Limit used for max_size=None: no frame length can exceed it.
 cdef uint64_t NO_LIMIT = INT64_MAX
@@ -652,6 +677,320 @@ cdef class _PayloadWindow:
         PyBuffer_FillInfo(view, self, self._start, self._len, 0, flags)
 
 
+# --- batches ---------------------------------------------------------------------------
+
+cdef inline bint _ascii16(const unsigned char *p) noexcept nogil:
+    """True when the 16 bytes at ``p`` are all ASCII."""
+    cdef uint64_t a, b
+    memcpy(&a, p, 8)
+    memcpy(&b, p + 8, 8)
+    return (a | b) & 0x8080808080808080ULL == 0
+
+
+cdef bint _utf8_valid(const unsigned char *s, Py_ssize_t n) noexcept nogil:
+    """True when the ``n`` bytes at ``s`` are valid UTF-8 (RFC 3629: no overlong forms,
+    no surrogates, nothing past U+10FFFF), as Python's strict decoder decides."""
+    cdef Py_ssize_t i = 0
+    cdef unsigned char c, d
+    while True:
+        while i + 16 <= n and _ascii16(s + i):  # ASCII runs, 16 bytes at a time
+            i += 16
+        if i == n:
+            return True
+        if i + 16 > n and n >= 16 and _ascii16(s + n - 16):
+            return True  # a short ASCII tail, checked in one step that overlaps the last
+        c = s[i]
+        if c < 0x80:
+            i += 1
+        elif c < 0xC2:  # a continuation byte, or the start of an overlong form
+            return False
+        elif c < 0xE0:
+            if i + 1 >= n or s[i + 1] & 0xC0 != 0x80:
+                return False
+            i += 2
+        elif c < 0xF0:
+            if i + 2 >= n:
+                return False
+            d = s[i + 1]
+            if c == 0xE0:
+                if d < 0xA0 or d > 0xBF:
+                    return False
+            elif c == 0xED:  # ED A0..BF would be a surrogate
+                if d < 0x80 or d > 0x9F:
+                    return False
+            elif d & 0xC0 != 0x80:
+                return False
+            if s[i + 2] & 0xC0 != 0x80:
+                return False
+            i += 3
+        elif c < 0xF5:
+            if i + 3 >= n:
+                return False
+            d = s[i + 1]
+            if c == 0xF0:
+                if d < 0x90 or d > 0xBF:
+                    return False
+            elif c == 0xF4:  # past F4 8F lies U+110000
+                if d < 0x80 or d > 0x8F:
+                    return False
+            elif d & 0xC0 != 0x80:
+                return False
+            if s[i + 2] & 0xC0 != 0x80 or s[i + 3] & 0xC0 != 0x80:
+                return False
+            i += 4
+        else:
+            return False
+
+
+cdef int _check_utf8(const unsigned char *s, Py_ssize_t n) except -1:
+    """Raise UnicodeDecodeError, as Python's decoder words it, unless the bytes are UTF-8."""
+    if not _utf8_valid(s, n):
+        _decode_utf8(<const char *>s, n, NULL)  # raises, saying where and why
+        raise UnicodeDecodeError("utf-8", b"", 0, 0, "invalid UTF-8")  # never reached
+    return 0
+
+
+def _is_utf8(data):
+    """True when ``data`` (any bytes-like) is valid UTF-8: the check text messages get
+    in a batch (for the test suite, which compares it with Python's decoder)."""
+    cdef Py_buffer view
+    _get_bytes(data, &view)
+    try:
+        return _utf8_valid(<const unsigned char *>view.buf, view.len)
+    finally:
+        PyBuffer_Release(&view)
+
+
+cdef Py_ssize_t _max_bytes_of(object value) except -1:
+    value = index(value)
+    if value < 1:
+        raise ValueError(f"max_bytes must be >= 1, not {value}")
+    return min(value, PY_SSIZE_T_MAX)
+
+
+cdef bytes _offsets_pair(Py_ssize_t length):
+    """The int64 offsets of a batch of one message of ``length`` bytes."""
+    cdef int64_t pair[2]
+    pair[0] = 0
+    pair[1] = length
+    return PyBytes_FromStringAndSize(<const char *>pair, sizeof(pair))
+
+
+cdef inline bint _unseen(tuple buffers):
+    """True when nothing but ``buffers`` (a batch's three bytearrays, kept for reuse)
+    refers to them any more: no batch, view or array shows their memory."""
+    return (Py_REFCNT(PyTuple_GET_ITEM(buffers, 0)) == 1 and Py_REFCNT(PyTuple_GET_ITEM(buffers, 1)) == 1
+            and Py_REFCNT(PyTuple_GET_ITEM(buffers, 2)) == 1)
+
+
+@cython.final
+@cython.auto_pickle(False)
+cdef class BatchBuilder:
+    """Collects messages into :class:`~wsfast.batch.Batch` objects of at most
+    ``max_bytes`` payload bytes each (a longer message alone in its own).
+
+    :meth:`FrameParser.feed_batch` fills it as it parses; :meth:`append` adds a message
+    by hand. :meth:`take` hands the batches out, oldest first. ``len(builder)`` counts
+    the messages it holds and :attr:`nbytes` their payload bytes.
+    """
+
+    cdef Py_ssize_t _max_bytes
+    cdef object _sealed  # a deque of complete batches, oldest first
+    cdef Py_ssize_t _sealed_count
+    cdef Py_ssize_t _sealed_bytes
+    # The batch being filled (None between batches): the payloads back to back, the
+    # int64 offsets (offsets[0] is 0), one text flag per message. Each buffer is a
+    # bytearray at least as large as its content, which grows as needed.
+    cdef bytearray _data
+    cdef bytearray _offsets
+    cdef bytearray _flags
+    cdef Py_ssize_t _count
+    cdef Py_ssize_t _filled
+    cdef Py_ssize_t _texts
+    cdef Py_ssize_t _size  # the length of every message so far, -1 once two differ
+    # Where those buffers' memory is now, and how much of it there is: room for
+    # _capacity payload bytes and for _slots messages.
+    cdef unsigned char *_out
+    cdef char *_ends
+    cdef unsigned char *_text_flags
+    cdef Py_ssize_t _capacity
+    cdef Py_ssize_t _slots
+    # The buffers of the last batches handed out, as (data, offsets, flags): a new
+    # batch reuses those its consumer dropped. Fresh memory costs the kernel a page
+    # fault per 4 KiB, more than copying the messages into it does.
+    cdef list _spares
+
+    def __cinit__(self):
+        self._sealed = collections.deque()
+        self._spares = []
+
+    def __init__(self, max_bytes=DEFAULT_MAX_BYTES):
+        self._max_bytes = _max_bytes_of(max_bytes)
+
+    @property
+    def max_bytes(self):
+        """The payload bytes a batch holds at most; a change applies to batches begun later."""
+        return self._max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, value):
+        self._max_bytes = _max_bytes_of(value)
+
+    @property
+    def nbytes(self):
+        """The payload bytes of the messages held."""
+        return self._sealed_bytes + self._filled
+
+    def __len__(self):
+        return self._sealed_count + self._count
+
+    def append(self, message):
+        """Add a message: ``str`` for text, any bytes-like object for binary."""
+        if isinstance(message, str):
+            self._add_bytes((<str>message).encode("utf-8"), True)
+        else:
+            self._add_bytes(_bytes_of(message), False)
+
+    def take(self, max_bytes=None):
+        """The oldest batch held (the one being filled, once it is the only one), or None.
+
+        With ``max_bytes`` (less than the batches were filled with, say) a larger batch
+        is split first: what is returned holds at most that many payload bytes, or one
+        message.
+        """
+        if max_bytes is not None:
+            max_bytes = _max_bytes_of(max_bytes)
+        if not self._sealed:
+            if not self._count:
+                return None
+            self._seal()
+        batch = self._sealed.popleft()
+        if max_bytes is not None and batch.nbytes > max_bytes and len(batch) > 1:
+            pieces = batch._split(max_bytes)
+            batch = pieces[0]
+            self._sealed.extendleft(reversed(pieces[1:]))
+        self._sealed_count -= len(batch)
+        self._sealed_bytes -= batch.nbytes
+        return batch
+
+    def __repr__(self):
+        return f"<BatchBuilder {len(self)} messages, {self.nbytes} bytes>"
+
+    cdef int _add_bytes(self, bytes payload, bint text) except -1:
+        """Add a complete message whose payload is an object already (valid UTF-8 for
+        text). One that alone fills a batch becomes its batch without a copy."""
+        cdef Py_ssize_t length = PyBytes_GET_SIZE(payload)
+        cdef unsigned char *dst
+        if length >= self._max_bytes:
+            if self._count:
+                self._seal()
+            self._sealed.append(Batch._adopt(payload, _offsets_pair(length), b"\x01" if text else b"\x00",
+                                             1 if text else 0, length))
+            self._sealed_count += 1
+            self._sealed_bytes += length
+            return 0
+        dst = self._room(length, length)
+        if length:
+            memcpy(dst, PyBytes_AS_STRING(payload), length)
+        self._commit(length, text)
+        return 0
+
+    cdef inline unsigned char *_room(self, Py_ssize_t length, Py_ssize_t hint) except NULL:
+        """Where the next message's ``length`` payload bytes go: into the batch being
+        filled, sealed first when they would not fit in it. ``hint`` is how many bytes
+        are likely to follow (what a read brought), to start a batch that large."""
+        cdef Py_ssize_t filled = self._filled
+        if (filled + length <= self._capacity and self._count < self._slots
+                and (length <= self._max_bytes - filled or not self._count)):
+            return self._out + filled  # the usual case: room in the batch being filled
+        return self._make_room(length, hint)
+
+    cdef unsigned char *_make_room(self, Py_ssize_t length, Py_ssize_t hint) except NULL:
+        cdef Py_ssize_t need, size
+        if self._count and length > self._max_bytes - self._filled:
+            self._seal()
+        need = self._filled + length
+        if self._data is None:
+            self._start(max(need, min(self._max_bytes, max(hint, <Py_ssize_t>BATCH_FIRST_ROOM))))
+        size = PyByteArray_GET_SIZE(self._data)
+        if need > size:
+            # Doubling (within max_bytes, unless one message needs more) keeps it linear.
+            PyByteArray_Resize(self._data, max(need, min(2 * size, self._max_bytes)))
+        size = PyByteArray_GET_SIZE(self._offsets)
+        if 8 * (self._count + 2) > size:
+            PyByteArray_Resize(self._offsets, 2 * size)
+        size = PyByteArray_GET_SIZE(self._flags)
+        if self._count + 1 > size:
+            PyByteArray_Resize(self._flags, 2 * size)
+        self._out = <unsigned char *>PyByteArray_AS_STRING(self._data)
+        self._capacity = PyByteArray_GET_SIZE(self._data)
+        self._ends = <char *>PyByteArray_AS_STRING(self._offsets)
+        self._text_flags = <unsigned char *>PyByteArray_AS_STRING(self._flags)
+        self._slots = min(PyByteArray_GET_SIZE(self._offsets) // 8 - 1, PyByteArray_GET_SIZE(self._flags))
+        return self._out + self._filled
+
+    cdef int _start(self, Py_ssize_t capacity) except -1:
+        """Begin a batch with room for ``capacity`` payload bytes: in the buffers of an
+        earlier batch that nothing shows any more, else in new ones."""
+        cdef Py_ssize_t i
+        cdef tuple spare
+        for i in range(len(self._spares)):
+            spare = <tuple>self._spares[i]
+            if _unseen(spare):
+                del self._spares[i]
+                self._data, self._offsets, self._flags = spare
+                if PyByteArray_GET_SIZE(self._data) < capacity:
+                    PyByteArray_Resize(self._data, capacity)
+                break
+        else:
+            self._data = PyByteArray_FromStringAndSize(NULL, capacity)
+            self._offsets = PyByteArray_FromStringAndSize(NULL, 8 * (capacity // BATCH_BYTES_PER_OFFSET + 2))
+            self._flags = PyByteArray_FromStringAndSize(NULL, capacity // BATCH_BYTES_PER_OFFSET + 1)
+        memset(PyByteArray_AS_STRING(self._offsets), 0, 8)
+        return 0
+
+    cdef inline void _commit(self, Py_ssize_t length, bint text) noexcept:
+        """Count the message whose payload was just written where _room() said."""
+        cdef int64_t end
+        if self._count == 0:
+            self._size = length
+        elif self._size != length:
+            self._size = -1
+        self._filled += length
+        self._text_flags[self._count] = text
+        self._count += 1
+        end = self._filled
+        memcpy(self._ends + 8 * self._count, &end, 8)
+        self._texts += text
+
+    cdef int _seal(self) except -1:
+        """Close the batch being filled (which holds a message) and queue it."""
+        cdef Py_ssize_t filled = self._filled
+        cdef Py_ssize_t count = self._count
+        # Buffers mostly empty are cut to size instead of being kept for reuse: a
+        # small batch someone keeps must not hold on to a large buffer.
+        cdef bint kept = PyByteArray_GET_SIZE(self._data) - filled <= max(filled, <Py_ssize_t>RECYCLE_SLACK)
+        if not kept:
+            PyByteArray_Resize(self._data, filled)
+            PyByteArray_Resize(self._offsets, 8 * (count + 1))
+            PyByteArray_Resize(self._flags, count)
+        batch = Batch._adopt(memoryview(self._data)[:filled], memoryview(self._offsets)[:8 * (count + 1)],
+                             memoryview(self._flags)[:count], self._texts, self._size)
+        self._sealed.append(batch)
+        self._sealed_count += count
+        self._sealed_bytes += filled
+        if kept:
+            self._spares.append((self._data, self._offsets, self._flags))
+            if len(self._spares) > SPARES_KEPT:
+                del self._spares[0]
+        self._data = self._offsets = self._flags = None
+        self._count = self._filled = self._texts = self._size = 0
+        self._out = self._text_flags = NULL
+        self._ends = NULL
+        self._capacity = self._slots = 0
+        return 0
+
+
 _NO_MEMORY = "not enough memory for the frames received"
 
 
@@ -712,6 +1051,9 @@ cdef class FrameParser:
     # In feed_messages(): whole unfragmented messages are delivered as bytes or str.
     cdef bint _messages
     cdef readonly Py_ssize_t last_frame_count
+    # In feed_batch(): whole messages go into this builder, until the call's first Frame.
+    cdef BatchBuilder _batch
+    cdef readonly Py_ssize_t last_batch_count
     # With an inflater: whole compressed messages are inflated here in this call, and a
     # fragmented message is open (it blocks that).
     cdef bint _inline
@@ -748,7 +1090,7 @@ cdef class FrameParser:
 
     def feed(self, data):
         """Parse ``data`` (any bytes-like) and return the frames it completed, in order."""
-        return self._feed(data, False)
+        return self._feed(data, False, None)
 
     def payload_window(self):
         """A writable memoryview where the next bytes of a large payload now arriving
@@ -821,9 +1163,22 @@ cdef class FrameParser:
         as a :class:`Frame`; :attr:`last_frame_count` tells how many did. Text that is not
         valid UTF-8 raises :class:`InvalidUTF8` like any other violation.
         """
-        return self._feed(data, True)
+        return self._feed(data, True, None)
 
-    cdef list _feed(self, object data, bint messages):
+    def feed_batch(self, data, BatchBuilder batch not None):
+        """Like :meth:`feed_messages`, but add the messages to ``batch`` (a
+        :class:`BatchBuilder`) instead of returning them, each message's payload
+        copied once, straight from ``data`` (unmasked on the way).
+
+        Until the first :class:`Frame` of this call, which ends that fast path: that
+        frame and everything after it come back as :meth:`feed_messages` returns them,
+        in order, for the caller to handle (and to add the messages among them to the
+        batch). The messages added before a violation stay in ``batch``;
+        :attr:`last_batch_count` tells how many this call added.
+        """
+        return self._feed(data, True, batch)
+
+    cdef list _feed(self, object data, bint messages, BatchBuilder batch=None):
         cdef Py_buffer view
         cdef list frames = []
         if self._error is not None:
@@ -831,7 +1186,9 @@ cdef class FrameParser:
         _get_bytes(data, &view)  # a bad argument changes nothing
         self._messages = messages
         self._inline = messages and self.inflater is not None and not self._open
+        self._batch = batch
         self.last_frame_count = 0
+        self.last_batch_count = 0
         try:
             if view.len:  # an empty buffer may have no memory at all
                 self._parse(<const unsigned char *>view.buf, view.len, frames)
@@ -842,6 +1199,7 @@ cdef class FrameParser:
             self._fail(ProtocolError("parsing was interrupted", 1011), frames)
             raise
         finally:
+            self._batch = None
             PyBuffer_Release(&view)
         return frames
 
@@ -888,6 +1246,10 @@ cdef class FrameParser:
             self._head_len = 0
             pos += self._start_payload(&h, buf + pos, n - pos, frames)
         while pos < n:
+            if self._batch is not None:
+                pos = self._batch_run(buf, pos, n)
+                if pos == n:
+                    break
             status = wsfast_parse_header(buf + pos, n - pos, self._rsv_bits, self._masked,
                                          self._limit, &h)
             if status == WSFAST_HEADER_INCOMPLETE:
@@ -901,6 +1263,50 @@ cdef class FrameParser:
             pos += self._start_payload(&h, buf + pos, n - pos, frames)
         return 0
 
+    cdef Py_ssize_t _batch_run(self, const unsigned char *buf, Py_ssize_t pos, Py_ssize_t n) except -1:
+        """Add the whole single-frame messages from ``pos`` on straight to the batch, as
+        long as their headers are short (7 or 16-bit lengths): feed_batch's hot loop,
+        which reads those headers itself. Return where it stopped: at the end, or at a
+        frame for the general path (another kind, incomplete, or one to reject)."""
+        cdef BatchBuilder batch = self._batch
+        cdef unsigned char mask_bit = 0x80 if self._masked else 0
+        cdef unsigned char first
+        cdef Py_ssize_t length, start
+        cdef const unsigned char *key
+        cdef unsigned char *dst
+        while n - pos >= 2:
+            first = buf[pos]
+            # 0x82 and 0x81: FIN, no reserved bits, binary or text.
+            if (first != 0x82 and first != 0x81) or buf[pos + 1] & 0x80 != mask_bit:
+                break
+            length = buf[pos + 1] & 0x7F
+            start = pos + 2
+            if length == 126:
+                if n - pos < 4:
+                    break
+                length = (buf[pos + 2] << 8) | buf[pos + 3]
+                start = pos + 4
+            elif length == 127:
+                break
+            if <uint64_t>length > self._limit:
+                break
+            key = buf + start
+            if mask_bit:
+                start += 4
+            if n - start < length:
+                break
+            dst = batch._room(length, n - start)
+            if mask_bit:
+                wsfast_mask(dst, buf + start, length, key, 0)
+            else:
+                memcpy(dst, buf + start, length)
+            if first == 0x81:
+                _check_utf8(dst, length)
+            batch._commit(length, first == 0x81)
+            self.last_batch_count += 1
+            pos = start + length
+        return pos
+
     cdef Py_ssize_t _start_payload(self, const wsfast_header *h, const unsigned char *src,
                                    Py_ssize_t avail, list frames) except -1:
         """Deliver the frame of header ``h`` if its payload is all in ``src``, else
@@ -911,8 +1317,13 @@ cdef class FrameParser:
             raise PayloadTooBig(f"frame of {h.length} bytes exceeds the addressable memory")
         length = <Py_ssize_t>h.length
         if avail >= length:
+            if self._batch is not None and self._is_message(h):
+                self._copy_to_batch(h, src, length, avail)
+                return length
             if self._inflates(h):
-                frames.append(self._inflate_masked(h, src, length) if self._masked else self._inflated(h, src, length))
+                message = self._inflate_masked(h, src, length) if self._masked else self._inflated(h, src, length)
+                if message is not None:
+                    frames.append(message)
                 return length
             if h.opcode == 1 and not self._masked and self._is_message(h):
                 frames.append(_decode_utf8(<const char *>src, length, NULL))  # no bytes in between
@@ -983,16 +1394,20 @@ cdef class FrameParser:
         self._payload = moved
         return 0
 
-    cdef inline bint _is_message(self, const wsfast_header *h):
+    cdef inline bint _is_message(self, const wsfast_header *h) noexcept:
         """True when feed_messages() delivers this frame's payload as a message."""
         return self._messages and h.fin and h.rsv == 0 and (h.opcode == 2 or h.opcode == 1)
 
-    cdef inline bint _inflates(self, const wsfast_header *h):
+    cdef inline bint _inflates(self, const wsfast_header *h) noexcept:
         """True when feed_messages() delivers this frame's payload inflated, as a message."""
         return self._inline and h.fin and h.rsv == RSV1 and (h.opcode == 2 or h.opcode == 1)
 
     cdef object _inflated(self, const wsfast_header *h, const unsigned char *payload, Py_ssize_t length):
-        """The message of a compressed frame: str for text, else bytes."""
+        """The message of a compressed frame: str for text, else bytes; None once added
+        to the batch instead."""
+        if self._batch is not None:
+            self._add_to_batch(h, self.inflater._to_bytes(payload, length, True, self._inflate_limit))
+            return None
         if h.opcode == 1:
             return self.inflater._to_text(payload, length, self._inflate_limit)
         return self.inflater._to_bytes(payload, length, True, self._inflate_limit)
@@ -1008,17 +1423,47 @@ cdef class FrameParser:
         wsfast_mask(unmasked, src, length, h.key, 0)
         return self._inflated(h, unmasked, length)
 
+    cdef inline int _copy_to_batch(self, const wsfast_header *h, const unsigned char *src, Py_ssize_t length,
+                                   Py_ssize_t avail) except -1:
+        """Add the message of a whole frame at ``src`` to the batch: copied (unmasked)
+        straight into the batch's buffer, then checked there when it is text."""
+        cdef BatchBuilder batch = self._batch
+        cdef unsigned char *dst = batch._room(length, avail)
+        if self._masked:
+            wsfast_mask(dst, src, length, h.key, 0)
+        elif length:
+            memcpy(dst, src, length)
+        if h.opcode == 1:
+            _check_utf8(dst, length)
+        batch._commit(length, h.opcode == 1)
+        self.last_batch_count += 1
+        return 0
+
+    cdef int _add_to_batch(self, const wsfast_header *h, bytes payload) except -1:
+        """Add a message whose payload is an object already (it arrived in pieces, or
+        was inflated) to the batch."""
+        if h.opcode == 1:
+            _check_utf8(<const unsigned char *>PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload))
+        self._batch._add_bytes(payload, h.opcode == 1)
+        self.last_batch_count += 1
+        return 0
+
     cdef inline int _deliver(self, const wsfast_header *h, bytes payload, list frames) except -1:
         if self._inflates(h):
-            frames.append(self._inflated(h, <const unsigned char *>PyBytes_AS_STRING(payload), len(payload)))
+            message = self._inflated(h, <const unsigned char *>PyBytes_AS_STRING(payload), len(payload))
+            if message is not None:
+                frames.append(message)
             return 0
         if self._is_message(h):
+            if self._batch is not None:
+                return self._add_to_batch(h, payload)
             if h.opcode == 1:
                 frames.append(_decode_utf8(PyBytes_AS_STRING(payload), len(payload), NULL))
             else:
                 frames.append(payload)
             return 0
         self.last_frame_count += 1
+        self._batch = None  # the caller handles this frame, and so everything after it
         if h.opcode < 8 and self.inflater is not None:
             # The caller inflates after this call what this data frame needs; to keep
             # the compressed messages in order, none after it is inflated here.
@@ -1040,3 +1485,12 @@ cdef class FrameParser:
         if status == WSFAST_LENGTH_MSB:
             raise ProtocolError("payload length has its most significant bit set")
         raise PayloadTooBig(f"frame of {h.length} bytes exceeds max_size of {self.max_size}")
+
+
+cdef extern from "mask.h":
+    const char *wsfast_mask_kernel_name()
+
+
+def mask_kernel():
+    """The masking kernel chosen for this CPU at import: "avx2", "sse2", "neon" or "generic"."""
+    return wsfast_mask_kernel_name().decode("ascii")

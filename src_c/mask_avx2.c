@@ -6,14 +6,22 @@
 #include <immintrin.h>
 #include <string.h>
 
+#ifdef _MSC_VER
+/* MSVC has no per-function target: setup.py compiles this file alone with /arch:AVX2. */
+#define AVX2_FUNCTION
+#define AVX2_INLINE static __forceinline
+#else
+#define AVX2_FUNCTION __attribute__((target("avx2")))
+#define AVX2_INLINE __attribute__((target("avx2"), always_inline)) static inline
+#endif
+
 /* From this size a copy to a separate buffer would push the whole cache out: write
  * around the cache instead (what memcpy does for such sizes too). */
 #define STREAMING_THRESHOLD (4u << 20)
 
 /* One step of the wide loop: 128 bytes in four registers. `streaming` stores around
  * the cache and needs dst 32-byte aligned; it is a constant wherever this is inlined. */
-__attribute__((target("avx2"), always_inline))
-static inline void mask128(unsigned char *dst, const unsigned char *src, __m256i k, int streaming)
+AVX2_INLINE void mask128(unsigned char *dst, const unsigned char *src, __m256i k, int streaming)
 {
     __m256i a = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)src), k);
     __m256i b = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(src + 32)), k);
@@ -32,10 +40,9 @@ static inline void mask128(unsigned char *dst, const unsigned char *src, __m256i
     }
 }
 
-__attribute__((target("avx2")))
-void wsfast_mask_avx2(unsigned char *dst, const unsigned char *src, size_t n, uint32_t key)
+AVX2_FUNCTION void wsfast_mask_avx2(unsigned char *dst, const unsigned char *src, size_t n, uint32_t key)
 {
-    size_t i = 0, head = (size_t)(-(uintptr_t)dst) & 31;
+    size_t i = 0, head = (size_t)(0u - (uintptr_t)dst) & 31;
     __m256i k;
 
     /* Stores that straddle cache lines cost the most: start the wide loop at a

@@ -3,12 +3,15 @@
 from ._codec import (
     DEFAULT_MAX_SIZE,
     IMPLEMENTATION,
+    CodecInfo,
     Frame,
     FrameParser,
+    codec_info,
     encode_frame,
     mask,
     mask_inplace,
 )
+from .batch import Batch
 from .client import CertificateInfo, Client, connect, reconnecting
 from .deflate import DeflateOptions
 from .enums import CloseCode, Opcode, is_valid_close_code

@@ -1,19 +1,70 @@
 """Picks the frame codec: the compiled twin when it is built, else the pure-Python one.
 
-``WSFAST_NO_EXTENSIONS=1`` (any non-empty value) forces the pure twin.
+``WSFAST_NO_EXTENSIONS=1`` (any non-empty value) forces the pure twin. :func:`codec_info`
+says which twin and which masking kernel run.
 """
 
+from __future__ import annotations
+
+import importlib
 import os
+import warnings
+from typing import NamedTuple
 
 if os.environ.get("WSFAST_NO_EXTENSIONS"):
     from . import _pure as codec
+
+    _REASON: str | None = "WSFAST_NO_EXTENSIONS is set"
 else:
     try:
-        from . import _compiled as codec
-    except ImportError:
+        codec = importlib.import_module(__package__ + "._compiled")
+        _REASON = None
+    except ImportError as exc:
         from . import _pure as codec
 
+        _REASON = f"{type(exc).__name__}: {exc}"
+        # pip shows the build's own warning only with -v, so without this the pure twin
+        # could run unnoticed. A warning rather than a log record: it is shown once,
+        # whether or not logging is set up yet, and filtered like any other. Setting
+        # WSFAST_NO_EXTENSIONS=1 chooses the pure twin and silences it, as does
+        # "-W ignore::RuntimeWarning:wsfast"; under "-W error" importing wsfast fails
+        # until one of them is done (or the codec built), which is what that asks for.
+        warnings.warn(
+            f"wsfast's compiled codec is not available ({_REASON}): the pure-Python codec "
+            "runs instead, correct but slower. Install wsfast with a C compiler "
+            "(or from a wheel), or set WSFAST_NO_EXTENSIONS=1 to choose the pure codec.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
 IMPLEMENTATION = "c" if codec.__name__.endswith("_compiled") else "python"
+
+
+class CodecInfo(NamedTuple):
+    """Which frame codec runs: what :func:`codec_info` returns."""
+
+    compiled: bool
+    """True for the compiled twin, False for the pure-Python one."""
+    kernel: str
+    """The masking kernel: "avx2", "sse2", "neon" or "generic" (compiled), "python" (pure)."""
+    version: str
+    """wsfast's version."""
+    reason: str | None
+    """Why the pure twin runs (None when the compiled one does)."""
+
+
+def codec_info() -> CodecInfo:
+    """Say which twin of the frame codec runs, with its masking kernel and why.
+
+    pip hides the build's warning when the compiled codec cannot be built (it shows it
+    only with ``-v``); this tells it at run time::
+
+        python -c "import wsfast; print(wsfast.codec_info())"
+    """
+    from . import __version__
+
+    return CodecInfo(IMPLEMENTATION == "c", codec.mask_kernel(), __version__, _REASON)
+
 
 DEFAULT_MAX_SIZE = codec.DEFAULT_MAX_SIZE
 Frame = codec.Frame

@@ -4,7 +4,18 @@ from typing import Final, overload
 
 from typing_extensions import Buffer
 
-__all__ = ["DEFAULT_MAX_SIZE", "Frame", "FrameParser", "Inflater", "encode_frame", "mask", "mask_inplace"]
+from .batch import Batch
+
+__all__ = [
+    "DEFAULT_MAX_SIZE",
+    "BatchBuilder",
+    "Frame",
+    "FrameParser",
+    "Inflater",
+    "encode_frame",
+    "mask",
+    "mask_inplace",
+]
 
 DEFAULT_MAX_SIZE: Final[int]
 
@@ -53,6 +64,17 @@ class Inflater:
     def __init__(self, window_bits: int = 15, *, no_context_takeover: bool = False) -> None: ...
     def inflate(self, payload: Buffer, fin: bool = True, max_size: int | None = None) -> bytes: ...
 
+class BatchBuilder:
+    """Collects messages into :class:`~wsfast.batch.Batch` objects of at most ``max_bytes`` bytes."""
+
+    max_bytes: int
+    def __init__(self, max_bytes: int = ...) -> None: ...
+    @property
+    def nbytes(self) -> int: ...
+    def __len__(self) -> int: ...
+    def append(self, message: str | Buffer) -> None: ...
+    def take(self, max_bytes: int | None = None) -> Batch | None: ...
+
 class FrameParser:
     """Streaming frame parser: feed it bytes in any chunking, get complete frames back."""
 
@@ -76,9 +98,15 @@ class FrameParser:
     def payload_window(self) -> memoryview | None: ...
     def partial_frame(self, start: int = 0) -> Frame | None: ...
     def feed_messages(self, data: Buffer) -> list[Frame | bytes | str]: ...
+    def feed_batch(self, data: Buffer, batch: BatchBuilder) -> list[Frame | bytes | str]: ...
+    @property
+    def last_batch_count(self) -> int:
+        """How many messages the last feed_batch() call added to its batch."""
 
 def encode_frame(
     opcode: int, payload: Buffer = b"", *, fin: bool = True, rsv: int = 0, mask_key: Buffer | None = None
 ) -> bytes: ...
 def mask(data: Buffer, key: Buffer) -> bytes: ...
 def mask_inplace(buffer: Buffer, key: Buffer) -> None: ...
+def mask_kernel() -> str:
+    """The masking kernel chosen for this CPU at import: "avx2", "sse2", "neon" or "generic"."""

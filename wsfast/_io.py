@@ -22,6 +22,7 @@ import threading
 from time import monotonic
 
 from ._stream import Stream, seconds_until, wait
+from .batch import DEFAULT_MAX_BYTES, Batch
 from .deflate import DeflateParams
 from .enums import CloseCode
 from .exceptions import ConnectionClosedError, ConnectionClosedOK
@@ -74,10 +75,11 @@ class WebSocket:
     """An open WebSocket connection: the base of :class:`wsfast.client.Client` and of the
     connections a :class:`wsfast.server.Server` hands to its handler.
 
-    Receive with :meth:`recv`, :meth:`recv_many` or by iterating; or take raw frames with
-    :meth:`recv_frame` — but use only one of the two styles on a connection. Pings are
-    answered, keepalive pings sent and the peer's close frame handled while receiving, so
-    keep receiving (another thread may send or close meanwhile).
+    Receive with :meth:`recv`, :meth:`recv_many`, :meth:`recv_batch` or by iterating; or
+    take raw frames with :meth:`recv_frame` — but do not mix frames and messages on a
+    connection. Pings are answered, keepalive pings sent and the peer's close frame
+    handled while receiving, so keep receiving (another thread may send or close
+    meanwhile).
     """
 
     def __init__(
@@ -107,6 +109,7 @@ class WebSocket:
         self._messages: collections.deque = collections.deque()
         self._frames: collections.deque = collections.deque()
         self._frame_mode = False
+        self._batching = False  # the reading thread parses messages into batches (recv_batch)
         # The Connection is shared by the reading and the sending threads; _conn_lock is
         # held only briefly, and what it queues goes to the stream before it is let go,
         # so that frames leave in queue order.
@@ -152,7 +155,7 @@ class WebSocket:
     @property
     def pending(self) -> int:
         """How many received messages (or frames) wait to be returned without reading."""
-        return len(self._frames) if self._frame_mode else len(self._messages)
+        return len(self._frames) if self._frame_mode else len(self._messages) + self._conn.batched
 
     @property
     def latency(self) -> float | None:
@@ -186,6 +189,40 @@ class WebSocket:
         messages.clear()
         return batch
 
+    def recv_batch(self, timeout: float | None = None, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Batch:
+        """Return every message received so far as one :class:`~wsfast.Batch`: their
+        payloads back to back in one buffer, with no Python object per message. Waits
+        (like :meth:`recv`) only if there is none.
+
+        A batch holds at most ``max_bytes`` payload bytes, unless a single message is
+        larger: that one then comes alone, and what does not fit waits for the next
+        call. Messages already queued by :meth:`recv` or :meth:`recv_many` come first.
+        Timeout and closing work as for :meth:`recv`.
+        """
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be >= 1")
+        conn = self._conn
+        while True:
+            if self._messages:
+                return Batch._from_queue(self._messages, max_bytes)
+            with self._conn_lock:
+                conn.batches.max_bytes = max_bytes
+                batch = conn.take_batch(max_bytes)
+            if batch is not None:
+                return batch
+            self._fill(conn.batches, timeout, batching=True)
+
+    def _unbatch(self) -> None:
+        """Queue for recv() the messages that were parsed into batches: they came first."""
+        with self._conn_lock:
+            taken = []
+            while True:
+                batch = self._conn.take_batch()
+                if batch is None:
+                    break
+                taken.extend(batch)
+        self._messages.extendleft(reversed(taken))
+
     def recv_frame(self, timeout: float | None = None):
         """Return the next frame as it came on the wire, control frames included.
 
@@ -212,10 +249,16 @@ class WebSocket:
                 raise StopIteration from None
         return messages.popleft()
 
-    def _fill(self, queue: collections.deque, timeout: float | None) -> None:
-        """Read until ``queue`` holds something; raise TimeoutError or ConnectionClosed."""
+    def _fill(self, queue, timeout: float | None, batching: bool = False) -> None:
+        """Read until ``queue`` (a deque, or the Connection's batches when ``batching``)
+        holds something; raise TimeoutError or ConnectionClosed."""
         deadline = deadline_after(timeout)
         while not queue:
+            if batching and self._messages:
+                return  # another thread read them meanwhile: they come first
+            if not batching and queue is self._messages and self._conn.batched:
+                self._unbatch()
+                continue
             if self._lost.is_set():
                 raise self._closed_exception()
             if not self._start_reading(deadline):
@@ -225,6 +268,7 @@ class WebSocket:
             try:
                 if queue or self._lost.is_set():
                     continue  # another thread read meanwhile
+                self._batching = batching
                 if self._conn.error is not None and not self._conn.close_transport:
                     self._fail()  # every message received before the violation is handed out
                 if not self._read_or_tick(deadline):
@@ -342,6 +386,10 @@ class WebSocket:
                     for frame in frames:
                         if frame.opcode == 0xA:
                             self._keepalive.pong_received(frame.payload, monotonic())
+            elif self._batching:
+                events = conn.receive_batch(data)  # only control events: the messages wait in batches
+                if events:
+                    self._queue_messages(events)
             else:
                 events = conn.receive_data(data)
                 if events:

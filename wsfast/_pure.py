@@ -7,6 +7,7 @@ looks frame headers up in tables, and nothing loops over single payload bytes.
 
 from __future__ import annotations
 
+import collections
 import functools
 import math
 import sys
@@ -14,10 +15,20 @@ import zlib
 from operator import index
 from struct import Struct
 
+from .batch import DEFAULT_MAX_BYTES, Batch
 from .enums import Opcode
 from .exceptions import InvalidUTF8, PayloadTooBig, ProtocolError
 
-__all__ = ["DEFAULT_MAX_SIZE", "Frame", "FrameParser", "Inflater", "encode_frame", "mask", "mask_inplace"]
+__all__ = [
+    "DEFAULT_MAX_SIZE",
+    "BatchBuilder",
+    "Frame",
+    "FrameParser",
+    "Inflater",
+    "encode_frame",
+    "mask",
+    "mask_inplace",
+]
 
 DEFAULT_MAX_SIZE = 64 * 1024 * 1024
 
@@ -28,7 +39,7 @@ _OPCODE_NAMES = {op.value: op.name for op in Opcode}
 
 def _opcode_of(value) -> int:
     """``value`` as a frame opcode: an integer within 0..15 (four bits on the wire)."""
-    value = index(value)
+    value = int(index(value))  # int(): Python 3.9's index() returns an IntEnum member as is
     if not 0 <= value <= 15:
         raise ValueError(f"opcode must be within 0..15, not {value}")
     return value
@@ -339,7 +350,7 @@ def encode_frame(opcode: int, payload=b"", *, fin: bool = True, rsv: int = 0, ma
     With ``mask_key`` (4 bytes) the frame is masked, as a client must; the length uses the
     shortest of the 7, 16 and 64-bit encodings.
     """
-    opcode = index(opcode)
+    opcode = int(index(opcode))
     if opcode not in _KNOWN_OPCODES:
         raise ValueError(f"unknown opcode {opcode:#x}")
     rsv = index(rsv)
@@ -494,6 +505,106 @@ class Inflater:
         return b"".join(pieces)
 
 
+# --- batches -------------------------------------------------------------------------
+
+
+def _max_bytes_of(value) -> int:
+    value = index(value)
+    if value < 1:
+        raise ValueError(f"max_bytes must be >= 1, not {value}")
+    return value
+
+
+class BatchBuilder:
+    """Collects messages into :class:`~wsfast.batch.Batch` objects of at most
+    ``max_bytes`` payload bytes each (a longer message alone in its own).
+
+    :meth:`FrameParser.feed_batch` fills it as it parses; :meth:`append` adds a message
+    by hand. :meth:`take` hands the batches out, oldest first. ``len(builder)`` counts
+    the messages it holds and :attr:`nbytes` their payload bytes.
+    """
+
+    __slots__ = ("_filled", "_flags", "_max_bytes", "_parts", "_sealed", "_sealed_bytes", "_sealed_count")
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self._max_bytes = _max_bytes_of(max_bytes)
+        self._sealed: collections.deque = collections.deque()  # complete batches, oldest first
+        self._sealed_count = 0
+        self._sealed_bytes = 0
+        # The batch being filled: its payloads, one text flag each, their bytes.
+        self._parts: list = []
+        self._flags = bytearray()
+        self._filled = 0
+
+    @property
+    def max_bytes(self) -> int:
+        """The payload bytes a batch holds at most; a change applies to batches begun later."""
+        return self._max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, value) -> None:
+        self._max_bytes = _max_bytes_of(value)
+
+    @property
+    def nbytes(self) -> int:
+        """The payload bytes of the messages held."""
+        return self._sealed_bytes + self._filled
+
+    def __len__(self) -> int:
+        return self._sealed_count + len(self._flags)
+
+    def append(self, message) -> None:
+        """Add a message: ``str`` for text, any bytes-like object for binary."""
+        if isinstance(message, str):
+            self._add(message.encode("utf-8"), 1)
+        else:
+            self._add(_flat(message), 0)
+
+    def _add(self, payload, text: int) -> None:
+        """Add a message whose payload (bytes, already valid UTF-8 for text) is complete."""
+        size = len(payload)
+        if self._filled + size > self._max_bytes and self._flags:
+            self._seal()
+        self._parts.append(payload)
+        self._flags.append(text)
+        self._filled += size
+
+    def _seal(self) -> None:
+        """Close the batch being filled and queue it."""
+        batch = Batch._join(self._parts, self._flags)
+        self._sealed.append(batch)
+        self._sealed_count += len(self._flags)
+        self._sealed_bytes += self._filled
+        self._parts = []
+        self._flags = bytearray()
+        self._filled = 0
+
+    def take(self, max_bytes: int | None = None) -> Batch | None:
+        """The oldest batch held (the one being filled, once it is the only one), or None.
+
+        With ``max_bytes`` (less than the batches were filled with, say) a larger batch
+        is split first: what is returned holds at most that many payload bytes, or one
+        message.
+        """
+        if max_bytes is not None:
+            max_bytes = _max_bytes_of(max_bytes)
+        if not self._sealed:
+            if not self._flags:
+                return None
+            self._seal()
+        batch = self._sealed.popleft()
+        if max_bytes is not None and batch.nbytes > max_bytes and len(batch) > 1:
+            pieces = batch._split(max_bytes)
+            batch = pieces[0]
+            self._sealed.extendleft(reversed(pieces[1:]))
+        self._sealed_count -= len(batch)
+        self._sealed_bytes -= batch.nbytes
+        return batch
+
+    def __repr__(self) -> str:
+        return f"<BatchBuilder {len(self)} messages, {self.nbytes} bytes>"
+
+
 # --- parsing ---------------------------------------------------------------------------
 
 
@@ -592,6 +703,7 @@ class FrameParser:
         self._need = 2  # bytes _pending must hold before parsing can progress
         self._error: ProtocolError | None = None
         self.last_frame_count = 0
+        self.last_batch_count = 0
 
     @property
     def buffered(self) -> int:
@@ -654,11 +766,27 @@ class FrameParser:
         """
         return self._feed(data, True)
 
-    def _feed(self, data, messages: bool) -> list:
+    def feed_batch(self, data, batch: BatchBuilder) -> list:
+        """Like :meth:`feed_messages`, but add the messages to ``batch`` (a
+        :class:`BatchBuilder`) instead of returning them, each message's payload
+        copied once, straight from ``data`` (unmasked on the way).
+
+        Until the first :class:`Frame` of this call, which ends that fast path: that
+        frame and everything after it come back as :meth:`feed_messages` returns them,
+        in order, for the caller to handle (and to add the messages among them to the
+        batch). The messages added before a violation stay in ``batch``;
+        :attr:`last_batch_count` tells how many this call added.
+        """
+        if not isinstance(batch, BatchBuilder):
+            raise TypeError(f"batch must be a {__name__}.BatchBuilder, not {type(batch).__name__}")
+        return self._feed(data, True, batch)
+
+    def _feed(self, data, messages: bool, batch: BatchBuilder | None = None) -> list:
         if self._error is not None:
             self._raise_again()
         buf = data if type(data) is bytes else _flat(data)  # a bad argument changes nothing
         self.last_frame_count = 0
+        self.last_batch_count = 0
         frames: list = []
         try:
             pending = self._pending
@@ -670,7 +798,7 @@ class FrameParser:
                 pending.clear()
             elif type(buf) is not bytes:
                 buf = bytes(buf)
-            pos = self._parse(buf, frames, messages)
+            pos = self._parse(buf, frames, messages, batch)
             if pos < len(buf):
                 pending += memoryview(buf)[pos:]
         except (ProtocolError, UnicodeDecodeError, MemoryError) as exc:
@@ -696,9 +824,10 @@ class FrameParser:
         again.frames = []  # type: ignore[attr-defined]
         raise again
 
-    def _parse(self, buf: bytes, frames: list, messages: bool) -> int:
+    def _parse(self, buf: bytes, frames: list, messages: bool, batch: BatchBuilder | None) -> int:
         """Append every complete frame in ``buf`` to ``frames`` (whole messages as their
-        payload when ``messages`` is true); return where parsing stopped."""
+        payload when ``messages`` is true, or to ``batch`` until the first frame when
+        there is one); return where parsing stopped."""
         end = len(buf)
         pos = 0
         first_bytes = self._first_bytes
@@ -710,6 +839,8 @@ class FrameParser:
         append = frames.append
         new_frame = Frame.__new__
         framed = 0  # Frame objects appended
+        batched = 0  # messages added to batch
+        add = None if batch is None else batch._add
         inflater = self.inflater
         inline = messages and inflater is not None and not self._open  # inflate compressed messages here
         try:
@@ -760,10 +891,22 @@ class FrameParser:
                     payload = buf[start:stop]
                 pos = stop
                 if messages and message:
+                    if add is not None:
+                        if opcode == 1 and not payload.isascii():
+                            payload.decode()  # UnicodeDecodeError for invalid UTF-8
+                        add(payload, opcode & 1)
+                        batched += 1
+                        continue
                     append(payload if opcode == 2 else payload.decode())
                     continue
                 if compressed and inline:
                     payload = inflater.inflate(payload, True, self._inflate_limit)
+                    if add is not None:
+                        if opcode == 1 and not payload.isascii():
+                            payload.decode()
+                        add(payload, opcode & 1)
+                        batched += 1
+                        continue
                     append(payload if opcode == 2 else payload.decode())
                     continue
                 frame = new_frame(Frame)
@@ -772,6 +915,7 @@ class FrameParser:
                 frame._bits = bits
                 append(frame)
                 framed += 1
+                add = None  # the caller handles this frame, and so everything after it
                 if opcode < 8 and inflater is not None:
                     # The caller inflates after this call what this data frame needs; to keep
                     # the compressed messages in order, none after it is inflated here.
@@ -781,6 +925,7 @@ class FrameParser:
             return pos
         finally:
             self.last_frame_count = framed
+            self.last_batch_count = batched
 
     def _reject(self, first_byte: int, second_byte: int) -> None:
         """Raise the error for a header that the lookup tables marked invalid."""
@@ -794,3 +939,8 @@ class FrameParser:
         if opcode >= 8 and second_byte & 0x7F > _CONTROL_MAX:
             raise ProtocolError("control frame payload longer than 125 bytes")
         raise ProtocolError("masked frame from server" if self.client else "unmasked frame from client")
+
+
+def mask_kernel() -> str:
+    """The masking kernel in use: always "python" here (the compiled twin names its SIMD one)."""
+    return "python"

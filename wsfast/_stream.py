@@ -21,6 +21,10 @@ import struct
 import sys
 import threading
 from time import monotonic
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 __all__ = ["Stream", "TLSStream", "open_stream", "seconds_until", "wait"]
 
@@ -36,7 +40,7 @@ _SEND_SLICE = 4 * 1024 * 1024
 
 if hasattr(select, "poll"):
 
-    def wait(sock, timeout: float | None, *, read: bool = True, write: bool = False) -> bool:
+    def wait(sock: socket.socket, timeout: float | None, *, read: bool = True, write: bool = False) -> bool:
         """Wait until ``sock`` is readable (with ``read``) or writable (with ``write``), at
         most ``timeout`` seconds (None: no limit); False on timeout. A closed socket
         counts as ready: the next call on it reports what happened."""
@@ -50,7 +54,7 @@ if hasattr(select, "poll"):
 
 else:  # Windows
 
-    def wait(sock, timeout: float | None, *, read: bool = True, write: bool = False) -> bool:
+    def wait(sock: socket.socket, timeout: float | None, *, read: bool = True, write: bool = False) -> bool:
         """Wait until ``sock`` is readable (with ``read``) or writable (with ``write``)."""
         try:
             readable, writable, _ = select.select([sock] if read else [], [sock] if write else [], [], timeout)
@@ -78,17 +82,17 @@ class Stream:
         sock.setblocking(False)
         self.sock = sock
         self._lock = threading.Lock()  # guards the queue (and the TLS object)
-        self._queue: collections.deque = collections.deque()
+        self._queue: collections.deque[memoryview] = collections.deque()
         self._queued = 0  # bytes ever queued
         self._sent = 0  # bytes ever sent
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def getsockname(self):
+    def getsockname(self) -> Any:  # an address as the socket module gives it
         return self.sock.getsockname()
 
-    def getpeername(self):
+    def getpeername(self) -> Any:
         return self.sock.getpeername()
 
     # Reading -----------------------------------------------------------------------
@@ -98,7 +102,7 @@ class Stream:
         """True when bytes may be readable without waiting for the socket."""
         return False
 
-    def read_into(self, view) -> int | None:
+    def read_into(self, view: Buffer) -> int | None:
         """Read into ``view``; the byte count, 0 at the end of the stream, None when
         nothing is ready. Raises OSError when the connection broke."""
         try:
@@ -106,7 +110,7 @@ class Stream:
         except BlockingIOError:
             return None
 
-    def read_into_pair(self, first, second) -> int | None:
+    def read_into_pair(self, first: memoryview, second: memoryview) -> int | None:
         """Like :meth:`read_into`, filling ``first`` before ``second`` in one call."""
         if not hasattr(self.sock, "recvmsg_into"):  # Windows
             return self.read_into(first)
@@ -117,12 +121,12 @@ class Stream:
 
     # Writing -----------------------------------------------------------------------
 
-    def write(self, data) -> int:
+    def write(self, data: Buffer) -> int:
         """Queue ``data`` to be sent; return the stream position it ends at (see :attr:`sent`)."""
         with self._lock:
             return self._enqueue(data)
 
-    def _enqueue(self, data) -> int:
+    def _enqueue(self, data: Buffer) -> int:
         if data:
             self._queue.append(memoryview(data).cast("B"))
             self._queued += len(self._queue[-1])
@@ -182,7 +186,7 @@ class Stream:
 
     # Blocking helpers for the opening handshake, before other threads see the stream.
 
-    def send_all(self, data, deadline: float) -> None:
+    def send_all(self, data: Buffer, deadline: float) -> None:
         """Send ``data`` whole by the ``monotonic()`` ``deadline`` (TimeoutError)."""
         self.write(data)
         while not self.flush():
@@ -209,6 +213,7 @@ class TLSStream(Stream):
     """
 
     tls = True
+    sock: ssl_module.SSLSocket
 
     def __init__(self, sock: socket.socket, context: ssl_module.SSLContext, *, server_side: bool,
                  server_hostname: str | None) -> None:
@@ -233,14 +238,21 @@ class TLSStream(Stream):
             if not ready:
                 raise TimeoutError("timed out in the TLS handshake")
 
-    def getpeercert(self, binary_form: bool = False):
+    @overload
+    def getpeercert(self, binary_form: Literal[False] = ...) -> dict[str, Any] | None: ...
+    @overload
+    def getpeercert(self, binary_form: Literal[True]) -> bytes | None: ...
+    @overload
+    def getpeercert(self, binary_form: bool) -> dict[str, Any] | bytes | None: ...
+
+    def getpeercert(self, binary_form: bool = False) -> dict[str, Any] | bytes | None:
         return self.sock.getpeercert(binary_form)
 
     @property
     def buffered(self) -> bool:
         return self._eof or self.sock.pending() > 0
 
-    def read_into(self, view) -> int | None:
+    def read_into(self, view: Buffer) -> int | None:
         """Decrypt every TLS record that is ready into ``view`` (one call of the socket's
         reads at most one record); the byte count, 0 at the end, None when none is ready."""
         view = memoryview(view)  # slices of it are where records go, not copies
@@ -263,7 +275,7 @@ class TLSStream(Stream):
             return filled
         return 0 if self._eof else None
 
-    def read_into_pair(self, first, second) -> int | None:
+    def read_into_pair(self, first: memoryview, second: memoryview) -> int | None:
         count = self.read_into(first)
         if count == len(first):  # the payload's window is full: go on into the read buffer
             more = self.read_into(second)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+from collections.abc import Iterator
 
 from ._io import time_left
 from .exceptions import ProxyError
@@ -26,7 +27,9 @@ def open_socket(host: str, port: int, proxy: Proxy | None, deadline: float) -> s
         return socket.create_connection((host, port), timeout=time_left(deadline))
     logger.debug("opening a tunnel to %s port %d through the proxy %s", host, port, proxy)
     if not proxy.resolves_names:
-        host = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][4][0]
+        address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][4][0]
+        assert isinstance(address, str)  # an IPv4 or IPv6 address
+        host = address
     tunnel = proxy.tunnel(host, port)
     with blame_proxy(proxy, "connecting to"):
         sock = socket.create_connection((proxy.host, proxy.port), timeout=time_left(deadline))
@@ -52,7 +55,7 @@ def _negotiate(sock: socket.socket, tunnel: Tunnel, deadline: float) -> None:
 
 
 @contextlib.contextmanager
-def blame_proxy(proxy: Proxy, doing: str):
+def blame_proxy(proxy: Proxy, doing: str) -> Iterator[None]:
     """Report an OSError inside as a :class:`~wsfast.ProxyError` naming ``proxy`` (and
     caused by it); a ProxyError or a timeout goes through as it is."""
     try:

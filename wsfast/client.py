@@ -19,21 +19,59 @@ import hashlib
 import socket
 import ssl as ssl_module
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
 from ._codec import DEFAULT_MAX_SIZE
 from ._io import DEFAULT_SEND_TIMEOUT, WebSocket, deadline_after, logger
-from ._stream import Stream, open_stream
+from ._stream import Stream, TLSStream, open_stream
 from ._tunnel import open_socket
 from .deflate import DeflateOptions, PerMessageDeflate, deflate_options
-from .handshake import ClientHandshake, with_basic_auth
+from .handshake import ClientHandshake, Headers, HeadersLike, with_basic_auth
 from .keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, check_keepalive_options
 from .protocol import Connection, State
 from .proxy import resolve_proxy
 from .reconnect import Backoff, after_close, is_retryable
 from .uri import parse_uri
+
+if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import TypedDict
+
+    from typing_extensions import Unpack
+
+    class _ConnectionOptions(TypedDict):
+        """The options of :class:`~wsfast.protocol.Connection` that connect and serve take."""
+
+        max_message_size: int | None
+        max_frame_size: int | None
+        codec: ModuleType | None
+
+    class _WebSocketOptions(TypedDict, total=False):
+        """The options of :class:`~wsfast._io.WebSocket` that connect and serve take."""
+
+        close_timeout: float | None
+        send_timeout: float | None
+        ping_interval: float | None
+        ping_timeout: float | None
+
+    class _ConnectOptions(_WebSocketOptions, total=False):
+        """The keyword arguments of :func:`connect`."""
+
+        timeout: float | None
+        ssl: ssl_module.SSLContext | bool | None
+        server_hostname: str | None
+        proxy: str | bool | None
+        headers: HeadersLike | None
+        subprotocols: Iterable[str] | None
+        origin: str | None
+        max_message_size: int | None
+        max_frame_size: int | None
+        compression: str | DeflateOptions | None
+        tcp_nodelay: bool
+        codec: ModuleType | None
 
 __all__ = ["CertificateInfo", "Client", "certificate_info", "connect", "reconnecting"]
 
@@ -66,13 +104,14 @@ class CertificateInfo:
     not_after: datetime | None
 
 
-def certificate_info(ssl_socket) -> CertificateInfo | None:
+def certificate_info(ssl_socket: ssl_module.SSLSocket | ssl_module.SSLObject) -> CertificateInfo | None:
     """Describe the peer certificate of an ``ssl.SSLSocket`` or ``ssl.SSLObject``."""
     der = ssl_socket.getpeercert(binary_form=True)
     if der is None:
         return None
     fingerprint = hashlib.sha1(der).hexdigest().upper()
-    decoded = ssl_socket.getpeercert() or {}  # empty when the certificate was not verified
+    # Any: what each field holds depends on its key.
+    decoded: dict[str, Any] = ssl_socket.getpeercert() or {}  # empty when the certificate was not verified
     not_after = decoded.get("notAfter")
     return CertificateInfo(
         subject=_distinguished_name(decoded.get("subject")),
@@ -85,7 +124,7 @@ def certificate_info(ssl_socket) -> CertificateInfo | None:
     )
 
 
-def _distinguished_name(rdns) -> str | None:
+def _distinguished_name(rdns: Iterable[Iterable[tuple[str, str]]] | None) -> str | None:
     if rdns is None:
         return None
     return ", ".join(f"{_DN_NAMES.get(name, name)}={value}" for rdn in rdns for name, value in rdn)
@@ -105,7 +144,7 @@ class Client(WebSocket):
         stream: Stream,
         connection: Connection,
         handshake: ClientHandshake,
-        **options,
+        **options: Unpack[_WebSocketOptions],
     ) -> None:
         super().__init__(
             stream,
@@ -115,9 +154,12 @@ class Client(WebSocket):
             deflate_params=handshake.deflate_params,
             **options,
         )
-        self.response_headers = handshake.response_headers
+        assert handshake.response_headers is not None  # the handshake is done
+        self.response_headers: Headers = handshake.response_headers
         """The headers of the server's 101 response (a :class:`wsfast.handshake.Headers`)."""
-        self.certificate: CertificateInfo | None = certificate_info(stream.ssl_object) if stream.tls else None
+        self.certificate: CertificateInfo | None = (
+            certificate_info(stream.ssl_object) if isinstance(stream, TLSStream) else None
+        )
         """The server's TLS certificate for ``wss://``; None for ``ws://``."""
 
 
@@ -128,8 +170,8 @@ def connect(
     ssl: ssl_module.SSLContext | bool | None = None,
     server_hostname: str | None = None,
     proxy: str | bool | None = True,
-    headers=None,
-    subprotocols=None,
+    headers: HeadersLike | None = None,
+    subprotocols: Iterable[str] | None = None,
     origin: str | None = None,
     max_message_size: int | None = DEFAULT_MAX_SIZE,
     max_frame_size: int | None = None,
@@ -139,7 +181,7 @@ def connect(
     send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
     ping_interval: float | None = DEFAULT_PING_INTERVAL,
     ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
-    codec=None,
+    codec: ModuleType | None = None,
 ) -> Client:
     """Open a WebSocket connection to ``url`` (``ws://`` or ``wss://``) and return the
     :class:`Client`; ``with connect(url) as ws:`` closes it on the way out.
@@ -191,8 +233,7 @@ def connect(
         headers = with_basic_auth(headers, *uri.user_info)
     # Checked first, so that bad options fail before any network traffic.
     deflate = deflate_options(compression)
-    connection_options = {"max_message_size": max_message_size, "max_frame_size": max_frame_size, "codec": codec}
-    Connection(client=True, **connection_options)
+    Connection(client=True, max_message_size=max_message_size, max_frame_size=max_frame_size, codec=codec)
     check_keepalive_options(ping_interval, ping_timeout)
     handshake = ClientHandshake(
         uri.host,
@@ -220,9 +261,15 @@ def connect(
         extension = (
             None
             if params is None
-            else PerMessageDeflate(params, client=True, options=deflate, codec=connection_options["codec"])
+            else PerMessageDeflate(params, client=True, options=deflate, codec=codec)
         )
-        connection = Connection(client=True, deflate=extension, **connection_options)
+        connection = Connection(
+            client=True,
+            deflate=extension,
+            max_message_size=max_message_size,
+            max_frame_size=max_frame_size,
+            codec=codec,
+        )
     except TimeoutError:
         sock.close()
         raise TimeoutError(f"the opening handshake with {url} timed out") from None
@@ -252,7 +299,7 @@ def _handshake(stream: Stream, handshake: ClientHandshake, deadline: float) -> N
             return
 
 
-def reconnecting(url: str, *, backoff: Backoff | None = None, **options) -> Iterator[Client]:
+def reconnecting(url: str, *, backoff: Backoff | None = None, **options: Unpack[_ConnectOptions]) -> Iterator[Client]:
     """Connect to ``url`` again each time the connection drops; yield every new :class:`Client`.
 
     ::

@@ -19,9 +19,27 @@ from __future__ import annotations
 import dataclasses
 import re
 import zlib
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Optional, Union, cast
 
 from . import _codec
 from .exceptions import InvalidHeader
+
+if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import TypedDict
+
+    from typing_extensions import Buffer
+
+    from ._codec import Inflater
+
+    class _Parameters(TypedDict, total=False):
+        """The checked parameters of one offer or answer (see :func:`_parameters`)."""
+
+        server_no_context_takeover: bool
+        client_no_context_takeover: bool
+        server_max_window_bits: int
+        client_max_window_bits: int | None  # None only in an offer
 
 __all__ = ["DeflateOptions", "DeflateParams", "PerMessageDeflate", "deflate_options", "parse_extensions"]
 
@@ -35,8 +53,20 @@ _QUOTED_PAIR = re.compile(r"\\(.)")
 # RFC 7692 §7.1.2: window bits are a decimal 8..15 without leading zeros.
 _WINDOW_BITS = re.compile(r"[89]|1[0-5]")
 
+# A Sec-WebSocket-Extensions header: its value, the values of repeated ones, or None.
+ExtensionsHeader = Union[str, Iterable[str], None]
+Extension = tuple[str, list[tuple[str, Optional[str]]]]
+"""One extension of a Sec-WebSocket-Extensions header: its name and (param, value) pairs."""
 
-def _check_bits(name: str, bits, optional: bool = True) -> None:
+
+def _skip_ows(text: str, pos: int) -> int:
+    """The position after the optional whitespace at ``pos``."""
+    match = _OWS.match(text, pos)
+    assert match is not None  # the pattern matches the empty string
+    return match.end()
+
+
+def _check_bits(name: str, bits: object, optional: bool = True) -> None:
     if bits is None and optional:
         return
     if type(bits) is not int or not 8 <= bits <= 15:
@@ -120,7 +150,7 @@ class DeflateOptions:
             parts.append("client_no_context_takeover")
         return "; ".join(parts)
 
-    def client_accept(self, header) -> DeflateParams | None:
+    def client_accept(self, header: ExtensionsHeader) -> DeflateParams | None:
         """Check the server's ``Sec-WebSocket-Extensions`` answer to :meth:`client_offer`.
 
         ``header`` is the header's value, a list of its values when it was repeated, or
@@ -148,7 +178,7 @@ class DeflateOptions:
                 f"server_max_window_bits={server_bits} in the {NAME} answer exceeds "
                 f"the {self.server_max_window_bits} offered"
             )
-        client_bits = values.get("client_max_window_bits", 15)
+        client_bits = values.get("client_max_window_bits") or 15  # never None in an answer
         return DeflateParams(
             server_no_context_takeover=server_no_context_takeover,
             client_no_context_takeover=self.client_no_context_takeover
@@ -158,7 +188,7 @@ class DeflateOptions:
             client_max_window_bits=min(client_bits, self.client_max_window_bits or 15),
         )
 
-    def server_accept(self, header) -> tuple[DeflateParams, str] | None:
+    def server_accept(self, header: ExtensionsHeader) -> tuple[DeflateParams, str] | None:
         """Pick the first acceptable offer in the client's ``Sec-WebSocket-Extensions``.
 
         ``header`` is the header's value, a list of its values when it was repeated, or
@@ -177,7 +207,7 @@ class DeflateOptions:
             return self._answer(offer)
         return None
 
-    def _answer(self, offer: dict) -> tuple[DeflateParams, str]:
+    def _answer(self, offer: _Parameters) -> tuple[DeflateParams, str]:
         """Agreed parameters and response header for one valid client offer."""
         parts = [NAME]
         server_no_context_takeover = self.server_no_context_takeover or "server_no_context_takeover" in offer
@@ -199,7 +229,7 @@ class DeflateOptions:
         return params, "; ".join(parts)
 
 
-def deflate_options(compression) -> DeflateOptions | None:
+def deflate_options(compression: str | DeflateOptions | None) -> DeflateOptions | None:
     """What a ``compression`` argument of the connect and serve functions asks for.
 
     ``"deflate"`` means :class:`DeflateOptions` with its defaults, a
@@ -212,7 +242,7 @@ def deflate_options(compression) -> DeflateOptions | None:
     raise ValueError(f'compression must be "deflate", None or a DeflateOptions, not {compression!r}')
 
 
-def _parameters(params: list[tuple[str, str | None]], *, offer: bool) -> dict:
+def _parameters(params: list[tuple[str, str | None]], *, offer: bool) -> _Parameters:
     """Check the parameters of one ``permessage-deflate`` offer or answer; return them as a dict.
 
     No-context-takeover flags map to True and window bits to their int; only an offer's
@@ -220,7 +250,7 @@ def _parameters(params: list[tuple[str, str | None]], *, offer: bool) -> dict:
     :class:`InvalidHeader` for an unknown, repeated or invalid parameter.
     """
     where = "offer" if offer else "answer"
-    values: dict = {}
+    values: dict[str, bool | int | None] = {}
     for name, value in params:
         name = name.lower()
         if name in values:
@@ -240,10 +270,10 @@ def _parameters(params: list[tuple[str, str | None]], *, offer: bool) -> dict:
                 raise InvalidHeader(f"{name}={value!r} is not within 8..15 in the {NAME} {where}")
         else:
             raise InvalidHeader(f"unknown parameter {name} in the {NAME} {where}")
-    return values
+    return cast("_Parameters", values)
 
 
-def parse_extensions(header) -> list[tuple[str, list[tuple[str, str | None]]]]:
+def parse_extensions(header: ExtensionsHeader) -> list[Extension]:
     """Parse a ``Sec-WebSocket-Extensions`` value into ``[(name, [(param, value), ...]), ...]``.
 
     ``header`` is a str, a list of the values of repeated headers, or None. A parameter
@@ -253,11 +283,11 @@ def parse_extensions(header) -> list[tuple[str, list[tuple[str, str | None]]]]:
     if header is None:
         return []
     text = header if isinstance(header, str) else ", ".join(header)
-    extensions: list = []
+    extensions: list[Extension] = []
     end = len(text)
     pos = 0
     while True:
-        pos = _OWS.match(text, pos).end()
+        pos = _skip_ows(text, pos)
         if pos == end:
             return extensions
         if text[pos] == ",":  # RFC 7230 §7: empty list elements are allowed
@@ -266,19 +296,19 @@ def parse_extensions(header) -> list[tuple[str, list[tuple[str, str | None]]]]:
         match = _TOKEN.match(text, pos)
         if match is None:
             raise InvalidHeader(f"malformed Sec-WebSocket-Extensions {text!r} at {pos}: expected an extension name")
-        params: list = []
+        params: list[tuple[str, str | None]] = []
         extensions.append((match.group(), params))
-        pos = _OWS.match(text, match.end()).end()
+        pos = _skip_ows(text, match.end())
         while pos < end and text[pos] == ";":
-            pos = _OWS.match(text, pos + 1).end()
+            pos = _skip_ows(text, pos + 1)
             match = _TOKEN.match(text, pos)
             if match is None:
                 raise InvalidHeader(f"malformed Sec-WebSocket-Extensions {text!r} at {pos}: expected a parameter name")
             name = match.group()
-            value = None
-            pos = _OWS.match(text, match.end()).end()
+            value: str | None = None
+            pos = _skip_ows(text, match.end())
             if pos < end and text[pos] == "=":
-                pos = _OWS.match(text, pos + 1).end()
+                pos = _skip_ows(text, pos + 1)
                 match = _TOKEN.match(text, pos)
                 if match is not None:
                     value = match.group()
@@ -287,7 +317,7 @@ def parse_extensions(header) -> list[tuple[str, list[tuple[str, str | None]]]]:
                     if match is None:
                         raise InvalidHeader(f"malformed Sec-WebSocket-Extensions {text!r} at {pos}: expected a value")
                     value = _QUOTED_PAIR.sub(r"\1", match.group(1))
-                pos = _OWS.match(text, match.end()).end()
+                pos = _skip_ows(text, match.end())
             params.append((name, value))
         if pos < end and text[pos] != ",":
             raise InvalidHeader(f"malformed Sec-WebSocket-Extensions {text!r} at {pos}: expected ',' or ';'")
@@ -311,8 +341,15 @@ class PerMessageDeflate:
 
     __slots__ = ("_compressor", "_flush_mode", "client", "inflater", "min_size", "params")
 
+    inflater: Inflater
+
     def __init__(
-        self, params: DeflateParams, *, client: bool, options: DeflateOptions | None = None, codec=None
+        self,
+        params: DeflateParams,
+        *,
+        client: bool,
+        options: DeflateOptions | None = None,
+        codec: ModuleType | None = None,
     ) -> None:
         if options is None:
             options = DeflateOptions()
@@ -338,7 +375,7 @@ class PerMessageDeflate:
     def __repr__(self) -> str:
         return f"PerMessageDeflate({self.params!r}, client={self.client})"
 
-    def compress(self, message) -> bytes:
+    def compress(self, message: Buffer) -> bytes:
         """Compress one whole outgoing data message (bytes-like) into its payload.
 
         Send the result in a text or binary frame with RSV1 set (and in continuation
@@ -350,7 +387,9 @@ class PerMessageDeflate:
         tail = compressor.flush(self._flush_mode)[:-4]
         return head + tail if head else tail
 
-    def decompress(self, message, max_size: int | None = None) -> bytes:
+    def decompress(
+        self, message: bytes | bytearray | memoryview | Iterable[Buffer], max_size: int | None = None
+    ) -> bytes:
         """Decompress the payload of one whole incoming message whose first frame had RSV1.
 
         ``message`` is a bytes-like payload, or a list of the payloads of its frames in
@@ -372,7 +411,7 @@ class PerMessageDeflate:
             pieces.append(piece)
         return b"".join(pieces)
 
-    def decompress_frame(self, payload, fin: bool, max_size: int | None = None) -> bytes:
+    def decompress_frame(self, payload: Buffer, fin: bool, max_size: int | None = None) -> bytes:
         """Decompress the payload of one frame of an incoming compressed message.
 
         Call it for every frame of the message, in order, with the frame's ``fin`` bit,

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .handshake import Headers
+
 __all__ = [
     "WebSocketError",
     "ProtocolError",
@@ -54,11 +60,13 @@ class InvalidHandshake(WebSocketError):
 class InvalidStatus(InvalidHandshake):
     """The server answered the upgrade request with a status other than 101."""
 
-    def __init__(self, status: int, reason: str = "", headers=None, body: bytes = b"") -> None:
+    def __init__(
+        self, status: int, reason: str = "", headers: Headers | Mapping[str, str] | None = None, body: bytes = b""
+    ) -> None:
         super().__init__(f"server rejected WebSocket connection: HTTP {status} {reason}".rstrip())
         self.status = status
         self.reason = reason
-        self.headers = headers if headers is not None else {}
+        self.headers: Headers | Mapping[str, str] = headers if headers is not None else {}
         self.body = body
 
 
@@ -84,11 +92,11 @@ class HTTPProxyError(ProxyError):
     missing or wrong credentials, 403 for a target it forbids, 500, 502 or 504 for one it
     could not reach. ``status``, ``reason`` and ``headers`` are those of its answer."""
 
-    def __init__(self, status: int, reason: str = "", headers=None) -> None:
+    def __init__(self, status: int, reason: str = "", headers: Headers | Mapping[str, str] | None = None) -> None:
         super().__init__(f"the proxy refused the tunnel: HTTP {status} {reason}".rstrip())
         self.status = status
         self.reason = reason
-        self.headers = headers if headers is not None else {}
+        self.headers: Headers | Mapping[str, str] = headers if headers is not None else {}
 
 
 class SOCKSProxyError(ProxyError):

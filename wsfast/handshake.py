@@ -12,9 +12,16 @@ import binascii
 import hashlib
 import os
 import re
+from collections.abc import Iterable, Iterator
 from http import HTTPStatus
+from typing import TYPE_CHECKING, Protocol, TypeVar, Union, overload
 
 from .exceptions import InvalidHandshake, InvalidHeader, InvalidStatus
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer, TypeIs
+
+    from .deflate import DeflateOptions, DeflateParams
 
 __all__ = [
     "DEFAULT_MAX_HEADER_SIZE",
@@ -40,6 +47,27 @@ _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _STATUS_LINE = re.compile(r"(HTTP/\d\.\d) (\d{3})(?: (.*))?")
 _REQUEST_LINE = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (\S+) (HTTP/\d\.\d)")
 
+_T = TypeVar("_T")
+
+
+class _HeaderItems(Protocol):
+    """Headers given as an object with ``items()``: a dict, a :class:`Headers`, ..."""
+
+    def items(self) -> Iterable[tuple[str, str]]: ...
+
+
+HeadersLike = Union[_HeaderItems, Iterable[tuple[str, str]]]
+"""Headers as the API takes them: a dict, a :class:`Headers`, or (name, value) pairs."""
+
+
+def _has_items(headers: HeadersLike) -> TypeIs[_HeaderItems]:
+    return hasattr(headers, "items")
+
+
+def _header_pairs(headers: HeadersLike) -> Iterable[tuple[str, str]]:
+    """The (name, value) pairs of ``headers``."""
+    return headers.items() if _has_items(headers) else headers
+
 
 def accept_key(key: str) -> str:
     """The ``Sec-WebSocket-Accept`` value that answers the ``Sec-WebSocket-Key`` ``key``."""
@@ -54,10 +82,10 @@ def basic_credentials(user: str, password: str) -> str:
     return f"Basic {token}"
 
 
-def with_basic_auth(headers, user: str, password: str) -> list:
+def with_basic_auth(headers: HeadersLike | None, user: str, password: str) -> list[tuple[str, str]]:
     """``headers`` as pairs, plus an Authorization header from the URL's credentials
     unless one was given."""
-    pairs = list(headers.items() if hasattr(headers, "items") else headers or ())
+    pairs = list(_header_pairs(headers) if headers is not None else ())
     if not any(name.lower() == "authorization" for name, _ in pairs):
         pairs.append(("Authorization", basic_credentials(user, password)))
     return pairs
@@ -73,10 +101,10 @@ class Headers:
 
     __slots__ = ("_items",)
 
-    def __init__(self, items=None) -> None:
+    def __init__(self, items: HeadersLike | None = None) -> None:
         self._items: list[tuple[str, str]] = []
         if items is not None:
-            for name, value in items.items() if hasattr(items, "items") else items:
+            for name, value in _header_pairs(items):
                 self.add(name, value)
 
     def add(self, name: str, value: str) -> None:
@@ -88,7 +116,12 @@ class Headers:
         name = name.lower()
         return [v for n, v in self._items if n.lower() == name]
 
-    def get(self, name: str, default=None):
+    @overload
+    def get(self, name: str) -> str | None: ...
+    @overload
+    def get(self, name: str, default: _T) -> str | _T: ...
+
+    def get(self, name: str, default: object = None) -> object:
         """The combined value of ``name``, or ``default`` when absent."""
         values = self.get_all(name)
         return ", ".join(values) if values else default
@@ -102,7 +135,7 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and any(n.lower() == name.lower() for n, _ in self._items)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return (n for n, _ in self._items)
 
     def __len__(self) -> int:
@@ -112,7 +145,7 @@ class Headers:
         """The (name, value) pairs, in the order received."""
         return list(self._items)
 
-    def __eq__(self, other: object):
+    def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers):
             return NotImplemented
         return [(n.lower(), v) for n, v in self._items] == [(n.lower(), v) for n, v in other._items]
@@ -130,7 +163,7 @@ class _HeadReader:
         self.max_size = max_size
         self.buffer = bytearray()
 
-    def feed(self, data) -> tuple[bytes, bytes] | None:
+    def feed(self, data: Buffer) -> tuple[bytes, bytes] | None:
         """Add ``data``; return (head, leftover) once the head is complete, else None."""
         buffer = self.buffer
         # Resume the search a little before the new bytes: the terminator may straddle reads.
@@ -176,24 +209,24 @@ def _require_token(headers: Headers, name: str, token: str) -> None:
         raise InvalidHeader(f"{name} header {found!r} does not contain {token!r}")
 
 
-def _check_subprotocols(subprotocols) -> list[str]:
+def _check_subprotocols(subprotocols: Iterable[str] | None) -> list[str]:
     if subprotocols is None:
         return []
     if isinstance(subprotocols, str):
         raise TypeError("subprotocols must be a list of names, not a str")
-    subprotocols = list(subprotocols)
-    for name in subprotocols:
+    names = list(subprotocols)
+    for name in names:
         if not isinstance(name, str) or not _TOKEN.fullmatch(name):
             raise ValueError(f"invalid subprotocol name {name!r}")
-    return subprotocols
+    return names
 
 
-def _header_lines(headers) -> list[str]:
+def _header_lines(headers: HeadersLike | None) -> list[str]:
     """Validate user-supplied headers (dict, Headers or pairs) and format them."""
     if headers is None:
         return []
     lines = []
-    for name, value in headers.items() if hasattr(headers, "items") else headers:
+    for name, value in _header_pairs(headers):
         if not isinstance(name, str) or not _TOKEN.fullmatch(name):
             raise ValueError(f"invalid header name {name!r}")
         value = str(value)
@@ -221,9 +254,9 @@ class ClientHandshake:
         *,
         secure: bool = False,
         origin: str | None = None,
-        headers=None,
-        subprotocols=None,
-        deflate=None,
+        headers: HeadersLike | None = None,
+        subprotocols: Iterable[str] | None = None,
+        deflate: DeflateOptions | None = None,
         max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
     ) -> None:
         if not isinstance(host, str) or not host or any(ch <= " " or ch in "/?#@\x7f" for ch in host):
@@ -239,13 +272,13 @@ class ClientHandshake:
         if port != (443 if secure else 80):
             host = f"{host}:{port}"
         self.subprotocols = _check_subprotocols(subprotocols)
-        extra = []
+        extra: list[str] = []
         if origin is not None:
             extra += _header_lines([("Origin", origin)])
         if self.subprotocols:
             extra.append(f"Sec-WebSocket-Protocol: {', '.join(self.subprotocols)}\r\n")
         self.deflate = deflate
-        self.deflate_params = None
+        self.deflate_params: DeflateParams | None = None
         if deflate is not None:
             extra.append(f"Sec-WebSocket-Extensions: {deflate.client_offer()}\r\n")
         extra += _header_lines(headers)
@@ -278,7 +311,7 @@ class ClientHandshake:
         """The upgrade request to send."""
         return self._request
 
-    def receive_data(self, data) -> bool:
+    def receive_data(self, data: Buffer) -> bool:
         """Feed response bytes; True once the handshake succeeded.
 
         Raises :class:`InvalidStatus` when the server answered with another status than 101
@@ -293,6 +326,7 @@ class ClientHandshake:
             return True
         if self._awaiting_body:
             self.leftover += data
+            assert self._body_length is not None  # set when awaiting a body
             if len(self.leftover) >= self._body_length:
                 raise self._fail(self._rejection())
             return False
@@ -329,6 +363,7 @@ class ClientHandshake:
         # Without a usable Content-Length, the body is whatever came with the head.
         limit = self.max_header_size if self._body_length is None else self._body_length
         body = self.leftover[:limit]
+        assert self.status is not None  # the status line has been parsed
         return InvalidStatus(self.status, self.reason or "", self.response_headers, body)
 
     def _process(self, head: bytes) -> None:
@@ -385,11 +420,17 @@ class ServerHandshake:
     ``response()``. When ``receive_data`` raises, send ``reject()`` and close.
     """
 
-    def __init__(self, *, subprotocols=None, deflate=None, max_header_size: int = DEFAULT_MAX_HEADER_SIZE) -> None:
+    def __init__(
+        self,
+        *,
+        subprotocols: Iterable[str] | None = None,
+        deflate: DeflateOptions | None = None,
+        max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
+    ) -> None:
         self.subprotocols = _check_subprotocols(subprotocols)
         self.deflate = deflate
-        self.deflate_params = None
-        self._extensions_answer = None
+        self.deflate_params: DeflateParams | None = None
+        self._extensions_answer: str | None = None
         self.max_header_size = max_header_size
         self.path: str | None = None
         self.request_headers: Headers | None = None
@@ -398,10 +439,10 @@ class ServerHandshake:
         self.leftover = b""
         self._reader = _HeadReader(max_header_size)
         self._error: InvalidHandshake | None = None
-        self._error_status = HTTPStatus.BAD_REQUEST
+        self._error_status: int = HTTPStatus.BAD_REQUEST
         self._done = False
 
-    def receive_data(self, data) -> bool:
+    def receive_data(self, data: Buffer) -> bool:
         """Feed request bytes; True once a valid upgrade request has arrived.
 
         Raises :class:`InvalidHeader` for a bad or missing header and
@@ -463,7 +504,7 @@ class ServerHandshake:
             if accepted is not None:
                 self.deflate_params, self._extensions_answer = accepted
 
-    def response(self, headers=None) -> bytes:
+    def response(self, headers: HeadersLike | None = None) -> bytes:
         """The 101 Switching Protocols answer, with any extra ``headers`` (dict or pairs)."""
         if not self._done or self.key is None:
             raise RuntimeError("no valid upgrade request has been received")
@@ -481,7 +522,13 @@ class ServerHandshake:
         lines.append("\r\n")
         return "".join(lines).encode("utf-8")
 
-    def reject(self, status: int | None = None, reason: str | None = None, body=b"", headers=None) -> bytes:
+    def reject(
+        self,
+        status: int | None = None,
+        reason: str | None = None,
+        body: str | Buffer = b"",
+        headers: HeadersLike | None = None,
+    ) -> bytes:
         """An HTTP error response that refuses the upgrade; close the connection after it.
 
         ``status`` defaults to what the last failure calls for: 426 for an unsupported

@@ -60,9 +60,10 @@ class Keepalive:
     def ping_due(self, now: float) -> bytes | None:
         """The payload of a ping to send now, or None. Call it once :attr:`deadline` has
         passed (earlier calls return None)."""
-        if now < self._next_ping:
+        interval = self.interval
+        if now < self._next_ping or interval is None:  # no interval: _next_ping is inf
             return None
-        self._next_ping = now + self.interval
+        self._next_ping = now + interval
         if self._ping_payload is not None:
             return None  # the last one is still unanswered: sending more would not help
         self._ping_payload = os.urandom(4)

@@ -1,7 +1,8 @@
 """The WebSocket protocol after the handshake (RFC 6455 §5-7), without any I/O.
 
 A :class:`Connection` turns received bytes into messages and control events, and the
-calls you make into bytes to send. The I/O layer's loop is::
+calls you make into bytes to send (:meth:`Connection.receive_batch` collects the
+messages into :class:`~wsfast.batch.Batch` objects instead). The I/O layer's loop is::
 
     events = conn.receive_data(sock.recv(65536))   # or conn.receive_eof() on EOF
     ...                                            # the application handles the events
@@ -191,6 +192,8 @@ class Connection:
         self._inflating = False  # the message being received is compressed
         self._inflated = None  # the last frame's decompressed payload, for receive_frames
         self._new_frame = codec.Frame
+        self._new_batches = codec.BatchBuilder
+        self._batches = None  # the BatchBuilder of receive_batch(), made on first use
         self._encode_frame = codec.encode_frame
         self._outgoing: list[bytes] = []
         self._pongs: collections.deque = collections.deque(maxlen=_MAX_PENDING_PONGS)
@@ -237,6 +240,60 @@ class Connection:
         if parser.buffered or self._arriving_text is not None:
             self._check_arriving(items)
         return events
+
+    def receive_batch(self, data) -> list:
+        """Like :meth:`receive_data`, but collect the messages in :attr:`batches`
+        instead of returning them; return the control events (:class:`Ping`,
+        :class:`Pong`, :class:`Close`).
+
+        Take the messages with :meth:`take_batch`, as :class:`~wsfast.batch.Batch`
+        objects of at most ``batches.max_bytes`` payload bytes (unless one message alone
+        is larger), in order. Whole messages go into a batch straight from ``data``, one
+        copy each and no Python object; fragmented and compressed ones arrive whole too.
+        Messages received before a violation are kept.
+        """
+        self.last_controls = 0
+        batches = self.batches
+        if not self._receiving:
+            return []
+        if not self._fast_ok:
+            return self._receive(data, self._parser.feed, self._batch_events)
+        parser = self._parser
+        try:
+            if self._message_opcode is None:
+                items = parser.feed_batch(data, batches)
+            else:  # a fragmented message is open: a whole message now would be a violation
+                items = parser.feed_messages(data)
+        except ProtocolError as exc:
+            return self._failed(exc, self._batch_events)
+        events = self._events(items, batches) if items else []
+        if parser.buffered or self._arriving_text is not None:
+            self._check_arriving(items or parser.last_batch_count)
+        return events
+
+    @property
+    def batches(self):
+        """Where :meth:`receive_batch` collects messages: the codec's ``BatchBuilder``
+        (``len()`` counts the messages it holds, ``nbytes`` their payload bytes; set
+        ``max_bytes`` to bound the batches begun from then on)."""
+        batches = self._batches
+        if batches is None:
+            batches = self._batches = self._new_batches()
+        return batches
+
+    @property
+    def batched(self) -> int:
+        """How many messages :meth:`receive_batch` collected and :meth:`take_batch` did
+        not return yet."""
+        return 0 if self._batches is None else len(self._batches)
+
+    def take_batch(self, max_bytes: int | None = None):
+        """The oldest batch of messages collected by :meth:`receive_batch`, or None.
+
+        With ``max_bytes`` it holds at most that many payload bytes (or one message):
+        a larger batch received before is split.
+        """
+        return None if self._batches is None else self._batches.take(max_bytes)
 
     def payload_window(self):
         """A writable memoryview to read the next bytes of a large incoming payload into,
@@ -309,22 +366,31 @@ class Connection:
             return decoder
         return False
 
-    def _events(self, items: list) -> list:
+    def _batch_events(self, items: list) -> list:
+        return self._events(items, self.batches)
+
+    def _events(self, items: list, batches=None) -> list:
         """Act on parsed items: whole messages (from feed_messages) pass through, frames
-        go through :meth:`_handle`."""
+        go through :meth:`_handle`. With ``batches``, every message goes there instead
+        and only the control events are returned."""
         events: list = []
         append = events.append
+        deliver = append if batches is None else batches.append
         try:
             for item in items:
                 kind = type(item)
                 if kind is bytes or kind is str:
                     if self._message_opcode is not None:
                         raise ProtocolError("new message started before the previous one finished")
-                    append(item)
+                    deliver(item)
                     continue
                 event = self._handle(item)
                 if event is not None:
-                    append(event)
+                    kind = type(event)
+                    if kind is bytes or kind is str:
+                        deliver(event)
+                    else:
+                        append(event)
                 if not self._receiving:
                     break  # nothing after a close frame counts
         except UnicodeDecodeError as exc:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
@@ -62,6 +63,9 @@ _SOCKS_REPLIES = {
 }
 # Bytes of the address in a reply, by address type; a domain name (3) gives its own length.
 _ADDRESS_LENGTHS = {1: 4, 4: 16}
+
+# A negotiation: yields how many bytes it may read next, is sent the bytes read.
+_Steps = Generator[int, bytes, None]
 
 
 @dataclass(frozen=True)
@@ -107,13 +111,16 @@ class Tunnel:
         self.bytes_needed: int = next(self._steps)
         """How many bytes to read next, at most; 0 once the tunnel is open."""
 
+    def _negotiate(self) -> _Steps:
+        raise NotImplementedError
+
     def data_to_send(self) -> bytes:
         """The bytes to send to the proxy now (b"" when there are none)."""
         data = bytes(self._output)
         self._output.clear()
         return data
 
-    def receive_data(self, data) -> None:
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Take at most :attr:`bytes_needed` bytes read from the proxy; b"" means that the
         proxy closed the connection. Raises :class:`~wsfast.ProxyError` (or a subclass)
         when the negotiation fails, and again at every later call."""
@@ -148,7 +155,7 @@ class HTTPTunnel(Tunnel):
         self._request = "".join(line + "\r\n" for line in lines + [""]).encode()
         super().__init__()
 
-    def _negotiate(self):
+    def _negotiate(self) -> _Steps:
         self._output += self._request
         head = bytearray()
         while True:
@@ -186,7 +193,7 @@ class SOCKS5Tunnel(Tunnel):
         self._credentials = None if user_info is None else _socks_credentials(*user_info)
         super().__init__()
 
-    def _negotiate(self):
+    def _negotiate(self) -> _Steps:
         methods = [_NO_AUTHENTICATION] if self._credentials is None else [_NO_AUTHENTICATION, _USER_PASSWORD]
         self._output += bytes([5, len(methods), *methods])
         answer = yield from _exactly(2)
@@ -219,7 +226,7 @@ class SOCKS5Tunnel(Tunnel):
         yield from _exactly(length + 2)  # the address and port the proxy connects from: not needed
 
 
-def _exactly(count: int):
+def _exactly(count: int) -> Generator[int, bytes, bytes]:
     """Negotiation steps that read ``count`` bytes, for ``yield from``; returns them."""
     data = b""
     while len(data) < count:
@@ -227,7 +234,7 @@ def _exactly(count: int):
     return data
 
 
-def _bytes_to_head_end(head) -> int:
+def _bytes_to_head_end(head: bytes | bytearray) -> int:
     """The fewest bytes after ``head`` that could end it: reading no more than that never
     reads past the head. 0 when it has ended."""
     fewest = []
@@ -312,7 +319,7 @@ def parse_proxy(url: str) -> Proxy:
     return Proxy(scheme, parts.hostname, port or _DEFAULT_PORTS[scheme], user_info)
 
 
-def resolve_proxy(proxy, uri: WebSocketURI) -> Proxy | None:
+def resolve_proxy(proxy: str | bool | None, uri: WebSocketURI) -> Proxy | None:
     """The proxy for a connection to ``uri``, from the clients' ``proxy`` option: a proxy
     URL, True for the environment's choice (:func:`proxy_from_environment`), None for none."""
     if proxy is True:
@@ -324,7 +331,9 @@ def resolve_proxy(proxy, uri: WebSocketURI) -> Proxy | None:
     raise TypeError(f"proxy must be a proxy URL, True (from the environment) or None, not {type(proxy).__name__}")
 
 
-def proxy_from_environment(host: str, port: int, *, secure: bool, environ=None) -> Proxy | None:
+def proxy_from_environment(
+    host: str, port: int, *, secure: bool, environ: Mapping[str, str] | None = None
+) -> Proxy | None:
     """The proxy that the environment (``environ``, by default ``os.environ``) sets for
     a connection to ``host``:``port``, or None.
 
@@ -349,7 +358,7 @@ def proxy_from_environment(host: str, port: int, *, secure: bool, environ=None) 
         raise InvalidURI(f"{variable}: {exc}") from None
 
 
-def _set_variable(environ, name: str) -> str | None:
+def _set_variable(environ: Mapping[str, str], name: str) -> str | None:
     """Which of ``name`` and its upper case is set and not empty (lower case first), or None."""
     names = [name, name.upper()]
     # Under CGI, HTTP_PROXY carries a request header, "Proxy:", that anyone can send.

@@ -22,15 +22,24 @@ import socket
 import ssl as ssl_module
 import threading
 import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from ._codec import DEFAULT_MAX_SIZE
 from ._io import DEFAULT_SEND_TIMEOUT, WebSocket, deadline_after, logger
 from ._stream import Stream, open_stream
 from .deflate import DeflateOptions, PerMessageDeflate, deflate_options
 from .exceptions import ConnectionClosed, InvalidHandshake
-from .handshake import ServerHandshake
+from .handshake import Headers, ServerHandshake
 from .keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, check_keepalive_options
 from .protocol import Connection, State
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from typing_extensions import Unpack
+
+    from .client import _ConnectionOptions, _WebSocketOptions
 
 __all__ = ["Server", "ServerConnection", "echo", "serve"]
 
@@ -49,7 +58,7 @@ class ServerConnection(WebSocket):
         stream: Stream,
         connection: Connection,
         handshake: ServerHandshake,
-        **options,
+        **options: Unpack[_WebSocketOptions],
     ) -> None:
         super().__init__(
             stream,
@@ -59,9 +68,11 @@ class ServerConnection(WebSocket):
             deflate_params=handshake.deflate_params,
             **options,
         )
+        assert handshake.path is not None  # the handshake is done
         self.path: str = handshake.path
         """The request target: path and query, e.g. ``"/feed?symbol=X"``."""
-        self.request_headers = handshake.request_headers
+        assert handshake.request_headers is not None
+        self.request_headers: Headers = handshake.request_headers
         """The headers of the client's upgrade request (a :class:`wsfast.handshake.Headers`)."""
 
 
@@ -69,6 +80,10 @@ def echo(ws: ServerConnection) -> None:
     """The default handler: send every message back as it came, text as text, binary as binary."""
     for message in ws:
         ws.send(message)
+
+
+Handler = Callable[[ServerConnection], object]
+"""What :func:`serve` runs for each connection, in the connection's own thread."""
 
 
 class Server:
@@ -81,18 +96,18 @@ class Server:
 
     def __init__(
         self,
-        handler,
+        handler: Handler | None,
         listener: socket.socket,
         *,
-        ssl,
-        subprotocols,
-        deflate,
-        open_timeout,
-        close_timeout,
+        ssl: ssl_module.SSLContext | None,
+        subprotocols: Iterable[str] | None,
+        deflate: DeflateOptions | None,
+        open_timeout: float | None,
+        close_timeout: float | None,
         tcp_nodelay: bool,
         max_connections: int | None,
-        connection_options: dict,
-        websocket_options: dict,
+        connection_options: _ConnectionOptions,
+        websocket_options: _WebSocketOptions,
     ) -> None:
         self._handler = echo if handler is None else handler
         self._listener = listener
@@ -108,8 +123,8 @@ class Server:
         self._wakeup_reader, self._wakeup_writer = socket.socketpair()
         self._wakeup_writer.setblocking(False)
         self._lock = threading.Lock()
-        self._connections: set = set()  # open ServerConnections
-        self._threads: set = set()  # threads still handling a connection
+        self._connections: set[ServerConnection] = set()  # open ServerConnections
+        self._threads: set[threading.Thread] = set()  # threads still handling a connection
         self._serving = False  # an accept loop runs, or ran
         self._serving_thread: int | None = None  # the thread running the accept loop
         # A plain flag, not an Event or a lock: close() may run in a signal handler,
@@ -117,7 +132,7 @@ class Server:
         self._close_requested = False
         self._shutting_down = False
         self._done = threading.Event()  # every connection was closed or dropped
-        self.address = listener.getsockname()
+        self.address: tuple[str, int] | tuple[str, int, int, int] = listener.getsockname()
         """The listening socket's address, e.g. ``("127.0.0.1", 8765)``."""
 
     @property
@@ -313,7 +328,7 @@ class Server:
     def __enter__(self) -> Server:
         return self.start()
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -350,12 +365,12 @@ def _discard_input(sock: socket.socket) -> None:
 
 
 def serve(
-    handler=None,
+    handler: Handler | None = None,
     host: str = "127.0.0.1",
     port: int = 0,
     *,
     ssl: ssl_module.SSLContext | None = None,
-    subprotocols=None,
+    subprotocols: Iterable[str] | None = None,
     max_message_size: int | None = DEFAULT_MAX_SIZE,
     max_frame_size: int | None = None,
     compression: str | DeflateOptions | None = "deflate",
@@ -367,7 +382,7 @@ def serve(
     max_connections: int | None = None,
     tcp_nodelay: bool = True,
     backlog: int = 128,
-    codec=None,
+    codec: ModuleType | None = None,
 ) -> Server:
     """Listen on ``host``:``port`` (0 picks a free port, see :attr:`Server.port`) and return
     the :class:`Server`; it accepts connections once :meth:`~Server.serve_forever` or
@@ -400,7 +415,11 @@ def serve(
     unsupported WebSocket version) and closed.
     """
     deflate = deflate_options(compression)
-    connection_options = {"max_message_size": max_message_size, "max_frame_size": max_frame_size, "codec": codec}
+    connection_options: _ConnectionOptions = {
+        "max_message_size": max_message_size,
+        "max_frame_size": max_frame_size,
+        "codec": codec,
+    }
     Connection(client=False, **connection_options)  # bad options fail here, not in every connection
     check_keepalive_options(ping_interval, ping_timeout)
     if max_connections is not None and (not isinstance(max_connections, int) or max_connections < 1):

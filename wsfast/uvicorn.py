@@ -18,7 +18,9 @@ import collections
 import enum
 import logging
 import re
+from collections.abc import Iterable
 from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, Union, cast
 from urllib.parse import unquote
 
 from uvicorn.logging import TRACE_LOG_LEVEL
@@ -36,6 +38,25 @@ from .exceptions import InvalidHandshake
 from .handshake import ServerHandshake, accept_key
 from .keepalive import Keepalive
 from .protocol import Close, Connection, Pong, State
+
+if TYPE_CHECKING:
+    from uvicorn._types import (
+        ASGISendEvent,
+        WebSocketAcceptEvent,
+        WebSocketConnectEvent,
+        WebSocketDisconnectEvent,
+        WebSocketReceiveEvent,
+        WebSocketResponseBodyEvent,
+        WebSocketResponseStartEvent,
+        WebSocketScope,
+    )
+    from uvicorn.config import Config
+    from uvicorn.server import ServerState
+
+    from .deflate import DeflateParams
+
+    # What receive() hands the application.
+    _ReceiveEvent = Union[WebSocketConnectEvent, WebSocketReceiveEvent, WebSocketDisconnectEvent]
 
 __all__ = ["WebSocketProtocol"]
 
@@ -90,7 +111,7 @@ class WebSocketProtocol(asyncio.Protocol):
 
     close_timeout = 10.0
 
-    def __init__(self, config, server_state, app_state: dict) -> None:
+    def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any]) -> None:
         if not config.loaded:
             config.load()
         self._config = config
@@ -99,33 +120,39 @@ class WebSocketProtocol(asyncio.Protocol):
         self._logger = logging.getLogger("uvicorn.error")
         self._server_state = server_state
         self._app_state = app_state
-        self.transport = None
-        self._server = self._client = None  # the addresses, once connected
+        # Set by connection_made, which uvicorn calls right after creating the protocol.
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        # The addresses, once connected.
+        self._server: tuple[str, int | None] | None = None
+        self._client: tuple[str, int] | None = None
         self._scheme = "ws"
-        self.scope: dict | None = None
+        self.scope: WebSocketScope | None = None
         self.close_timer: asyncio.TimerHandle | None = None
         """Drops the connection if the client does not answer our close frame in time."""
 
         self._stage = _DECIDING
         self._handshake = ServerHandshake()
-        self._deflate = None  # the agreed DeflateParams and the header value that says so
-        self._early_data = bytearray()  # sent by the client before the application accepted
+        # The agreed DeflateParams and the header value that says so.
+        self._deflate: tuple[DeflateParams, str] | None = None
+        self._early_data: bytearray | None = bytearray()  # sent by the client before the application accepted
         self._conn: Connection | None = None  # once accepted
         self._response_head: bytes | None = None  # of an HTTP response, until its body comes
         self._chunked = False  # the HTTP response body goes in chunks
 
         # Received messages (str or bytes) and the connect event wait here for receive();
         # the disconnect event is kept apart, since receive() returns it once nothing else waits.
-        self._events: collections.deque = collections.deque([{"type": "websocket.connect"}])
-        self._disconnect: dict | None = None
-        self._receivers: list[asyncio.Future] = []
+        self._events: collections.deque[str | bytes | WebSocketConnectEvent] = collections.deque(
+            [{"type": "websocket.connect"}]
+        )
+        self._disconnect: WebSocketDisconnectEvent | None = None
+        self._receivers: list[asyncio.Future[None]] = []
         max_queue = config.ws_max_queue
         self._pause_above = float("inf") if max_queue is None else max_queue
         self._resume_at = 0 if max_queue is None else max_queue // 4
         self._reading_paused = False
 
         self._writing_paused = False
-        self._drain_waiters: list[asyncio.Future] = []
+        self._drain_waiters: list[asyncio.Future[None]] = []
         self._coalesced = 0  # bytes of messages sent since the last write
         self._flush_handle: asyncio.Handle | None = None  # set while messages are coalesced
         self._write_closed = False  # everything we will send has gone to the transport
@@ -138,9 +165,12 @@ class WebSocketProtocol(asyncio.Protocol):
 
     # Transport callbacks -----------------------------------------------------------
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        self._server_state.connections.add(self)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvicorn hands over the transport of its HTTP connection.
+        self.transport = transport = cast("asyncio.Transport", transport)
+        # ServerState.connections is typed as a set of uvicorn's own protocols; it takes
+        # any protocol with shutdown().
+        self._server_state.connections.add(self)  # type: ignore[arg-type]
         self._server = get_local_addr(transport)
         self._client = get_remote_addr(transport)
         self._scheme = "wss" if is_ssl(transport) else "ws"
@@ -153,8 +183,10 @@ class WebSocketProtocol(asyncio.Protocol):
             self._request_received(data)
         elif self._stage is _DECIDING:
             # A client should wait for the answer to its upgrade; keep what it sends anyway.
-            self._early_data += data
-            if len(self._early_data) > _MAX_EARLY_DATA:
+            early = self._early_data
+            assert early is not None  # until the application accepts
+            early += data
+            if len(early) > _MAX_EARLY_DATA:
                 self._pause_reading()
 
     def eof_received(self) -> None:
@@ -213,6 +245,7 @@ class WebSocketProtocol(asyncio.Protocol):
         try:
             if not handshake.receive_data(data):
                 return
+            assert handshake.request_headers is not None  # the request is complete
             if self._config.ws_per_message_deflate:
                 self._deflate = DEFLATE.server_accept(handshake.request_headers.get_all("Sec-WebSocket-Extensions"))
         except InvalidHandshake as exc:
@@ -226,11 +259,12 @@ class WebSocketProtocol(asyncio.Protocol):
         self._server_state.tasks.add(task)
         task.add_done_callback(self._server_state.tasks.discard)
 
-    def _new_scope(self) -> dict:
+    def _new_scope(self) -> WebSocketScope:
         handshake = self._handshake
         root_path = self._config.root_path
-        raw_path, _, query = handshake.path.partition("?")
         headers = handshake.request_headers
+        assert handshake.path is not None and headers is not None  # the request is complete
+        raw_path, _, query = handshake.path.partition("?")
         offered = (word.strip() for value in headers.get_all("Sec-WebSocket-Protocol") for word in value.split(","))
         return {
             "type": "websocket",
@@ -250,12 +284,14 @@ class WebSocketProtocol(asyncio.Protocol):
             "extensions": {"websocket.http.response": {}},
         }
 
-    def _accept(self, message: dict) -> None:
+    def _accept(self, message: WebSocketAcceptEvent) -> None:
         subprotocol = message.get("subprotocol")
+        key = self._handshake.key
+        assert key is not None  # the request is complete
         headers = [
             (b"Upgrade", b"websocket"),
             (b"Connection", b"Upgrade"),
-            (b"Sec-WebSocket-Accept", accept_key(self._handshake.key).encode()),
+            (b"Sec-WebSocket-Accept", accept_key(key).encode()),
         ]
         if subprotocol is not None:
             if not isinstance(subprotocol, str) or not _TOKEN.fullmatch(subprotocol.encode("latin-1", "replace")):
@@ -277,7 +313,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self._resume_reading()
             self._received(bytes(early))
 
-    def _start_response(self, message: dict) -> None:
+    def _start_response(self, message: WebSocketResponseStartEvent) -> None:
         status = message["status"]
         if not isinstance(status, int) or not 100 <= status <= 599:
             raise RuntimeError(f"Invalid HTTP status code '{status}' in response.")
@@ -296,7 +332,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self._response_head = head
             self._chunked = b"transfer-encoding" in names
 
-    def _send_body(self, message: dict) -> None:
+    def _send_body(self, message: WebSocketResponseBodyEvent) -> None:
         body = message.get("body", b"")
         more = message.get("more_body", False)
         head = self._response_head
@@ -360,7 +396,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self._stage = _GONE
             self._close_transport()
 
-    async def receive(self) -> dict:
+    async def receive(self) -> _ReceiveEvent:
         """The next ASGI event: ``websocket.connect``, then ``websocket.receive`` for each
         message, then ``websocket.disconnect`` (returned again on every later call)."""
         events = self._events
@@ -380,14 +416,16 @@ class WebSocketProtocol(asyncio.Protocol):
         item = events.popleft()
         if self._reading_paused and len(events) <= self._resume_at:
             self._resume_reading()
+        # mypy does not narrow ``item`` through ``kind``; type(item) is bytes or str, or
+        # item is the connect event (isinstance() would cost more, for every message).
         kind = type(item)
         if kind is bytes:
-            return {"type": "websocket.receive", "bytes": item}
+            return {"type": "websocket.receive", "bytes": item}  # type: ignore[typeddict-item]
         if kind is str:
-            return {"type": "websocket.receive", "text": item}
-        return item
+            return {"type": "websocket.receive", "text": item}  # type: ignore[typeddict-item]
+        return item  # type: ignore[return-value]
 
-    async def send(self, message: dict) -> None:
+    async def send(self, message: ASGISendEvent) -> None:
         """Carry out one ASGI event from the application.
 
         Waits while the client does not read fast enough. Raises ClientDisconnected (an
@@ -397,7 +435,8 @@ class WebSocketProtocol(asyncio.Protocol):
             await self._drain()
         if self._stage is _ACCEPTED and message["type"] == "websocket.send":
             conn = self._conn
-            data = message.get("bytes")
+            assert conn is not None  # set when accepted
+            data: bytes | str | None = message.get("bytes")
             if data is not None:
                 conn.send_binary(data)
             else:
@@ -418,21 +457,22 @@ class WebSocketProtocol(asyncio.Protocol):
             return
         self._handle(message)
 
-    def _handle(self, message: dict) -> None:
+    def _handle(self, message: ASGISendEvent) -> None:
         """Every event but a message to send on an open connection."""
+        # The conditions test message["type"], not kind: that tells mypy the event's type.
         kind = message["type"]
         stage = self._stage
         if stage is _GONE:
             raise ClientDisconnected()
         if stage is _DECIDING:
-            if kind == "websocket.accept":
+            if message["type"] == "websocket.accept":
                 self._accept(message)
-            elif kind == "websocket.close":
+            elif message["type"] == "websocket.close":
                 self._stage = _FINISHED
                 self._set_disconnect(1006)
                 self._access_log(403)
                 self._respond_and_close(HTTPStatus.FORBIDDEN)
-            elif kind == "websocket.http.response.start":
+            elif message["type"] == "websocket.http.response.start":
                 self._start_response(message)
             else:
                 raise RuntimeError(
@@ -440,7 +480,7 @@ class WebSocketProtocol(asyncio.Protocol):
                     f"'websocket.http.response.start' but got '{kind}'."
                 )
         elif stage is _ACCEPTED:
-            if kind != "websocket.close":
+            if message["type"] != "websocket.close":
                 raise RuntimeError(f"Expected ASGI message 'websocket.send' or 'websocket.close', but got '{kind}'.")
             code = message.get("code")
             code = 1000 if code is None else code
@@ -449,7 +489,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self._stage = _FINISHED
             self._set_disconnect(code, reason)
         elif stage is _RESPONDING:
-            if kind != "websocket.http.response.body":
+            if message["type"] != "websocket.http.response.body":
                 raise RuntimeError(f"Expected ASGI message 'websocket.http.response.body' but got '{kind}'.")
             self._send_body(message)
         else:
@@ -474,6 +514,7 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _received(self, data: bytes) -> None:
         conn = self._conn
+        assert conn is not None  # set when accepted
         events = conn.receive_data(data)
         keepalive = self._keepalive
         if keepalive is not None:
@@ -497,22 +538,22 @@ class WebSocketProtocol(asyncio.Protocol):
         if not self._writing_paused:
             self._write_queued()  # pongs
 
-    def _messages_only(self, events: list) -> list:
+    def _messages_only(self, events: Iterable[object]) -> list[str | bytes]:
         """The messages among ``events``, after acting on the control frames."""
-        messages = []
+        messages: list[str | bytes] = []
         for event in events:
-            kind = type(event)
-            if kind is str or kind is bytes:
+            if type(event) is str or type(event) is bytes:
                 messages.append(event)
-            elif kind is Close:
+            elif type(event) is Close:
                 self._set_disconnect(event.code, event.reason)
-            elif kind is Pong and self._keepalive is not None:
+            elif type(event) is Pong and self._keepalive is not None:
                 self._keepalive.pong_received(event.payload, self._loop.time())
         return messages
 
     def _connection_ending(self) -> None:
         """The client closed (or answered our close), or broke the protocol."""
         conn = self._conn
+        assert conn is not None  # set when accepted
         self._stage = _GONE
         for timer in (self.close_timer, self._fail_timer):
             if timer is not None:
@@ -521,7 +562,9 @@ class WebSocketProtocol(asyncio.Protocol):
         if conn.error is None:
             self._close_transport()
             return
+        assert conn.close_sent_code is not None  # the close frame sent says how the client broke the protocol
         self._set_disconnect(conn.close_sent_code, str(conn.error))
+        assert self.scope is not None  # the request came
         self._logger.debug("WebSocket protocol error from %s: %s", get_client_addr(self.scope), conn.error)
         self._half_close()
 
@@ -535,12 +578,14 @@ class WebSocketProtocol(asyncio.Protocol):
             self._fail_timer = self._loop.call_later(self.close_timeout, self._fail)
 
     def _fail(self) -> None:
+        assert self._conn is not None  # set when accepted
         self._conn.fail()
         self._connection_ending()
 
     def _send_close(self, code: int, reason: str = "") -> None:
         """Start the closing handshake; the client gets ``close_timeout`` to answer."""
         conn = self._conn
+        assert conn is not None  # set when accepted
         conn.send_close(code, reason)
         if conn.close_transport:  # the client broke the protocol: the close says how
             self._connection_ending()
@@ -562,20 +607,22 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _keepalive_due(self) -> None:
         self._keepalive_timer = None
-        if self._conn.state is not _OPEN:
+        conn, keepalive = self._conn, self._keepalive
+        assert conn is not None and keepalive is not None  # the timer runs once both are set
+        if conn.state is not _OPEN:
             return
-        keepalive, now = self._keepalive, self._loop.time()
+        now = self._loop.time()
         if keepalive.expired(now):
             self._trace("WebSocket keepalive ping timeout")
             self._stage = _GONE
             self._set_disconnect(1011, "keepalive ping timeout")
-            self._conn.send_close(1011, "keepalive ping timeout")
+            conn.send_close(1011, "keepalive ping timeout")
             self._write_queued()
             self._half_close()
             return
         payload = keepalive.ping_due(now)
         if payload is not None:
-            self._conn.send_ping(payload)
+            conn.send_ping(payload)
             self._write_queued()
         self._keepalive_timer = self._loop.call_at(keepalive.deadline, self._keepalive_due)
 
@@ -587,6 +634,7 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _write_queued(self) -> None:
         """Write what the Connection has queued: messages, pongs, close frames."""
+        assert self._conn is not None  # set when accepted
         data = self._conn.data_to_send()
         if data:
             self._write(data)
@@ -647,7 +695,8 @@ class WebSocketProtocol(asyncio.Protocol):
 
     # Logging -----------------------------------------------------------------------
 
-    def _access_log(self, outcome) -> None:
+    def _access_log(self, outcome: int | str) -> None:
+        assert self.scope is not None  # the request came
         self._logger.info(
             '%s - "WebSocket %s" %s', get_client_addr(self.scope), get_path_with_query_string(self.scope), outcome
         )
@@ -658,7 +707,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self._logger.log(TRACE_LOG_LEVEL, "%s%s", prefix, what)
 
 
-def _response_head(status: int, headers, end: bool = True) -> bytes:
+def _response_head(status: int, headers: Iterable[tuple[bytes, bytes]], end: bool = True) -> bytes:
     """An HTTP/1.1 response head with ASGI ``headers`` (pairs of bytes), checked so that
     no header can smuggle another; without its final blank line unless ``end``."""
     try:

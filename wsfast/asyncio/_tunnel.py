@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import ssl as ssl_module
+from collections.abc import Callable
+from typing import TypeVar
 
 from .._tunnel import blame_proxy, logger
 from ..proxy import Proxy
 
+_ProtocolT = TypeVar("_ProtocolT", bound=asyncio.BaseProtocol)
+
 __all__ = ["create_connection"]
 
 
-async def create_connection(loop, protocol_factory, host: str, port: int, *, proxy: Proxy | None, ssl, server_hostname):
+async def create_connection(
+    loop: asyncio.AbstractEventLoop,
+    protocol_factory: Callable[[], _ProtocolT],
+    host: str,
+    port: int,
+    *,
+    proxy: Proxy | None,
+    ssl: ssl_module.SSLContext | None,
+    server_hostname: str | None,
+) -> tuple[asyncio.Transport, _ProtocolT]:
     """``loop.create_connection`` to ``host``:``port``, through ``proxy`` unless it is None;
     TLS (``ssl``, checked against ``server_hostname``) then runs inside the tunnel.
 
@@ -27,11 +42,13 @@ async def create_connection(loop, protocol_factory, host: str, port: int, *, pro
         raise
 
 
-async def _open_tunnel(loop, host: str, port: int, proxy: Proxy) -> socket.socket:
+async def _open_tunnel(loop: asyncio.AbstractEventLoop, host: str, port: int, proxy: Proxy) -> socket.socket:
     """A non-blocking socket connected to ``host``:``port`` through ``proxy``."""
     logger.debug("opening a tunnel to %s port %d through the proxy %s", host, port, proxy)
     if not proxy.resolves_names:
-        host = (await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM))[0][4][0]
+        address = (await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM))[0][4][0]
+        assert isinstance(address, str)  # an IPv4 or IPv6 address
+        host = address
     tunnel = proxy.tunnel(host, port)
     with blame_proxy(proxy, "connecting to"):
         sock = await _connect(loop, proxy.host, proxy.port)
@@ -49,7 +66,7 @@ async def _open_tunnel(loop, host: str, port: int, proxy: Proxy) -> socket.socke
         raise
 
 
-async def _connect(loop, host: str, port: int) -> socket.socket:
+async def _connect(loop: asyncio.AbstractEventLoop, host: str, port: int) -> socket.socket:
     """A non-blocking socket connected to the first address of ``host`` that accepts."""
     for family, kind, protocol, _, address in await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM):
         sock = socket.socket(family, kind, protocol)

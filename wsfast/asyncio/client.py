@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import ssl as ssl_module
+from collections.abc import AsyncIterator, Callable, Generator, Iterable
+from typing import TYPE_CHECKING, Any
 
 from .._codec import DEFAULT_MAX_SIZE
 from .._io import DEFAULT_SEND_TIMEOUT
 from ..client import CertificateInfo, certificate_info
 from ..deflate import DeflateOptions, PerMessageDeflate, deflate_options
 from ..exceptions import HTTPProxyError, InvalidHandshake, SOCKSProxyError
-from ..handshake import ClientHandshake, with_basic_auth
+from ..handshake import ClientHandshake, Headers, HeadersLike, with_basic_auth
 from ..keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, check_keepalive_options
 from ..protocol import Connection, State
 from ..proxy import resolve_proxy
@@ -29,6 +31,18 @@ from ..reconnect import Backoff, after_close, is_retryable
 from ..uri import parse_uri
 from ._tunnel import create_connection
 from .connection import DEFAULT_MAX_QUEUED_BYTES, WebSocket, logger, set_nodelay, wait_for
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from typing_extensions import Unpack
+
+    from .server import _WebSocketOptions
+
+    class _ClientOptions(_WebSocketOptions, total=False):
+        """The keyword arguments :class:`Client` passes on to :class:`WebSocket`."""
+
+        on_message: Callable[[Client, str | bytes], object] | None
 
 __all__ = ["DEFAULT_MAX_QUEUED_BYTES", "Client", "connect"]
 
@@ -45,24 +59,29 @@ class Client(WebSocket):
 
     __slots__ = ()
 
-    def __init__(self, handshake: ClientHandshake, **options) -> None:
+    _handshake: ClientHandshake
+
+    def __init__(self, handshake: ClientHandshake, **options: Unpack[_ClientOptions]) -> None:
         super().__init__(handshake, client=True, **options)
 
     @property
-    def response_headers(self):
+    def response_headers(self) -> Headers:
         """The headers of the server's handshake response (a :class:`wsfast.handshake.Headers`)."""
-        return self._handshake.response_headers
+        headers = self._handshake.response_headers
+        assert headers is not None  # a Client is handed out once the response came
+        return headers
 
     @property
     def certificate(self) -> CertificateInfo | None:
         """The server's TLS certificate for ``wss://``; None for ``ws://``."""
+        assert self._transport is not None  # a Client is handed out connected
         ssl_object = self._transport.get_extra_info("ssl_object")
         return None if ssl_object is None else certificate_info(ssl_object)
 
     def __repr__(self) -> str:
         return f"<wsfast.asyncio.Client {self.state.name}>"
 
-    def _connection_made(self, transport) -> None:
+    def _connection_made(self, transport: asyncio.Transport) -> None:
         self._transport = transport
         transport.write(self._handshake.request())
 
@@ -73,6 +92,7 @@ class Client(WebSocket):
         except InvalidHandshake as exc:
             if not self._opened.done():
                 self._opened.set_exception(exc)
+            assert self._transport is not None  # the handshake arrives through it
             self._transport.abort()
             return
         if not done:
@@ -104,8 +124,8 @@ def connect(
     ssl: ssl_module.SSLContext | bool | None = None,
     server_hostname: str | None = None,
     proxy: str | bool | None = True,
-    headers=None,
-    subprotocols=None,
+    headers: HeadersLike | None = None,
+    subprotocols: Iterable[str] | None = None,
     origin: str | None = None,
     max_message_size: int | None = DEFAULT_MAX_SIZE,
     max_frame_size: int | None = None,
@@ -117,8 +137,8 @@ def connect(
     ping_interval: float | None = DEFAULT_PING_INTERVAL,
     ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
     backoff: Backoff | None = None,
-    codec=None,
-    on_message=None,
+    codec: ModuleType | None = None,
+    on_message: Callable[[Client, str | bytes], object] | None = None,
 ) -> _Connect:
     """Open a WebSocket connection to ``url`` (``ws://`` or ``wss://``).
 
@@ -197,8 +217,8 @@ def connect(
     ``OSError`` (including ``ssl.SSLError``) or ``TimeoutError``. Bad options raise
     ValueError at once.
     """
-    connection_options = {"max_message_size": max_message_size, "max_frame_size": max_frame_size, "codec": codec}
-    Connection(client=True, **connection_options)  # bad options fail here, before any traffic
+    # Bad options fail here, before any traffic.
+    Connection(client=True, max_message_size=max_message_size, max_frame_size=max_frame_size, codec=codec)
     check_keepalive_options(ping_interval, ping_timeout)
     if max_queued_bytes is not None and max_queued_bytes < 0:
         raise ValueError("max_queued_bytes must be >= 0 or None")
@@ -217,7 +237,9 @@ def connect(
         tcp_nodelay=tcp_nodelay,
         backoff=Backoff() if backoff is None else backoff,
         client_options={
-            **connection_options,
+            "max_message_size": max_message_size,
+            "max_frame_size": max_frame_size,
+            "codec": codec,
             "max_queued_bytes": max_queued_bytes,
             "close_timeout": close_timeout,
             "send_timeout": send_timeout,
@@ -234,19 +256,19 @@ class _Connect:
 
     def __init__(
         self,
-        url,
+        url: str,
         *,
-        timeout,
-        ssl,
-        server_hostname,
-        proxy,
-        headers,
-        subprotocols,
-        origin,
-        deflate,
-        tcp_nodelay,
-        backoff,
-        client_options,
+        timeout: float | None,
+        ssl: ssl_module.SSLContext | bool | None,
+        server_hostname: str | None,
+        proxy: str | bool | None,
+        headers: HeadersLike | None,
+        subprotocols: Iterable[str] | None,
+        origin: str | None,
+        deflate: DeflateOptions | None,
+        tcp_nodelay: bool,
+        backoff: Backoff,
+        client_options: _ClientOptions,
     ) -> None:
         uri = parse_uri(url)
         if ssl is True or (ssl is None and uri.secure):
@@ -272,17 +294,18 @@ class _Connect:
         self._client_options = client_options
         self._client: Client | None = None
 
-    def __await__(self):
+    def __await__(self) -> Generator[Any, None, Client]:
         return self._open().__await__()
 
     async def __aenter__(self) -> Client:
         self._client = await self._open()
         return self._client
 
-    async def __aexit__(self, *exc_info) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._client is not None  # set by __aenter__
         await self._client.close()
 
-    async def __aiter__(self):
+    async def __aiter__(self) -> AsyncIterator[Client]:
         """A new open connection each time around: see :func:`connect`."""
         backoff = self._backoff
         loop = asyncio.get_running_loop()

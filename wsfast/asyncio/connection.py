@@ -23,6 +23,7 @@ import struct
 
 from .._codec import DEFAULT_MAX_SIZE
 from .._io import DEFAULT_SEND_TIMEOUT
+from ..batch import DEFAULT_MAX_BYTES, Batch
 from ..enums import CloseCode
 from ..exceptions import ConnectionClosed, ConnectionClosedOK
 from ..keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, Keepalive
@@ -44,6 +45,8 @@ _MAX_READ_SIZE = 1024 * 1024
 # Each queued message also costs a Python object and a queue slot; counting this
 # keeps a flood of tiny messages within the read limit too.
 _MESSAGE_OVERHEAD = 64
+# A message in a batch costs only its offset and its text flag.
+_BATCHED_OVERHEAD = 9
 
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 seconds: close with a reset
 
@@ -83,7 +86,8 @@ class WebSocket:
     the :class:`wsfast.asyncio.ServerConnection` a server's handler receives.
 
     Iterate over it (``async for message in ws``) or call :meth:`recv` to receive
-    messages: ``str`` for text, ``bytes`` for binary. Iteration ends when the peer
+    messages: ``str`` for text, ``bytes`` for binary (:meth:`recv_batch` returns many at
+    once, as a :class:`~wsfast.Batch`). Iteration ends when the peer
     closes the connection normally and raises :class:`~wsfast.ConnectionClosedError`
     when it closes with an error or the connection drops. ``async with`` closes it on
     the way out. One coroutine at a time may receive; any number may send.
@@ -100,6 +104,7 @@ class WebSocket:
     # A server holds thousands of these: without slots, each would carry a 1.6 KB dict.
     __slots__ = (
         "_abort_timer",
+        "_batching",
         "_callback_error",
         "_close_timeout",
         "_closed",
@@ -113,13 +118,13 @@ class WebSocket:
         "_keepalive_timer",
         "_loop",
         "_lost_reason",
-        "_low_water",
         "_messages",
         "_on_message",
         "_opened",
         "_pings",
         "_protocol",
         "_queued",
+        "_resume_below",
         "_reading_paused",
         "_receiving",
         "_send_timeout",
@@ -181,10 +186,11 @@ class WebSocket:
         self._messages: collections.deque = collections.deque()
         self._waiter = None
         self._receiving = True
-        self._queued = 0  # bytes of queued messages, plus their overhead
+        self._queued = 0  # bytes of queued messages and their overhead, or more
+        self._resume_below = 0  # resume reading once no more messages than this wait
         self._high_water = math.inf if max_queued_bytes is None else max_queued_bytes
-        self._low_water = self._high_water / 4
         self._reading_paused = False
+        self._batching = False  # messages are parsed into batches (recv_batch)
         self._on_message = on_message
         self._callback_error: Exception | None = None  # what on_message raised
 
@@ -231,7 +237,7 @@ class WebSocket:
     @property
     def pending(self) -> int:
         """How many received messages wait to be returned."""
-        return len(self._messages)
+        return len(self._messages) + self._conn.batched
 
     @property
     def latency(self) -> float | None:
@@ -262,8 +268,7 @@ class WebSocket:
         if not messages:
             await self._wait_for_messages(timeout)
         message = messages.popleft()
-        self._queued -= len(message) + _MESSAGE_OVERHEAD
-        if self._reading_paused and self._queued <= self._low_water:
+        if self._reading_paused and len(messages) <= self._resume_below:
             self._resume_reading()
         return message
 
@@ -283,6 +288,49 @@ class WebSocket:
             self._resume_reading()
         return batch
 
+    async def recv_batch(self, timeout: float | None = None, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Batch:
+        """Return every message received so far as one :class:`~wsfast.Batch`: their
+        payloads back to back in one buffer, with no Python object per message. Waits
+        only if there is none.
+
+        From the first call on, messages are parsed straight into batches. A batch
+        holds at most ``max_bytes`` payload bytes, unless a single message is larger:
+        that one then comes alone, and what does not fit waits for the next call.
+        Messages already queued for :meth:`recv` come first. Timeout and closing work
+        as for :meth:`recv`.
+        """
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be >= 1")
+        conn = self._conn
+        if not self._messages and not conn.batched:
+            conn.batches.max_bytes = max_bytes
+            await self._wait_for_messages(timeout, batching=True)
+        if self._messages:
+            batch = Batch._from_queue(self._messages, max_bytes)
+        else:
+            batch = conn.take_batch(max_bytes)
+        self._batching = True
+        conn.batches.max_bytes = max_bytes
+        if (self._reading_paused and self._batched_bytes() <= self._high_water / 4
+                and len(self._messages) <= self._resume_below):
+            self._resume_reading()
+        return batch
+
+    def _batched_bytes(self) -> int:
+        batches = self._conn.batches
+        return batches.nbytes + _BATCHED_OVERHEAD * len(batches)
+
+    def _unbatch(self) -> None:
+        """Queue for recv() the messages parsed into batches: they came first."""
+        taken: list = []
+        while True:
+            batch = self._conn.take_batch()
+            if batch is None:
+                break
+            taken.extend(batch)
+        self._messages.extendleft(reversed(taken))
+        self._queued += sum(map(len, taken)) + _MESSAGE_OVERHEAD * len(taken)
+
     def __aiter__(self):
         return self
 
@@ -295,15 +343,20 @@ class WebSocket:
             except ConnectionClosedOK:
                 raise StopAsyncIteration from None
         message = messages.popleft()
-        self._queued -= len(message) + _MESSAGE_OVERHEAD
-        if self._reading_paused and self._queued <= self._low_water:
+        if self._reading_paused and len(messages) <= self._resume_below:
             self._resume_reading()
         return message
 
-    async def _wait_for_messages(self, timeout: float | None) -> None:
-        """Return once a message is queued; raise if none will ever come."""
+    async def _wait_for_messages(self, timeout: float | None, batching: bool = False) -> None:
+        """Return once a message is queued (into batches when ``batching``, which
+        decides where the messages go from now on); raise if none will ever come."""
         if self._on_message is not None:
             raise RuntimeError("messages go to on_message; await wait_closed() instead")
+        if not batching and self._conn.batched:
+            self._unbatch()
+            self._batching = False
+            return
+        self._batching = batching
         if not self._receiving:
             self._fail_after_messages()
             raise self._closed_exception()
@@ -317,7 +370,7 @@ class WebSocket:
                 await wait_for(waiter, timeout)
         finally:
             self._waiter = None
-        if not self._messages:
+        if not self._messages and not self._conn.batched:
             raise self._closed_exception()
 
     def _closed_exception(self):
@@ -577,23 +630,45 @@ class WebSocket:
 
     def _process(self, data) -> None:
         """Feed received bytes to the Connection and act on what it returns."""
-        events = self._conn.receive_data(data)
-        if events:
-            if self._on_message is None:
-                self._queue(events)
-            else:
-                self._deliver(events)
+        if self._batching:
+            self._receive_batch(data)
+        else:
+            events = self._conn.receive_data(data)
+            if events:
+                if self._on_message is None:
+                    self._queue(events)
+                else:
+                    self._deliver(events)
         self._after_receiving()
+
+    def _receive_batch(self, data) -> None:
+        """Parse received bytes into the Connection's batches (for recv_batch)."""
+        conn = self._conn
+        events = conn.receive_batch(data)
+        if events:
+            self._messages_only(events)  # only control events: the messages wait in batches
+        if conn.batched:
+            if not self._reading_paused and self._batched_bytes() > self._high_water:
+                self._transport.pause_reading()
+                self._reading_paused = True
+                self._resume_below = len(self._messages) // 4
+            self._wake_receiver()
 
     def _queue(self, events: list) -> None:
         if self._conn.last_controls:
             events = self._messages_only(events)
-        self._messages.extend(events)
+        messages = self._messages
+        messages.extend(events)
         self._queued += sum(map(len, events)) + _MESSAGE_OVERHEAD * len(events)
         if self._queued > self._high_water and not self._reading_paused:
-            self._transport.pause_reading()
-            self._reading_paused = True
-        if self._messages:
+            # The count only grows (recv() keeps no account, for speed): count what is
+            # really left before pausing, then resume once a quarter of it is left.
+            self._queued = sum(map(len, messages)) + _MESSAGE_OVERHEAD * len(messages)
+            if self._queued > self._high_water:
+                self._transport.pause_reading()
+                self._reading_paused = True
+                self._resume_below = len(messages) // 4
+        if messages:
             self._wake_receiver()
 
     def _deliver(self, events: list) -> None:
@@ -662,7 +737,7 @@ class WebSocket:
         """The peer broke the protocol: once every message received before that is
         handed out (and could be answered), send the close frame that says so."""
         conn = self._conn
-        if conn.error is not None and not conn.close_transport and not self._messages:
+        if conn.error is not None and not conn.close_transport and not self._messages and not conn.batched:
             conn.fail()
             self._flush()
             self._transport.close()

@@ -17,15 +17,37 @@ from __future__ import annotations
 
 import asyncio
 import ssl as ssl_module
+from collections.abc import Awaitable, Callable, Generator, Iterable
+from typing import TYPE_CHECKING, Any
 
 from .._codec import DEFAULT_MAX_SIZE
 from .._io import DEFAULT_SEND_TIMEOUT
 from ..deflate import DeflateOptions, PerMessageDeflate, deflate_options
 from ..exceptions import ConnectionClosed, InvalidHandshake
-from ..handshake import ServerHandshake
+from ..handshake import Headers, ServerHandshake
 from ..keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, check_keepalive_options
 from ..protocol import Connection, State
 from .connection import DEFAULT_MAX_QUEUED_BYTES, WebSocket, logger, reset, set_nodelay, wait_for
+
+if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import TypedDict
+
+    from typing_extensions import Unpack
+
+    from .connection import _Protocol
+
+    class _WebSocketOptions(TypedDict, total=False):
+        """The options of :class:`WebSocket` that connect and serve take."""
+
+        max_message_size: int | None
+        max_frame_size: int | None
+        codec: ModuleType | None
+        max_queued_bytes: int | None
+        close_timeout: float | None
+        send_timeout: float | None
+        ping_interval: float | None
+        ping_timeout: float | None
 
 __all__ = ["Server", "ServerConnection", "echo", "serve"]
 
@@ -50,24 +72,30 @@ class ServerConnection(WebSocket):
 
     __slots__ = ("_server",)
 
-    def __init__(self, server: Server, handshake: ServerHandshake, **options) -> None:
+    _handshake: ServerHandshake
+
+    def __init__(self, server: Server, handshake: ServerHandshake, **options: Unpack[_WebSocketOptions]) -> None:
         super().__init__(handshake, client=False, read_buffer=server._read_buffer, **options)
         self._server = server
 
     @property
     def path(self) -> str:
         """The request target: path and query, e.g. ``"/feed?symbol=X"``."""
-        return self._handshake.path
+        path = self._handshake.path
+        assert path is not None  # the handler gets the connection after the request came
+        return path
 
     @property
-    def request_headers(self):
+    def request_headers(self) -> Headers:
         """The headers of the client's upgrade request (a :class:`wsfast.handshake.Headers`)."""
-        return self._handshake.request_headers
+        headers = self._handshake.request_headers
+        assert headers is not None  # the handler gets the connection after the request came
+        return headers
 
     def __repr__(self) -> str:
         return f"<wsfast.asyncio.ServerConnection {self.state.name} {self.remote_address}>"
 
-    def _connection_made(self, transport) -> None:
+    def _connection_made(self, transport: asyncio.Transport) -> None:
         self._transport = transport
         self._server._connection_made(self)
 
@@ -85,6 +113,7 @@ class ServerConnection(WebSocket):
     def _accept(self, deflate: DeflateOptions | None) -> None:
         """Answer the request with 101 Switching Protocols and open the connection."""
         handshake = self._handshake
+        assert self._transport is not None  # the request came through it
         self._transport.write(handshake.response())
         connection = self._conn
         params = handshake.deflate_params
@@ -99,6 +128,7 @@ class ServerConnection(WebSocket):
         """Answer with an HTTP error and close."""
         if self._closed.done():
             return  # the client is gone already
+        assert self._transport is not None  # the request came through it
         self._transport.write(response)
         self._transport.close()
         self._drop_after_close_timeout()  # a client that reads nothing cannot hold it open
@@ -108,6 +138,10 @@ async def echo(ws: ServerConnection) -> None:
     """The default handler: send every message back as it came, text as text, binary as binary."""
     async for message in ws:
         await ws.send(message)
+
+
+Handler = Callable[[ServerConnection], Awaitable[object]]
+"""What :func:`serve` runs for each connection, as a task: a coroutine function."""
 
 
 class Server:
@@ -120,19 +154,19 @@ class Server:
 
     def __init__(
         self,
-        handler,
-        host,
+        handler: Handler | None,
+        host: str | None,
         port: int,
         *,
-        ssl,
-        subprotocols,
-        deflate,
-        open_timeout,
-        close_timeout,
+        ssl: ssl_module.SSLContext | None,
+        subprotocols: Iterable[str] | None,
+        deflate: DeflateOptions | None,
+        open_timeout: float | None,
+        close_timeout: float | None,
         max_connections: int | None,
         tcp_nodelay: bool,
         backlog: int,
-        connection_options: dict,
+        connection_options: _WebSocketOptions,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._handler = echo if handler is None else handler
@@ -148,19 +182,21 @@ class Server:
         self._backlog = backlog
         self._connection_options = connection_options
         self._read_buffer = memoryview(bytearray(_SHARED_READ_SIZE))
-        self._listener: asyncio.AbstractServer | None = None
-        self._connections: dict = {}  # every connection still being served -> its task
-        self._active: set = set()  # those past the handshake, whose handler runs
-        self._shutdown: asyncio.Task | None = None
+        self._listener: asyncio.Server | None = None
+        # every connection still being served -> its task
+        self._connections: dict[ServerConnection, asyncio.Task[None]] = {}
+        self._active: set[ServerConnection] = set()  # those past the handshake, whose handler runs
+        self._shutdown: asyncio.Task[None] | None = None
         self._done = self._loop.create_future()  # every connection is closed or dropped
 
     @property
-    def address(self):
+    def address(self) -> tuple[str, int] | tuple[str, int, int, int]:
         """The listening socket's address, e.g. ``("127.0.0.1", 8765)`` (the first one,
         when the host name has several)."""
         if self._listener is None:
             raise RuntimeError("the server does not listen yet: await it first")
-        return self._listener.sockets[0].getsockname()
+        address: tuple[str, int] | tuple[str, int, int, int] = self._listener.sockets[0].getsockname()
+        return address
 
     @property
     def port(self) -> int:
@@ -184,13 +220,13 @@ class Server:
             logger.debug("serving on %s", self.address)
         return self
 
-    def __await__(self):
+    def __await__(self) -> Generator[Any, None, Server]:
         return self._start().__await__()
 
     async def __aenter__(self) -> Server:
         return await self._start()
 
-    async def __aexit__(self, *exc_info) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self.close()
         await self.wait_closed()
 
@@ -248,7 +284,7 @@ class Server:
 
     # Connections -------------------------------------------------------------------
 
-    def _new_connection(self):
+    def _new_connection(self) -> _Protocol:
         """The protocol for a connection just accepted."""
         handshake = ServerHandshake(subprotocols=self._subprotocols, deflate=self._deflate)
         return ServerConnection(self, handshake, **self._connection_options)._protocol
@@ -309,12 +345,12 @@ class Server:
 
 
 def serve(
-    handler=None,
+    handler: Handler | None = None,
     host: str | None = "127.0.0.1",
     port: int = 0,
     *,
     ssl: ssl_module.SSLContext | None = None,
-    subprotocols=None,
+    subprotocols: Iterable[str] | None = None,
     max_message_size: int | None = DEFAULT_MAX_SIZE,
     max_frame_size: int | None = None,
     max_queued_bytes: int | None = DEFAULT_MAX_QUEUED_BYTES,
@@ -327,7 +363,7 @@ def serve(
     max_connections: int | None = None,
     tcp_nodelay: bool = True,
     backlog: int = 128,
-    codec=None,
+    codec: ModuleType | None = None,
 ) -> Server:
     """A WebSocket server on ``host``:``port`` (0 picks a free port, see
     :attr:`Server.port`), in the running event loop: ``async with serve(handler) as

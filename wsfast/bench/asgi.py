@@ -26,7 +26,9 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 # contestant -> (uvicorn's --ws value, event loop, the libraries it needs)
 IMPLEMENTATIONS = {
@@ -40,7 +42,11 @@ IMPLEMENTATIONS = {
 _START_TIMEOUT = 30.0  # seconds for the server to print its port
 
 
-async def app(scope, receive, send) -> None:
+async def app(
+    scope: dict[str, Any],
+    receive: Callable[[], Awaitable[dict[str, Any]]],
+    send: Callable[[dict[str, Any]], Awaitable[None]],
+) -> None:
     """The benchmark's ASGI application."""
     if scope["type"] != "websocket":
         return
@@ -73,7 +79,7 @@ class Served:
 
 
 @contextlib.contextmanager
-def serving(contestant: str):
+def serving(contestant: str) -> Iterator[Served]:
     """Run the server of ``contestant`` for the duration of the ``with`` block; yield a
     :class:`Served`. Raises ImportError when a library it needs is not installed."""
     ws, loop, needs = IMPLEMENTATIONS[contestant]
@@ -85,6 +91,7 @@ def serving(contestant: str):
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
+    assert process.stdin is not None and process.stdout is not None  # both are pipes
     try:
         ready, _, _ = select.select([process.stdout], [], [], _START_TIMEOUT)
         line = process.stdout.readline() if ready else b""

@@ -22,9 +22,25 @@ import socket
 import ssl
 import urllib.parse
 import zlib
+from collections.abc import Awaitable, Coroutine, Sized
 from dataclasses import dataclass
 from time import perf_counter, perf_counter_ns
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
+
+if TYPE_CHECKING:
+    import aiohttp
+    import picows
+    import websocket
+    from aiohttp.client import _WSRequestContextManager
+
+    from wsfast.asyncio import Client as AsyncioClient
+
+_Job = TypeVar("_Job", "Feed", "Echo")
+_Outcome = TypeVar("_Outcome")
+# A send() of the clients: it takes the job's payload, str or bytes, which some split
+# into two methods.
+_Send = Callable[[Any], object]
+_AsyncSend = Callable[[Any], Awaitable[object]]
 
 START = "go"  # the start signal of the ticks feed
 _FLOOR_TIMEOUT = 30.0  # seconds a floor waits for the server's next bytes
@@ -62,7 +78,7 @@ def _check(received: int, expected: int, what: str) -> None:
         raise Mismatch(f"received {received} {what}, expected {expected}")
 
 
-def _check_feed(job: Feed, total: int, last) -> None:
+def _check_feed(job: Feed, total: int, last: object) -> None:
     _check(total, job.total, "characters" if job.json else "bytes")
     wanted = str if job.json else bytes
     if not isinstance(last, wanted):
@@ -77,7 +93,7 @@ def _check_echo(job: Echo, total: int) -> None:
 # come in as bound methods, so every contestant's loop costs the same.
 
 
-def _time_feed(job: Feed, recv, send) -> float:
+def _time_feed(job: Feed, recv: Callable[[], Sized], send: _Send) -> float:
     total = 0
     message = None
     start = perf_counter()
@@ -91,7 +107,7 @@ def _time_feed(job: Feed, recv, send) -> float:
     return elapsed
 
 
-def _time_echo(job: Echo, send, recv) -> tuple[float, list[int]]:
+def _time_echo(job: Echo, send: _Send, recv: Callable[[], Sized]) -> tuple[float, list[int]]:
     payload = job.payload
     trips = [0] * job.count  # allocated before the clock starts
     total = 0
@@ -106,7 +122,7 @@ def _time_echo(job: Echo, send, recv) -> tuple[float, list[int]]:
     return (then - start) / 1e9, trips
 
 
-async def _time_feed_async(job: Feed, recv, send) -> float:
+async def _time_feed_async(job: Feed, recv: Callable[[], Awaitable[Sized]], send: _AsyncSend) -> float:
     total = 0
     message = None
     start = perf_counter()
@@ -120,7 +136,9 @@ async def _time_feed_async(job: Feed, recv, send) -> float:
     return elapsed
 
 
-async def _time_echo_async(job: Echo, send, recv) -> tuple[float, list[int]]:
+async def _time_echo_async(
+    job: Echo, send: _AsyncSend, recv: Callable[[], Awaitable[Sized]]
+) -> tuple[float, list[int]]:
     payload = job.payload
     trips = [0] * job.count
     total = 0
@@ -138,7 +156,7 @@ async def _time_echo_async(job: Echo, send, recv) -> tuple[float, list[int]]:
 # wsfast ------------------------------------------------------------------------------
 
 
-def _wsfast_options(job: Feed | Echo) -> dict:
+def _wsfast_options(job: Feed | Echo) -> dict[str, Any]:
     return {
         "max_message_size": None,
         "compression": "deflate" if job.deflate else None,
@@ -159,7 +177,7 @@ def wsfast_many_feed(job: Feed) -> float:
     with connect(job.url, **_wsfast_options(job)) as ws:
         recv_many = ws.recv_many
         received = total = 0
-        batch = []
+        batch: list[str | bytes] = []
         start = perf_counter()
         if job.json:
             ws.send(START)
@@ -198,11 +216,11 @@ async def wsfast_callback_feed(job: Feed) -> float:
     from wsfast.asyncio import connect
 
     count = job.count  # a local: the callback runs once per message
-    done = asyncio.get_running_loop().create_future()
+    done: asyncio.Future[tuple[float, str | bytes]] = asyncio.get_running_loop().create_future()
     received = total = 0
     first = float("inf")
 
-    def on_message(ws, message) -> None:
+    def on_message(ws: AsyncioClient, message: str | bytes) -> None:
         nonlocal received, total, first
         if not received:
             first = perf_counter()  # a binary feed may start before connect() returns
@@ -224,11 +242,11 @@ async def wsfast_callback_echo(job: Echo) -> tuple[float, list[int]]:
     from wsfast.asyncio import connect
 
     payload, count = job.payload, job.count
-    done = asyncio.get_running_loop().create_future()
+    done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     trips = [0] * count
     received = total = sent = 0
 
-    def on_message(ws, message) -> None:
+    def on_message(ws: AsyncioClient, message: str | bytes) -> None:
         nonlocal received, total, sent
         now = perf_counter_ns()
         trips[received] = now - sent
@@ -251,7 +269,7 @@ async def wsfast_callback_echo(job: Echo) -> tuple[float, list[int]]:
 # websockets ---------------------------------------------------------------------------
 
 
-def _websockets_options(job: Feed | Echo) -> dict:
+def _websockets_options(job: Feed | Echo) -> dict[str, Any]:
     return {
         "max_size": None,
         "compression": "deflate" if job.deflate else None,
@@ -290,10 +308,10 @@ async def websockets_asyncio_echo(job: Echo) -> tuple[float, list[int]]:
 # websocket-client (no permessage-deflate) ---------------------------------------------
 
 
-def _websocket_client_connect(job: Feed | Echo):
+def _websocket_client_connect(job: Feed | Echo) -> websocket.WebSocket:
     import websocket
 
-    options = {"sslopt": {"context": job.ssl_context}} if job.ssl_context else {}
+    options: dict[str, Any] = {"sslopt": {"context": job.ssl_context}} if job.ssl_context else {}
     return websocket.create_connection(job.url, **options)
 
 
@@ -317,7 +335,7 @@ def websocket_client_echo(job: Echo) -> tuple[float, list[int]]:
 # aiohttp ------------------------------------------------------------------------------
 
 
-def _aiohttp_connect(session, job: Feed | Echo):
+def _aiohttp_connect(session: aiohttp.ClientSession, job: Feed | Echo) -> _WSRequestContextManager:
     return session.ws_connect(
         job.url,
         max_msg_size=0,
@@ -350,7 +368,7 @@ async def aiohttp_echo(job: Echo) -> tuple[float, list[int]]:
     payload = job.payload
     trips = [0] * job.count
     async with aiohttp.ClientSession() as session, _aiohttp_connect(session, job) as ws:
-        send = ws.send_str if isinstance(payload, str) else ws.send_bytes
+        send: _AsyncSend = ws.send_str if isinstance(payload, str) else ws.send_bytes
         receive = ws.receive
         total = 0
         start = then = perf_counter_ns()
@@ -372,33 +390,35 @@ async def picows_feed(job: Feed) -> float:
 
     count, text = job.count, job.json  # locals: the callback runs once per message
     wanted = picows.WSMsgType.TEXT if text else picows.WSMsgType.BINARY
-    done = asyncio.get_running_loop().create_future()
+    done: asyncio.Future[tuple[float, str | bytes]] = asyncio.get_running_loop().create_future()
 
     class Listener(picows.WSListener):
         received = 0
         total = 0
 
-        def on_ws_frame(self, transport, frame) -> None:
+        def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
             if frame.msg_type != wanted:
                 return
             self.received += 1
             # Text as str, what a JSON consumer needs; binary as a zero-copy view,
             # picows's own way to read a frame.
+            message: str | memoryview
             if text:
                 message = frame.get_payload_as_utf8_text()
             else:
                 message = frame.get_payload_as_memoryview()
             self.total += len(message)
             if self.received == count:
-                done.set_result((perf_counter(), message if text else bytes(message)))
+                done.set_result((perf_counter(), message if isinstance(message, str) else bytes(message)))
 
-        def on_ws_disconnected(self, transport) -> None:
+        def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
             if not done.done():
                 done.set_exception(Mismatch("disconnected before the last message"))
 
     transport, listener = await picows.ws_connect(
         Listener, job.url, ssl_context=job.ssl_context, max_frame_size=1 << 30
     )
+    assert isinstance(listener, Listener)
     start = perf_counter()
     if job.json:
         transport.send(picows.WSMsgType.TEXT, START)
@@ -415,7 +435,7 @@ async def picows_echo(job: Echo) -> tuple[float, list[int]]:
     payload, count = job.payload, job.count
     text = isinstance(payload, str)
     kind = picows.WSMsgType.TEXT if text else picows.WSMsgType.BINARY
-    done = asyncio.get_running_loop().create_future()
+    done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     trips = [0] * count
     sent = 0
 
@@ -423,7 +443,7 @@ async def picows_echo(job: Echo) -> tuple[float, list[int]]:
         received = 0
         total = 0
 
-        def on_ws_frame(self, transport, frame) -> None:
+        def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
             nonlocal sent
             if frame.msg_type != kind:
                 return
@@ -440,11 +460,12 @@ async def picows_echo(job: Echo) -> tuple[float, list[int]]:
                 sent = now
                 transport.send(kind, payload)
 
-        def on_ws_disconnected(self, transport) -> None:
+        def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
             if not done.done():
                 done.set_exception(Mismatch("disconnected before the last message"))
 
     transport, listener = await picows.ws_connect(Listener, job.url, max_frame_size=1 << 30)
+    assert isinstance(listener, Listener)
     start = sent = perf_counter_ns()
     transport.send(kind, payload)
     end = await done
@@ -453,7 +474,7 @@ async def picows_echo(job: Echo) -> tuple[float, list[int]]:
     return (end - start) / 1e9, trips
 
 
-async def _picows_close(transport) -> None:
+async def _picows_close(transport: picows.WSTransport) -> None:
     transport.send_close()
     transport.disconnect()
     await transport.wait_disconnected()
@@ -469,6 +490,7 @@ def raw_tls_feed(job: Feed) -> float:
     """
     uri = urllib.parse.urlsplit(job.url)
     request = f"GET /raw{uri.path} HTTP/1.1\r\nHost: {uri.netloc}\r\n\r\n".encode()
+    assert uri.port is not None and job.ssl_context is not None  # the server's URL, with TLS
     tcp = socket.create_connection((uri.hostname, uri.port), timeout=_FLOOR_TIMEOUT)
     with job.ssl_context.wrap_socket(tcp, server_hostname=uri.hostname) as sock:
         view = memoryview(bytearray(1 << 18))  # reused by every read
@@ -488,7 +510,7 @@ def raw_tls_feed(job: Feed) -> float:
     return elapsed
 
 
-def _read_some(recv_into, view: memoryview) -> int:
+def _read_some(recv_into: Callable[[memoryview], int], view: memoryview) -> int:
     n = recv_into(view)
     if not n:
         raise Mismatch("the server closed the connection before the end of the feed")
@@ -528,28 +550,37 @@ class Contestant:
     feed: Callable[[Feed], float] | None
     echo: Callable[[Echo], tuple[float, list[int]]] | None = None
     deflate: bool = True  # negotiates permessage-deflate when a case asks for it
-    needs: frozenset = frozenset()  # what a case must have for it to take part: json, tls, deflate
+    needs: frozenset[str] = frozenset()  # what a case must have for it to take part: json, tls, deflate
     floor: bool = False  # a limit to measure the clients against, not a peer
 
 
-def _on_loop(coroutine_function, uvloop: bool):
+def _on_loop(
+    coroutine_function: Callable[[_Job], Coroutine[Any, Any, _Outcome]], uvloop: bool
+) -> Callable[[_Job], _Outcome]:
     """A blocking call that runs ``coroutine_function(job)`` on a fresh event loop."""
 
-    def run(job):
+    def run(job: _Job) -> _Outcome:
         if uvloop:
             import uvloop as module  # ImportError: the runner reports a skip
 
-            return module.run(coroutine_function(job))
+            outcome: _Outcome = module.run(coroutine_function(job))
+            return outcome
         return asyncio.run(coroutine_function(job))
 
     return run
 
 
-def _asyncio_pair(name: str, feed, echo, **options) -> dict[str, Contestant]:
+def _asyncio_pair(
+    name: str,
+    feed: Callable[[Feed], Coroutine[Any, Any, float]],
+    echo: Callable[[Echo], Coroutine[Any, Any, tuple[float, list[int]]]],
+    *,
+    deflate: bool = True,
+) -> dict[str, Contestant]:
     """``name`` on asyncio's event loop and ``name-uvloop`` on uvloop's."""
     return {
-        name: Contestant(_on_loop(feed, False), _on_loop(echo, False), **options),
-        f"{name}-uvloop": Contestant(_on_loop(feed, True), _on_loop(echo, True), **options),
+        name: Contestant(_on_loop(feed, False), _on_loop(echo, False), deflate=deflate),
+        f"{name}-uvloop": Contestant(_on_loop(feed, True), _on_loop(echo, True), deflate=deflate),
     }
 
 

@@ -21,6 +21,18 @@ import inspect
 import os
 import zlib
 from time import perf_counter
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import ModuleType
+
+    from aiohttp.base_protocol import BaseProtocol
+
+    # What a maker gives for a case: the API's name, a callable doing one operation (it
+    # returns what the library returns), and the items and bytes one call handles.
+    _Made = tuple[str, Callable[[], Any], int, int]
+    _Maker = Callable[[str], _Made]
 
 MASK_SIZES = {"mask-16": 16, "mask-1k": 1024, "mask-1m": 1 << 20}
 PARSE_FRAMES = 10_000
@@ -45,7 +57,9 @@ def _deflate_feed() -> tuple[bytes, list[str]]:
     return ticks_frames(JSON_TICKS, deflate=True), ticks(JSON_TICKS)
 
 
-def _checked(api: str, receive, messages: list, convert=lambda items: items):
+def _checked(
+    api: str, receive: Callable[[], Any], messages: list[str], convert: Callable[[Any], Any] = lambda items: items
+) -> None:
     """Fail unless ``receive()`` gives ``messages``, twice: the stream replays in one context.
 
     A compressed message refers only to the ones before it, which a replay has just
@@ -60,15 +74,15 @@ def _checked(api: str, receive, messages: list, convert=lambda items: items):
 # operation, items one call handles, bytes one call handles).
 
 
-def _wsfast(codec_name: str, inplace: bool = False):
-    def make(case: str):
+def _wsfast(codec_name: str, inplace: bool = False) -> _Maker:
+    def make(case: str) -> _Made:
         import importlib
 
         codec = importlib.import_module(codec_name)
         if inplace:
-            data = bytearray(os.urandom(MASK_SIZES[case]))
+            buffer = bytearray(os.urandom(MASK_SIZES[case]))
             mask_inplace = codec.mask_inplace
-            return "mask_inplace", lambda: mask_inplace(data, KEY), 1, len(data)
+            return "mask_inplace", lambda: mask_inplace(buffer, KEY), 1, len(buffer)
         if case in MASK_SIZES:
             data = os.urandom(MASK_SIZES[case])
             mask = codec.mask
@@ -89,13 +103,14 @@ def _wsfast(codec_name: str, inplace: bool = False):
     return make
 
 
-def _wsfast_deflate(codec):
+def _wsfast_deflate(codec: ModuleType) -> _Made:
     from wsfast.deflate import DeflateParams, PerMessageDeflate
     from wsfast.protocol import Connection
 
     # Newer PerMessageDeflate takes the codec too; older ones have none to take.
     takes_codec = "codec" in inspect.signature(PerMessageDeflate).parameters
-    deflate = PerMessageDeflate(DeflateParams(), client=True, **({"codec": codec} if takes_codec else {}))
+    options: dict[str, Any] = {"codec": codec} if takes_codec else {}
+    deflate = PerMessageDeflate(DeflateParams(), client=True, **options)
     buf, messages = _deflate_feed()
     receive = Connection(client=True, max_message_size=None, codec=codec, deflate=deflate).receive_data
     api = "Connection.receive_data (deflate)"
@@ -103,14 +118,14 @@ def _wsfast_deflate(codec):
     return api, lambda: receive(buf), JSON_TICKS, len(buf)
 
 
-def _zlib(case: str):
+def _zlib(case: str) -> _Made:
     from .ticks import TRAILER, deflate_payloads
 
     buf, messages = _deflate_feed()
     payloads = deflate_payloads(messages)
     decompress = zlib.decompressobj(-15).decompress
 
-    def inflate():
+    def inflate() -> list[bytes]:
         return [decompress(payload + TRAILER) for payload in payloads]
 
     api = "decompressobj.decompress"
@@ -118,7 +133,7 @@ def _zlib(case: str):
     return api, inflate, JSON_TICKS, len(buf)
 
 
-def _websockets(case: str):
+def _websockets(case: str) -> _Made:
     if case == "receive-json-deflate":
         return _websockets_deflate()
     if case in MASK_SIZES:
@@ -131,7 +146,7 @@ def _websockets(case: str):
         from websockets.frames import Frame
         from websockets.streams import StreamReader
 
-        def parse():
+        def parse() -> list[Frame]:
             reader = StreamReader()
             reader.feed_data(buf)
             frames = []
@@ -151,14 +166,14 @@ def _websockets(case: str):
         parse_uri("ws://127.0.0.1/"), state=State.OPEN, max_size=None
     )
 
-    def receive():
+    def receive() -> Any:  # websockets' events
         protocol.receive_data(buf)
         return protocol.events_received()
 
     return "ClientProtocol.receive_data", receive, PARSE_FRAMES, len(buf)
 
 
-def _websockets_deflate():
+def _websockets_deflate() -> _Made:
     from websockets.client import ClientProtocol
     from websockets.extensions.permessage_deflate import PerMessageDeflate
     from websockets.protocol import State
@@ -169,7 +184,7 @@ def _websockets_deflate():
     protocol.extensions = [PerMessageDeflate(False, False, 15, 15)]
     buf, messages = _deflate_feed()
 
-    def receive():
+    def receive() -> Any:  # websockets' events
         protocol.receive_data(buf)
         return protocol.events_received()
 
@@ -178,7 +193,7 @@ def _websockets_deflate():
     return api, receive, JSON_TICKS, len(buf)
 
 
-def _aiohttp(case: str):
+def _aiohttp(case: str) -> _Made:
     if case in MASK_SIZES:
         from aiohttp._websocket.helpers import websocket_mask
 
@@ -199,12 +214,13 @@ def _aiohttp(case: str):
         _reading_paused = True  # never asked to pause
 
     deflate = case == "receive-json-deflate"
-    queue = WebSocketDataQueue(_Protocol(), 1 << 30, loop=asyncio.new_event_loop())
+    # A stand-in for aiohttp's protocol: the queue only reads _reading_paused.
+    queue = WebSocketDataQueue(cast("BaseProtocol", _Protocol()), 1 << 30, loop=asyncio.new_event_loop())
     # Compressed ticks come out as str, like every contestant's in that case.
     reader = WebSocketReader(queue, 0, deflate, deflate)
     buf, messages = _deflate_feed() if deflate else (_feed_buffer(), None)
 
-    def receive():
+    def receive() -> list[Any]:
         reader.feed_data(buf)
         messages = list(queue._buffer)  # (message, size) pairs
         queue._buffer.clear()
@@ -212,16 +228,17 @@ def _aiohttp(case: str):
 
     if not deflate:
         return "WebSocketReader.feed_data", receive, PARSE_FRAMES, len(buf)
+    assert messages is not None  # the deflate case has them
     api = "WebSocketReader.feed_data (deflate)"
     _checked(api, receive, messages, lambda items: [message.data for message, _ in items])
     return api, receive, JSON_TICKS, len(buf)
 
 
-def _wsproto(case: str):
+def _wsproto(case: str) -> _Made:
     if case in MASK_SIZES:
         from wsproto.frame_protocol import XorMaskerSimple
 
-        data = os.urandom(MASK_SIZES[case])
+        data = bytearray(os.urandom(MASK_SIZES[case]))  # process() copies it
         return (
             "XorMaskerSimple.process",
             lambda: XorMaskerSimple(KEY).process(data),
@@ -234,7 +251,7 @@ def _wsproto(case: str):
 
         frames = FrameProtocol(client=True, extensions=[])
 
-        def parse():
+        def parse() -> list[Any]:
             frames.receive_bytes(buf)
             return list(frames.received_frames())
 
@@ -243,14 +260,14 @@ def _wsproto(case: str):
 
     connection = Connection(ConnectionType.CLIENT)
 
-    def receive():
+    def receive() -> list[Any]:
         connection.receive_data(buf)
         return list(connection.events())
 
     return "Connection.events", receive, PARSE_FRAMES, len(buf)
 
 
-def _websocket_client(case: str):
+def _websocket_client(case: str) -> _Made:
     from websocket import ABNF
 
     data = os.urandom(MASK_SIZES[case])
@@ -259,7 +276,7 @@ def _websocket_client(case: str):
 
 _MASKING = tuple(MASK_SIZES)
 # contestant -> (maker, the cases its library has a public call for); picows has none.
-MAKERS = {
+MAKERS: dict[str, tuple[_Maker, tuple[str, ...]]] = {
     "wsfast-c": (_wsfast("wsfast._compiled"), CASES),
     "wsfast-c-inplace": (_wsfast("wsfast._compiled", inplace=True), _MASKING),
     "wsfast-python": (_wsfast("wsfast._pure"), CASES),
@@ -278,7 +295,7 @@ MAKERS = {
 }
 
 
-def run(contestant: str, case: str, min_time: float = 0.2) -> dict:
+def run(contestant: str, case: str, min_time: float = 0.2) -> dict[str, Any]:
     """Time one codec operation; return calls, items and bytes per second, best of 5 rounds."""
     api, call, items, nbytes = MAKERS[contestant][0](case)
     result = call()  # warm up, and check the work is really done

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import statistics
 import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .runner import Result
 
 _PERCENTILES = ("p50", "p99", "p99.9")
 
@@ -27,7 +31,14 @@ def _is_wsfast(name: str) -> bool:
     return name.startswith("wsfast")
 
 
-def _best_peer(results: list) -> float | None:
+def _measured(result: Result) -> float:
+    """The median rate of a result that has one."""
+    median = result.median
+    assert median is not None
+    return median
+
+
+def _best_peer(results: list[Result]) -> float | None:
     rates = [
         r.median
         for r in results
@@ -36,16 +47,16 @@ def _best_peer(results: list) -> float | None:
     return max(rates) if rates else None
 
 
-def _floor(results: list) -> tuple[str, float] | None:
+def _floor(results: list[Result]) -> tuple[str, float] | None:
     """The case's floor: its name and rate (the floors' times added), or None."""
     floors = [r for r in results if r.floor and r.median]
     if not floors:
         return None
-    return "+".join(r.contestant for r in floors), 1 / sum(1 / r.median for r in floors)
+    return "+".join(r.contestant for r in floors), 1 / sum(1 / _measured(r) for r in floors)
 
 
-def _by_case(results: list) -> dict:
-    cases: dict = {}
+def _by_case(results: list[Result]) -> dict[str, list[Result]]:
+    cases: dict[str, list[Result]] = {}
     for result in results:
         cases.setdefault(result.case.name, []).append(result)
     return cases
@@ -55,14 +66,14 @@ def _ratio(rate: float | None, reference: float | None) -> str:
     return f"{rate / reference:.2f}x" if rate and reference else "-"
 
 
-def _latency_note(result) -> str:
+def _latency_note(result: Result) -> str:
     latency = result.median_latency_us
     if not latency:
         return ""
     return "p50/p99/p99.9 " + "/".join(f"{latency[key]:.0f}" for key in _PERCENTILES) + " us"
 
 
-def _note(result) -> str:
+def _note(result: Result) -> str:
     note = result.api if result.case.kind == "codec" else _latency_note(result)
     if result.server_rss_mb:
         note = f"{note} server peak {max(result.server_rss_mb):.0f} MB".strip()
@@ -71,7 +82,7 @@ def _note(result) -> str:
     return note
 
 
-def table(results: list) -> str:
+def table(results: list[Result]) -> str:
     """The medians as a text table, fastest first within each case (see the module doc)."""
     lines = []
     header = (
@@ -103,7 +114,7 @@ def table(results: list) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def as_json(results: list, machine: dict, command: list[str], started: float) -> dict:
+def as_json(results: list[Result], machine: dict[str, Any], command: list[str], started: float) -> dict[str, Any]:
     """Everything measured, with the machine and command, as a JSON-ready dict."""
     rows = []
     cases = {}
@@ -155,13 +166,13 @@ def as_json(results: list, machine: dict, command: list[str], started: float) ->
     }
 
 
-def _color(result) -> str:
+def _color(result: Result) -> str:
     if result.floor:
         return "#1f77b4"
     return "#d62728" if _is_wsfast(result.contestant) else "#7f7f7f"
 
 
-def chart(results: list, path: str) -> str:
+def chart(results: list[Result], path: str) -> str:
     """Draw one horizontal bar panel per case into ``path``; return what happened.
 
     wsfast is red, the peers grey, the floors blue.
@@ -187,8 +198,8 @@ def chart(results: list, path: str) -> str:
         rows, columns, figsize=(7 * columns, row_height * rows + 0.6), squeeze=False
     )
     for ax, (name, in_case) in zip(axes.flat, cases.items()):
-        ranked = sorted(in_case, key=lambda r: r.median)
-        values = [r.median for r in ranked]
+        ranked = sorted(in_case, key=_measured)
+        values = [_measured(r) for r in ranked]
         bars = ax.barh([r.contestant for r in ranked], values, color=[_color(r) for r in ranked])
         ax.bar_label(bars, labels=[_short(v) for v in values], padding=3, fontsize=8)
         ax.set_title(

@@ -30,8 +30,10 @@ from http.client import HTTPConnection
 from pathlib import Path
 
 from . import asgi, micro, report
-from .clients import CLIENTS
 from .ticks import ticks
+from .worker import contestants
+
+CLIENTS = contestants()  # the clients' contestants and the recv_batch() ones
 
 
 @dataclass(frozen=True)
@@ -311,7 +313,7 @@ def run(
         if tls is None:
             for result in results:
                 if result.case.tls:
-                    result.skip = "TLS cases need trustme (pip install trustme)"
+                    result.skip = "trustme: not installed, TLS cases need it (pip install 'wsfast[bench]')"
         server = None
         if any(not case.uvicorn for case in network):
             server = Server(idle=timeout + 60, tls=(tls["cert"], tls["key"]) if tls else None)

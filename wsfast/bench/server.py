@@ -36,6 +36,11 @@ import ssl
 import sys
 import time
 import zlib
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Union, cast
+
+if TYPE_CHECKING:
+    import io
 
 from .ticks import TRAILER, deflate_payloads, ticks
 
@@ -49,9 +54,10 @@ try:
     from websockets.speedups import apply_mask as _unmask
 except ImportError:
 
-    def _unmask(data: bytes, key: bytes) -> bytes:
+    # The signature of websockets' apply_mask.
+    def _unmask(data: bytes | bytearray | memoryview, mask: bytes | bytearray) -> bytes:
         n = len(data)
-        stream = (key * (n // 4 + 1))[:n]
+        stream = (mask * (n // 4 + 1))[:n]
         return (
             int.from_bytes(data, "little") ^ int.from_bytes(stream, "little")
         ).to_bytes(n, "little")
@@ -136,6 +142,12 @@ def _head(status: str, length: int = 0) -> bytes:
     return f"HTTP/1.1 {status}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n".encode()
 
 
+# ("feed", count, size) or ("ticks", count, deflate)
+_FeedKey = tuple[str, int, int]
+# What a feed sends, in turn.
+_Pieces = Sequence[Union[bytes, memoryview]]
+
+
 class _FeedCache:
     """The pieces of the feeds built last, so repeated runs pay the encoding once.
 
@@ -147,14 +159,17 @@ class _FeedCache:
     _KEEP = 2
 
     def __init__(self) -> None:
-        self._feeds: dict[tuple, list] = {}
+        self._feeds: dict[_FeedKey, _Pieces] = {}
 
-    def get(self, *key) -> list:
+    def get(self, key: _FeedKey) -> _Pieces:
         """The pieces of ``("feed", count, size)`` or ``("ticks", count, deflate)``."""
         if key not in self._feeds:
             while len(self._feeds) >= self._KEEP:
                 del self._feeds[next(iter(self._feeds))]  # the oldest goes before building
-            self._feeds[key] = _binary_feed(*key[1:]) if key[0] == "feed" else _pieces(ticks_frames(*key[1:]))
+            kind, count, third = key  # third: the size of a binary feed, or deflate for ticks
+            self._feeds[key] = (
+                _binary_feed(count, third) if kind == "feed" else _pieces(ticks_frames(count, bool(third)))
+            )
         return self._feeds[key]
 
 
@@ -205,7 +220,7 @@ def _await_start(conn: socket.socket, buf: bytes) -> bytes:
         buf = buf[used:] + data
 
 
-def _serve_feed(conn: socket.socket, pieces: list, buf: bytes = b"") -> None:
+def _serve_feed(conn: socket.socket, pieces: _Pieces, buf: bytes = b"") -> None:
     _send_all(conn, [*pieces, _CLOSE_1000])
     # Close TCP once the client answered our close frame, as a server should.
     while True:
@@ -238,7 +253,7 @@ def _serve_echo(conn: socket.socket, buf: bytes, deflater: _Deflater | None) -> 
     sendall = conn.sendall
     while True:
         frames, used = _client_frames(buf)
-        out = []
+        out: list[bytes] = []
         for opcode, compressed, payload in frames:
             if opcode == 0x8:
                 sendall(b"".join(out) + _CLOSE_1000)
@@ -259,7 +274,7 @@ def _serve_echo(conn: socket.socket, buf: bytes, deflater: _Deflater | None) -> 
         buf = buf[used:] + data
 
 
-def _ticks_key(parts: list[str]) -> tuple | None:
+def _ticks_key(parts: list[str]) -> _FeedKey | None:
     """``["ticks-deflate", "1000"]`` -> the feed cache key; None for another path."""
     if len(parts) == 2 and parts[0] in ("ticks", "ticks-deflate") and parts[1].isdigit():
         return ("ticks", int(parts[1]), parts[0] == "ticks-deflate")
@@ -278,14 +293,16 @@ def _handle(conn: socket.socket, feeds: _FeedCache) -> None:
 
 def _route(conn: socket.socket, path: str, headers: dict[str, str], rest: bytes, feeds: _FeedCache) -> None:
     parts = path.strip("/").split("/")
-    if parts[0] in ("raw", "prepare") and _ticks_key(parts[1:]):
-        pieces = feeds.get(*_ticks_key(parts[1:]))
+    raw_key = _ticks_key(parts[1:]) if parts[0] in ("raw", "prepare") else None
+    if raw_key is not None:
+        pieces = feeds.get(raw_key)
         if parts[0] == "raw":
             _send_all(conn, [_head("200 OK", sum(map(len, pieces))), *pieces])
         else:
             conn.sendall(_head("200 OK"))
         return
-    if not (_ticks_key(parts) or parts[0] in ("echo", "echo-deflate") or (parts[0] == "feed" and len(parts) == 3)):
+    ticks_key = _ticks_key(parts)
+    if not (ticks_key or parts[0] in ("echo", "echo-deflate") or (parts[0] == "feed" and len(parts) == 3)):
         conn.sendall(_head("404 Not Found"))
         return
     key = headers.get("sec-websocket-key")
@@ -296,11 +313,12 @@ def _route(conn: socket.socket, path: str, headers: dict[str, str], rest: bytes,
         conn.sendall(_head("400 Bad Request", len(body)) + body)
         return
     if parts[0] == "feed":
-        pieces = feeds.get("feed", int(parts[1]), int(parts[2]))  # built before the clock starts
+        pieces = feeds.get(("feed", int(parts[1]), int(parts[2])))  # built before the clock starts
         conn.sendall(_accept(key))
         _serve_feed(conn, pieces, rest)
     elif parts[0].startswith("ticks"):
-        pieces = feeds.get(*_ticks_key(parts))
+        assert ticks_key is not None  # checked above
+        pieces = feeds.get(ticks_key)
         conn.sendall(_accept(key, extensions))
         # Bytes sent before the client's start signal would wait in kernel buffers
         # before its clock starts, and make it look faster than it is.
@@ -310,7 +328,7 @@ def _route(conn: socket.socket, path: str, headers: dict[str, str], rest: bytes,
         _serve_echo(conn, rest, _Deflater() if deflate else None)
 
 
-def _send_all(conn: socket.socket, pieces: list) -> None:
+def _send_all(conn: socket.socket, pieces: Iterable[bytes | memoryview]) -> None:
     for piece in pieces:
         conn.sendall(piece)
 
@@ -346,7 +364,7 @@ def serve(
     """
     deadline = time.monotonic() + lifetime
     feeds = _FeedCache()
-    listeners = {socket.create_server(("127.0.0.1", port)): None}
+    listeners: dict[socket.socket, ssl.SSLContext | None] = {socket.create_server(("127.0.0.1", port)): None}
     if tls is not None:
         listeners[socket.create_server(("127.0.0.1", 0))] = tls
     try:
@@ -359,7 +377,11 @@ def serve(
             ready, _, _ = select.select(watched, [], [], wait)
             if not ready:
                 return  # idle too long
-            if stdin_lifeline and sys.stdin in ready and not sys.stdin.buffer.read1(4096):
+            if (
+                stdin_lifeline
+                and sys.stdin in ready
+                and not cast("io.BufferedReader", sys.stdin.buffer).read1(4096)
+            ):
                 return  # the runner went away
             for listener in (r for r in ready if r in listeners):
                 try:

@@ -17,9 +17,13 @@ server's peak memory, to the line.
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import json
+import re
 import ssl
 import sys
+from time import perf_counter
 
 
 def _check_wsfast_twin(contestant: str) -> None:
@@ -41,9 +45,39 @@ def _guarded(work) -> dict:
     try:
         return work()
     except (ImportError, LookupError) as exc:
-        return {"skip": str(exc) or type(exc).__name__}
+        return {"skip": _skip_reason(exc)}
     except Exception as exc:  # noqa: BLE001 - any failure is reported as data; the run goes on
         return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+# Libraries whose import name is not the name pip installs them by.
+_DISTRIBUTIONS = {"websocket": "websocket-client"}
+
+
+def _skip_reason(exc: Exception) -> str:
+    """Why a contestant cannot run here; for a missing library, what to install."""
+    name = getattr(exc, "name", None)
+    if isinstance(exc, ModuleNotFoundError) and name:
+        top = name.partition(".")[0]
+        if importlib.util.find_spec(top) is None:  # the library itself, not an optional part of it
+            distribution = _DISTRIBUTIONS.get(top, top)
+            return f"{distribution}: not installed ({_install_hint(distribution)})"
+    reason = str(exc) or type(exc).__name__
+    if reason.endswith(" not installed"):  # the uvicorn servers name what they miss
+        return f"{reason} (pip install 'wsfast[bench]')"
+    return reason
+
+
+def _install_hint(distribution: str) -> str:
+    """The pip command for ``distribution``: wsfast's bench extra when that has it."""
+    try:
+        requirements = importlib.metadata.requires("wsfast") or []
+    except importlib.metadata.PackageNotFoundError:  # wsfast run from a source tree
+        requirements = []
+    named = re.compile(rf"{re.escape(distribution)}(?=[\s;<>=!~\[]|$)", re.IGNORECASE)
+    if any(named.match(r) and 'extra == "bench"' in r for r in requirements):
+        return "pip install 'wsfast[bench]'"
+    return f"pip install {distribution}"
 
 
 def _job(spec: dict):
@@ -69,12 +103,113 @@ def latency_us(trips_ns: list[int]) -> dict | None:
     return {"p50": float(p50), "p99": float(p99), "p99.9": float(p999)}
 
 
-def _network(spec: dict) -> dict:
-    from .clients import CLIENTS
+# The contestants that receive with recv_batch(): every message parsed so far in one
+# buffer, without an object per message. "-numpy" also views each batch through numpy:
+# a binary feed as fixed-layout records, summing one of their fields, as a consumer of
+# market data does; a text feed (JSON, of no fixed layout) by its message lengths.
 
+
+def record_dtype(size: int):
+    """A fixed record layout of ``size`` bytes, like an SBE-encoded tick: sequence number,
+    timestamp, price and quantity, then the rest of the record (needs numpy)."""
+    import numpy
+
+    fields = [("seq", "<u8"), ("ts", "<i8"), ("price", "<f8"), ("qty", "<f8")]
+    if size < 32:
+        raise LookupError(f"records of {size} bytes are too short for the tick layout")
+    if size > 32:
+        fields.append(("rest", f"V{size - 32}"))
+    return numpy.dtype(fields)
+
+
+def wsfast_batch_feed(job) -> float:
+    from wsfast.client import connect
+
+    from .clients import START, _check, _check_feed, _wsfast_options
+
+    with connect(job.url, **_wsfast_options(job)) as ws:
+        recv_batch = ws.recv_batch
+        received = total = 0
+        batch = None
+        start = perf_counter()
+        if job.json:
+            ws.send(START)
+        while received < job.count:
+            batch = recv_batch()
+            received += len(batch)
+            total += batch.nbytes
+        elapsed = perf_counter() - start
+    _check(received, job.count, "messages")
+    _check_feed(job, total, batch[len(batch) - 1])
+    return elapsed
+
+
+def wsfast_batch_numpy_feed(job) -> float:
+    from wsfast.client import connect
+
+    from .clients import Mismatch, _check, _wsfast_options
+
+    if job.json:
+        return _batch_lengths_feed(job)
+    dtype = record_dtype(job.total // job.count)
+    with connect(job.url, **_wsfast_options(job)) as ws:
+        recv_batch = ws.recv_batch
+        received = 0
+        quantity = 0.0
+        start = perf_counter()
+        while received < job.count:
+            records = recv_batch().to_numpy(dtype)
+            received += len(records)
+            quantity += float(records["qty"].sum())
+        elapsed = perf_counter() - start
+    _check(received, job.count, "messages")
+    if quantity != 0.0:  # the server sends records of zero bytes
+        raise Mismatch(f"the quantities add up to {quantity}, not 0")
+    return elapsed
+
+
+def _batch_lengths_feed(job) -> float:
+    """The JSON ticks feed through numpy: every batch's message lengths, added up."""
+    import numpy
+
+    from wsfast.client import connect
+
+    from .clients import START, _check, _wsfast_options
+
+    with connect(job.url, **_wsfast_options(job)) as ws:
+        recv_batch = ws.recv_batch
+        received = total = 0
+        start = perf_counter()
+        ws.send(START)
+        while received < job.count:
+            batch = recv_batch()
+            received += len(batch)
+            total += int(numpy.diff(batch.offsets_numpy()).sum())
+        elapsed = perf_counter() - start
+    _check(received, job.count, "messages")
+    _check(total, job.total, "characters")  # the ticks are ASCII
+    return elapsed
+
+
+def contestants() -> dict:
+    """Every contestant by name: those of :mod:`wsfast.bench.clients`, with each wsfast
+    twin's batch contestants right after its ``-many`` one."""
+    from .clients import CLIENTS, Contestant
+
+    table = {}
+    for name, contestant in CLIENTS.items():
+        table[name] = contestant
+        if name.startswith("wsfast-") and name.endswith("-many"):
+            twin = name[: -len("-many")]
+            table[f"{twin}-batch"] = Contestant(wsfast_batch_feed)
+            table[f"{twin}-batch-numpy"] = Contestant(wsfast_batch_numpy_feed)
+    return table
+
+
+def _network(spec: dict) -> dict:
     if spec.get("uvicorn"):
         return _through_uvicorn(spec)
-    contestant = CLIENTS[spec["contestant"]]
+    contestant = contestants()[spec["contestant"]]
     job = _job(spec)
     if spec["kind"] == "feed":
         return {"seconds": contestant.feed(job)}
