@@ -87,8 +87,7 @@ def shipped_files():
         if not (ROOT / name).is_file() or name.startswith(NOT_SHIPPED_DIRS) or name in NOT_SHIPPED_FILES:
             continue
         if any(
-            name.startswith(folder) and name.endswith(suffixes)
-            for folder, suffixes in NOT_SHIPPED_SUFFIXES.items()
+            name.startswith(folder) and name.endswith(suffixes) for folder, suffixes in NOT_SHIPPED_SUFFIXES.items()
         ):
             continue
         if any(part in name or name.endswith(part) for part in NEVER_SHIPPED):
@@ -101,9 +100,7 @@ def check_sdist(sdist, work):
     with tarfile.open(sdist) as archive:
         prefix = archive.getnames()[0].split("/")[0] + "/"
         names = {member.name[len(prefix) :] for member in archive.getmembers() if member.isfile()}
-        archive.extractall(work, filter="data") if hasattr(tarfile, "data_filter") else archive.extractall(
-            work
-        )
+        archive.extractall(work, filter="data") if hasattr(tarfile, "data_filter") else archive.extractall(work)
         pkg_info = archive.extractfile(prefix + "PKG-INFO").read().decode()
     if (ROOT / ".git").exists():
         missing = shipped_files() - names
@@ -116,9 +113,7 @@ def check_sdist(sdist, work):
         "setup.py",
     ):
         assert name in names, f"the sdist lacks {name}"
-    built = sorted(
-        name for name in names if any(part in name or name.endswith(part) for part in NEVER_SHIPPED)
-    )
+    built = sorted(name for name in names if any(part in name or name.endswith(part) for part in NEVER_SHIPPED))
     assert not built, f"the sdist holds built or cached files: {built}"
     assert "License-Expression: BSD-3-Clause" in pkg_info.splitlines(), "no License-Expression in PKG-INFO"
     print(f"sdist: {len(names)} files, {sdist.stat().st_size // 1024} KB")
@@ -137,9 +132,7 @@ def check_wheel(wheel):
         "licence classifiers are superseded"
     )
     extensions = [
-        info
-        for name, info in infos.items()
-        if name.startswith("wsfast/_compiled") and name.endswith((".so", ".pyd"))
+        info for name, info in infos.items() if name.startswith("wsfast/_compiled") and name.endswith((".so", ".pyd"))
     ]
     assert len(extensions) == 1, f"the wheel holds {len(extensions)} compiled codecs"
     size = extensions[0].file_size

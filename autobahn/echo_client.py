@@ -5,7 +5,8 @@
 For case 1..N it connects to ``/runCase?case=i&agent=AGENT`` and sends every
 message back as it arrived (text as text, binary as binary) until the server
 closes. It offers permessage-deflate, so the compression cases (groups 12 and 13)
-run too; ``--offer`` picks one of the offers in ``echo_common.OFFERS``. A case that raises or hangs is logged and abandoned; the run goes on.
+run too; ``--offer`` picks one of the offers in ``echo_common.OFFERS``. A case that
+raises or hangs is logged and abandoned; the run goes on.
 Finally ``/updateReports`` makes the server write its reports. The codec twin
 is the one ``wsfast`` selects (``WSFAST_NO_EXTENSIONS=1`` forces the pure one).
 ``autobahn/echo_client_asyncio.py`` does the same with the asyncio client.
@@ -65,5 +66,10 @@ def update_reports(base_url: str, agent: str) -> None:
 
 
 if __name__ == "__main__":
-    main(__doc__.splitlines()[0], within=within, case_count=case_count, echo_case=echo_case,
-         update_reports=update_reports)
+    main(
+        __doc__.splitlines()[0],
+        within=within,
+        case_count=case_count,
+        echo_case=echo_case,
+        update_reports=update_reports,
+    )

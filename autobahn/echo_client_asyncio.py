@@ -58,5 +58,10 @@ async def update_reports(base_url: str, agent: str) -> None:
 
 
 if __name__ == "__main__":
-    main(__doc__.splitlines()[0], within=within, case_count=case_count, echo_case=echo_case,
-         update_reports=update_reports)
+    main(
+        __doc__.splitlines()[0],
+        within=within,
+        case_count=case_count,
+        echo_case=echo_case,
+        update_reports=update_reports,
+    )

@@ -30,7 +30,9 @@ OFFERS = {
     "window-9": dataclasses.replace(COMPRESSION, server_max_window_bits=9),
     "window-15": dataclasses.replace(COMPRESSION, server_max_window_bits=15),
     "no-context-window-9": dataclasses.replace(COMPRESSION, server_no_context_takeover=True, server_max_window_bits=9),
-    "no-context-window-15": dataclasses.replace(COMPRESSION, server_no_context_takeover=True, server_max_window_bits=15),
+    "no-context-window-15": dataclasses.replace(
+        COMPRESSION, server_no_context_takeover=True, server_max_window_bits=15
+    ),
 }
 
 
@@ -42,8 +44,15 @@ class CaseTimeout(BaseException):
 Within = Callable[..., Any]  # within(seconds, operation, *args) -> operation's result
 
 
-def run_cases(base_url: str, agent: str, offer: DeflateOptions, case_timeout: float, within: Within,
-              case_count: Callable, echo_case: Callable) -> int:
+def run_cases(
+    base_url: str,
+    agent: str,
+    offer: DeflateOptions,
+    case_timeout: float,
+    within: Within,
+    case_count: Callable,
+    echo_case: Callable,
+) -> int:
     """Run every case; return how many ended with an exception or a timeout."""
     count = within(case_timeout, case_count, base_url)
     print(f"{agent}: {count} cases", flush=True)
@@ -55,7 +64,7 @@ def run_cases(base_url: str, agent: str, offer: DeflateOptions, case_timeout: fl
         except CaseTimeout:
             problems += 1
             print(f"case {case}: timed out after {case_timeout:g}s", flush=True)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure fails the case; the run goes on
             problems += 1
             print(f"case {case}: {type(exc).__name__}: {exc}", flush=True)
         else:
@@ -65,8 +74,9 @@ def run_cases(base_url: str, agent: str, offer: DeflateOptions, case_timeout: fl
     return problems
 
 
-def main(description: str, *, within: Within, case_count: Callable, echo_case: Callable,
-         update_reports: Callable) -> None:
+def main(
+    description: str, *, within: Within, case_count: Callable, echo_case: Callable, update_reports: Callable
+) -> None:
     """Parse the command line, run every case, then have the server write its reports.
 
     Exits with status 1 when any case raised or timed out.
@@ -74,13 +84,15 @@ def main(description: str, *, within: Within, case_count: Callable, echo_case: C
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("base_url", help="fuzzing server, e.g. ws://127.0.0.1:9001")
     parser.add_argument("agent", help="name the reports file this client under")
-    parser.add_argument("--offer", choices=list(OFFERS), default="default",
-                        help="the permessage-deflate offer (default: %(default)s)")
+    parser.add_argument(
+        "--offer", choices=list(OFFERS), default="default", help="the permessage-deflate offer (default: %(default)s)"
+    )
     parser.add_argument("--case-timeout", type=float, default=20.0, metavar="SECONDS")
     args = parser.parse_args()
     try:
-        problems = run_cases(args.base_url, args.agent, OFFERS[args.offer], args.case_timeout, within,
-                             case_count, echo_case)
+        problems = run_cases(
+            args.base_url, args.agent, OFFERS[args.offer], args.case_timeout, within, case_count, echo_case
+        )
     finally:
         within(args.case_timeout, update_reports, args.base_url, args.agent)
     sys.exit(1 if problems else 0)

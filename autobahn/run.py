@@ -75,29 +75,63 @@ SERVER_PARALLELISM = 4  # cases the fuzzing client runs at once against a server
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", action="append", metavar="GLOB",
-                        help="case id or glob to run, e.g. 1.* or 9.7.1 (repeatable; default: all)")
-    parser.add_argument("--exclude", action="append", default=[], metavar="GLOB",
-                        help="case id or glob to skip (repeatable)")
-    parser.add_argument("--deflate", action="store_true",
-                        help="also run the permessage-deflate groups 12 and 13, "
-                             "their cases with messages of at most 16 KiB")
-    parser.add_argument("--client", action="append", choices=list(CLIENTS), dest="clients",
-                        help="client to test (repeatable)")
-    parser.add_argument("--server", action="append", choices=list(SERVERS), dest="servers",
-                        help="server to test (repeatable)")
-    parser.add_argument("--offer", action="append", choices=[*OFFERS, "all"], dest="offers",
-                        help="permessage-deflate offer of the clients (repeatable; default: default)")
-    parser.add_argument("--outdir", type=Path, default=ROOT / "reports" / "autobahn",
-                        help="where kosoku writes its reports (default: reports/autobahn)")
-    parser.add_argument("--require-compiled", action="store_true",
-                        help="fail instead of skipping when the compiled twin is not built")
-    parser.add_argument("--case-timeout", type=float, default=20.0, metavar="SECONDS",
-                        help="abandon a client case that runs longer (default: 20)")
-    parser.add_argument("--run-timeout", type=float, default=600.0, metavar="SECONDS",
-                        help="kill an agent's run after this long (default: 600)")
-    parser.add_argument("--jobs", type=int, default=max(2, 2 * (os.cpu_count() or 1)), metavar="N",
-                        help="agent runs at once (default: twice the CPUs)")
+    parser.add_argument(
+        "--cases",
+        action="append",
+        metavar="GLOB",
+        help="case id or glob to run, e.g. 1.* or 9.7.1 (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--exclude", action="append", default=[], metavar="GLOB", help="case id or glob to skip (repeatable)"
+    )
+    parser.add_argument(
+        "--deflate",
+        action="store_true",
+        help="also run the permessage-deflate groups 12 and 13, their cases with messages of at most 16 KiB",
+    )
+    parser.add_argument(
+        "--client", action="append", choices=list(CLIENTS), dest="clients", help="client to test (repeatable)"
+    )
+    parser.add_argument(
+        "--server", action="append", choices=list(SERVERS), dest="servers", help="server to test (repeatable)"
+    )
+    parser.add_argument(
+        "--offer",
+        action="append",
+        choices=[*OFFERS, "all"],
+        dest="offers",
+        help="permessage-deflate offer of the clients (repeatable; default: default)",
+    )
+    parser.add_argument(
+        "--outdir",
+        type=Path,
+        default=ROOT / "reports" / "autobahn",
+        help="where kosoku writes its reports (default: reports/autobahn)",
+    )
+    parser.add_argument(
+        "--require-compiled", action="store_true", help="fail instead of skipping when the compiled twin is not built"
+    )
+    parser.add_argument(
+        "--case-timeout",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="abandon a client case that runs longer (default: 20)",
+    )
+    parser.add_argument(
+        "--run-timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="kill an agent's run after this long (default: 600)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=max(2, 2 * (os.cpu_count() or 1)),
+        metavar="N",
+        help="agent runs at once (default: twice the CPUs)",
+    )
     args = parser.parse_args()
     if not args.clients and not args.servers:
         args.clients, args.servers = list(CLIENTS), list(SERVERS)
@@ -118,7 +152,10 @@ def twin_available(impl: str) -> bool:
     """Whether ``wsfast`` picks the ``impl`` codec in a child with that twin's environment."""
     probe = subprocess.run(
         [sys.executable, "-c", "import wsfast; print(wsfast.IMPLEMENTATION)"],
-        env=child_env(TWINS[impl]), capture_output=True, text=True, timeout=60,
+        env=child_env(TWINS[impl]),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     return probe.returncode == 0 and probe.stdout.strip() == impl
 
@@ -168,8 +205,9 @@ class AgentRun:
         self.elapsed = 0.0
         shutil.rmtree(self.outdir, ignore_errors=True)
         self.outdir.mkdir(parents=True)
-        self.listener_log = open(self.outdir / f"{self.listener_name}.log", "w")
-        self.driver_log = open(self.outdir / f"{self.driver_name}.log", "w")
+        # Open for the whole run, closed by stop().
+        self.listener_log = open(self.outdir / f"{self.listener_name}.log", "w")  # noqa: SIM115
+        self.driver_log = open(self.outdir / f"{self.driver_name}.log", "w")  # noqa: SIM115
         self.listener: subprocess.Popen | None = None
         self.driver: subprocess.Popen | None = None
 
@@ -184,8 +222,10 @@ class AgentRun:
     def stop(self) -> None:
         """Kill what is still running, then close the logs."""
         self.elapsed = self.elapsed or time.monotonic() - self.started
-        for process, what, ends in ((self.driver, self.driver_name, True),
-                                    (self.listener, self.listener_name, self.listener_ends)):
+        for process, what, ends in (
+            (self.driver, self.driver_name, True),
+            (self.listener, self.listener_name, self.listener_ends),
+        ):
             if process is not None and process.poll() is None:
                 process.kill()
                 process.wait()
@@ -222,7 +262,8 @@ class ClientRun(AgentRun):
         port = free_port()
         self.listener = subprocess.Popen(
             kosoku_command() + ["-m", "fuzzingserver", f"127.0.0.1:{port}", "-o", str(self.outdir), *selection],
-            stdout=self.listener_log, stderr=subprocess.STDOUT,
+            stdout=self.listener_log,
+            stderr=subprocess.STDOUT,
         )
         try:
             wait_listening(port, self.listener, "kosoku")
@@ -230,9 +271,19 @@ class ClientRun(AgentRun):
             last_line = (self.outdir / "kosoku.log").read_text().strip().splitlines()[-1:]
             raise RuntimeError(" ".join([str(exc), *last_line])) from None
         self.driver = subprocess.Popen(
-            [sys.executable, str(self.echo_client), f"ws://127.0.0.1:{port}", self.agent,
-             "--offer", self.offer, "--case-timeout", str(args.case_timeout)],
-            env=child_env(TWINS[self.impl]), stdout=self.driver_log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                str(self.echo_client),
+                f"ws://127.0.0.1:{port}",
+                self.agent,
+                "--offer",
+                self.offer,
+                "--case-timeout",
+                str(args.case_timeout),
+            ],
+            env=child_env(TWINS[self.impl]),
+            stdout=self.driver_log,
+            stderr=subprocess.STDOUT,
         )
         self.client_done = time.monotonic()
 
@@ -286,13 +337,25 @@ class ServerRun(AgentRun):
         port = free_port()
         self.listener = subprocess.Popen(
             [sys.executable, str(self.echo_server), str(port), self.agent],
-            env=child_env(TWINS[self.impl]), stdout=self.listener_log, stderr=subprocess.STDOUT,
+            env=child_env(TWINS[self.impl]),
+            stdout=self.listener_log,
+            stderr=subprocess.STDOUT,
         )
         wait_listening(port, self.listener, f"the echo server of {self.agent}")
         self.driver = subprocess.Popen(
-            kosoku_command() + ["-m", "fuzzingclient", f"127.0.0.1:{port}", "-p", str(SERVER_PARALLELISM),
-                                "-o", str(self.outdir), *selection],
-            stdout=self.driver_log, stderr=subprocess.STDOUT,
+            kosoku_command()
+            + [
+                "-m",
+                "fuzzingclient",
+                f"127.0.0.1:{port}",
+                "-p",
+                str(SERVER_PARALLELISM),
+                "-o",
+                str(self.outdir),
+                *selection,
+            ],
+            stdout=self.driver_log,
+            stderr=subprocess.STDOUT,
         )
 
     def stop(self) -> None:
@@ -336,16 +399,16 @@ def summarise(run: AgentRun, results: dict[str, dict]) -> list[str]:
     """Print the agent's table rows and failures; return the failing case ids."""
     print(f"\n{run.agent}: {len(results)} cases in {run.elapsed:.1f}s")
     for part, groups in PARTS.items():
-        counts = collections.Counter(entry["behavior"] for case_id, entry in results.items()
-                                     if group(case_id) in groups)
+        counts = collections.Counter(
+            entry["behavior"] for case_id, entry in results.items() if group(case_id) in groups
+        )
         if counts:
             columns = BEHAVIORS + sorted(set(counts) - set(BEHAVIORS))
             print(f"  {part}: " + "  ".join(f"{name}={counts[name]}" for name in columns))
     failing = sorted((c for c, e in results.items() if not passed(e)), key=case_sort_key)
     for case_id in failing:
         entry = results[case_id]
-        print(f"  {case_id:<8} {entry['behavior']}/{entry['behaviorClose']}: "
-              f"{explain(run.outdir, entry)}")
+        print(f"  {case_id:<8} {entry['behavior']}/{entry['behaviorClose']}: {explain(run.outdir, entry)}")
     for problem in run.problems:
         print(f"  problem: {problem}")
     return failing
@@ -373,8 +436,12 @@ def main() -> int:
     started = time.monotonic()
     runs: list[AgentRun] = []
     try:
-        runs += [ClientRun(client, impl, offer, args.outdir)
-                 for client in args.clients or [] for offer in args.offers for impl in impls]
+        runs += [
+            ClientRun(client, impl, offer, args.outdir)
+            for client in args.clients or []
+            for offer in args.offers
+            for impl in impls
+        ]
         runs += [ServerRun(server, impl, args.outdir) for server in args.servers or [] for impl in impls]
         # At most --jobs runs at once: on a loaded machine, a fuzzing peer starved of CPU
         # for a second counts a close as unclean.

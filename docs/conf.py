@@ -10,7 +10,7 @@ import sys
 # Document the wsfast of this checkout, also when it is not installed.
 sys.path.insert(0, os.path.abspath(".."))
 
-import wsfast  # noqa: E402
+import wsfast
 
 project = "wsfast"
 author = "wsfast contributors"

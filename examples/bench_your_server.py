@@ -13,11 +13,12 @@ import argparse
 import os
 import statistics
 import time
+from typing import Optional
 
 import wsfast
 
 
-def percentile(sorted_values: list, fraction: float) -> float:
+def percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(fraction * len(sorted_values)))]
 
 
@@ -26,7 +27,7 @@ def bench_echo(ws: wsfast.Client, count: int, size: int) -> None:
     for _ in range(min(100, count)):  # warm up: connection, allocator, caches
         ws.send(message)
         ws.recv(timeout=10)
-    latencies = []
+    latencies: list[float] = []
     start = time.perf_counter()
     for _ in range(count):
         sent = time.perf_counter()
@@ -43,7 +44,7 @@ def bench_echo(ws: wsfast.Client, count: int, size: int) -> None:
     )
 
 
-def bench_feed(ws: wsfast.Client, count: int, subscribe: str = None) -> None:
+def bench_feed(ws: wsfast.Client, count: int, subscribe: Optional[str] = None) -> None:
     if subscribe is not None:
         ws.send(subscribe)
     received = size = 0
@@ -54,11 +55,13 @@ def bench_feed(ws: wsfast.Client, count: int, subscribe: str = None) -> None:
             start = time.perf_counter()  # from the first message: connecting is not timed
         received += len(batch)
         size += sum(map(len, batch))
+    if start is None:  # --count 0: nothing received, nothing to measure
+        return
     elapsed = time.perf_counter() - start
     print(f"feed: {received / elapsed:,.0f} messages/s, {size / elapsed / 1e6:,.1f} MB/s over {received:,}")
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description="Benchmark a WebSocket server with wsfast's client.")
     parser.add_argument("url")
     parser.add_argument("mode", choices=("echo", "feed"))
@@ -70,7 +73,9 @@ def main(argv=None) -> int:
     count = args.count or (10_000 if args.mode == "echo" else 100_000)
     compression = None if args.no_compression else "deflate"
     with wsfast.connect(args.url, compression=compression, max_message_size=None) as ws:
-        print(f"connected to {args.url} ({wsfast.IMPLEMENTATION} codec, deflate {'on' if ws.deflate_params else 'off'})")
+        print(
+            f"connected to {args.url} ({wsfast.IMPLEMENTATION} codec, deflate {'on' if ws.deflate_params else 'off'})"
+        )
         if args.mode == "echo":
             bench_echo(ws, count, args.size)
         else:

@@ -16,6 +16,7 @@ and reads their echoes through one of two layers:
 import argparse
 import os
 import socket
+from typing import Optional
 
 import wsfast
 from wsfast.handshake import ClientHandshake
@@ -23,7 +24,7 @@ from wsfast.protocol import Close, Connection
 from wsfast.uri import parse_uri
 
 
-def open_websocket(url: str) -> tuple:
+def open_websocket(url: str) -> tuple[socket.socket, bytes]:
     """TCP connection and opening handshake; returns the socket and the bytes that
     followed the server's answer (the first frames, if they came in the same read)."""
     uri = parse_uri(url)
@@ -98,7 +99,7 @@ def echo_with_codec(url: str, count: int) -> int:
     return echoes
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description="Echo messages through wsfast's sans-I/O layers.")
     parser.add_argument("url", nargs="?", default=os.environ.get("ECHO_URL", "ws://127.0.0.1:8765/"))
     parser.add_argument("--layer", choices=("protocol", "codec"), default="protocol")

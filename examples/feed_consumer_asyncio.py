@@ -20,6 +20,7 @@ import asyncio
 import json
 import logging
 import os
+from typing import Optional
 
 import wsfast
 import wsfast.asyncio
@@ -58,7 +59,7 @@ async def consume(url: str, symbol: str, count: int = 0) -> int:
     return received
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description="Consume a feed of ticks, reconnecting as needed.")
     parser.add_argument("url", nargs="?", default=os.environ.get("FEED_URL", "ws://127.0.0.1:8765/"))
     parser.add_argument("--symbol", default="ABC")

@@ -2,6 +2,8 @@
 
     python examples/tick_server.py &     # a feed on ws://127.0.0.1:8765/
     python examples/first_feed.py [URL] [--count N]
+
+URL defaults to that feed; N, the ticks read before closing, to 1000.
 """
 
 import argparse

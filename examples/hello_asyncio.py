@@ -2,6 +2,8 @@
 
     python -m wsfast echo &          # an echo server on ws://127.0.0.1:7681/
     python examples/hello_asyncio.py [URL]
+
+URL defaults to that echo server.
 """
 
 import asyncio

@@ -13,11 +13,13 @@ import json
 import random
 import signal
 import threading
+from collections.abc import Callable
+from typing import Optional
 
 import wsfast
 
 
-def make_handler(rate: float, per_connection: int):
+def make_handler(rate: float, per_connection: int) -> Callable[[wsfast.ServerConnection], None]:
     interval = 1 / rate if rate > 0 else 0.0
 
     def handler(ws: wsfast.ServerConnection) -> None:
@@ -46,7 +48,7 @@ def make_handler(rate: float, per_connection: int):
     return handler
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description="Serve JSON price ticks over WebSocket.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")

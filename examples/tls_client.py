@@ -11,18 +11,19 @@ import argparse
 import os
 import ssl
 import sys
+from typing import Optional
 
 import wsfast
 
 
-def client_context(cafile: str = None) -> ssl.SSLContext:
+def client_context(cafile: Optional[str] = None) -> ssl.SSLContext:
     """Certificate and host name verification, against ``cafile`` or the system's CAs."""
     context = ssl.create_default_context(cafile=cafile)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description="Connect over wss:// and show the server's certificate.")
     parser.add_argument("url", nargs="?", default=os.environ.get("ECHO_URL", "wss://127.0.0.1:8765/"))
     parser.add_argument("--cafile", help="PEM file of the CA certificates to trust")
@@ -37,12 +38,16 @@ def main(argv=None) -> int:
         return 1
     with ws:
         cert = ws.certificate
+        if cert is None:  # a ws:// URL: no TLS, no certificate
+            print(f"not a TLS connection: {args.url}", file=sys.stderr)
+            return 1
         print(f"subject:     {cert.subject}")
         print(f"issuer:      {cert.issuer}")
         print(f"expires:     {cert.not_after:%Y-%m-%d %H:%M} UTC")
         print(f"fingerprint: {cert.sha1_fingerprint}")
         ws.send("hello over TLS")
-        print(f"echo:        {ws.recv(timeout=10)}")
+        echo = ws.recv(timeout=10)  # text comes back as text: a str
+        print(f"echo:        {echo if isinstance(echo, str) else echo.decode()}")
     return 0
 
 

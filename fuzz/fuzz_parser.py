@@ -55,8 +55,10 @@ def pieces(wire: bytes, cuts) -> list[bytes]:
 
 
 def plain(items) -> list:
-    return [(item.opcode, item.payload, item.fin, item.rsv1, item.rsv2, item.rsv3)
-            if hasattr(item, "opcode") else item for item in items]
+    return [
+        (item.opcode, item.payload, item.fin, item.rsv1, item.rsv2, item.rsv3) if hasattr(item, "opcode") else item
+        for item in items
+    ]
 
 
 def outcome(feed, piece) -> tuple:
@@ -119,8 +121,14 @@ def TestOneInput(data: bytes) -> None:
 def seeds() -> list[bytes]:
     """Inputs to start from: valid streams for each side, cut or not, parsed in every
     way, and one with a payload large enough for windows."""
-    frames = [(1, "héllo".encode(), True), (2, bytes(300), True), (9, b"ping", True),
-              (1, b"frag", False), (0, b"ment", True), (8, b"\x03\xe8bye", True)]
+    frames = [
+        (1, "héllo".encode(), True),
+        (2, bytes(300), True),
+        (9, b"ping", True),
+        (1, b"frag", False),
+        (0, b"ment", True),
+        (8, b"\x03\xe8bye", True),
+    ]
     inputs = []
     for client in (True, False):
         key = None if client else b"\x01\x02\x03\x04"

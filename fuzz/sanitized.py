@@ -28,16 +28,31 @@ ROOT = Path(__file__).resolve().parent.parent
 SANITIZE = "address,undefined,fuzzer-no-link"
 # The tests of the codec and of what drives it hardest: a few minutes under ASan.
 CODEC_TESTS = [
-    "test_frame.py", "test_parser.py", "test_encode.py", "test_mask.py", "test_codec_properties.py",
-    "test_payload_window.py", "test_inflate.py", "test_messages_fast_path.py", "test_rfc6455_examples.py",
-    "test_strided_buffers.py", "test_twins_buffers.py", "test_protocol.py", "test_deflate.py",
+    "test_frame.py",
+    "test_parser.py",
+    "test_encode.py",
+    "test_mask.py",
+    "test_codec_properties.py",
+    "test_payload_window.py",
+    "test_inflate.py",
+    "test_messages_fast_path.py",
+    "test_rfc6455_examples.py",
+    "test_strided_buffers.py",
+    "test_twins_buffers.py",
+    "test_protocol.py",
+    "test_deflate.py",
 ]
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fuzz-seconds", type=int, default=60, metavar="SECONDS",
-                        help="how long the fuzz target runs; 0 skips it (default: 60)")
+    parser.add_argument(
+        "--fuzz-seconds",
+        type=int,
+        default=60,
+        metavar="SECONDS",
+        help="how long the fuzz target runs; 0 skips it (default: 60)",
+    )
     parser.add_argument("--no-tests", action="store_true", help="skip the codec tests")
     parser.add_argument("--workdir", type=Path, help="keep the build and the fuzz corpus here")
     return parser.parse_args()
@@ -66,8 +81,11 @@ def build(work: Path) -> Path:
     """Build the sanitized extension; return a folder holding wsfast with it."""
     env = {**os.environ, "CC": "clang", "WSFAST_SANITIZE": SANITIZE, "WSFAST_REQUIRE_EXTENSION": "1"}
     env.pop("WSFAST_NO_EXTENSIONS", None)
-    run([sys.executable, "setup.py", "-q", "build_ext", "--build-lib", work / "lib", "--build-temp", work / "build"],
-        cwd=ROOT, env=env)
+    run(
+        [sys.executable, "setup.py", "-q", "build_ext", "--build-lib", work / "lib", "--build-temp", work / "build"],
+        cwd=ROOT,
+        env=env,
+    )
     site = work / "site"
     shutil.rmtree(site, ignore_errors=True)
     shutil.copytree(ROOT / "wsfast", site / "wsfast", ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
@@ -78,10 +96,17 @@ def build(work: Path) -> Path:
 
 def environment(site: Path, runtime: str) -> dict:
     """Python with ``runtime`` preloaded and the sanitized wsfast first on its path."""
-    env = {**os.environ, "LD_PRELOAD": runtime, "PYTHONPATH": str(site), "WSFAST_REQUIRE_EXTENSION": "1",
-           # CPython frees nothing at exit, which is no leak; every object in malloc'ed
-           # memory lets ASan see each one.
-           "ASAN_OPTIONS": "detect_leaks=0", "UBSAN_OPTIONS": "print_stacktrace=1", "PYTHONMALLOC": "malloc"}
+    env = {
+        **os.environ,
+        "LD_PRELOAD": runtime,
+        "PYTHONPATH": str(site),
+        "WSFAST_REQUIRE_EXTENSION": "1",
+        # CPython frees nothing at exit, which is no leak; every object in malloc'ed
+        # memory lets ASan see each one.
+        "ASAN_OPTIONS": "detect_leaks=0",
+        "UBSAN_OPTIONS": "print_stacktrace=1",
+        "PYTHONMALLOC": "malloc",
+    }
     env.pop("WSFAST_NO_EXTENSIONS", None)
     where = output_of([sys.executable, "-c", "import wsfast._compiled as c; print(c.__file__)"], cwd=site, env=env)
     if not where.startswith(str(site)):
@@ -98,8 +123,20 @@ def fuzz(site: Path, work: Path, seconds: int) -> None:
     target = ROOT / "fuzz" / "fuzz_parser.py"
     corpus = work / "corpus"
     run([sys.executable, target, "--write-seeds", corpus], cwd=site, env=env)
-    run([sys.executable, target, f"-max_total_time={seconds}", "-rss_limit_mb=4096", "-timeout=30",
-         f"-artifact_prefix={work}/", "-print_final_stats=1", corpus], cwd=site, env=env)
+    run(
+        [
+            sys.executable,
+            target,
+            f"-max_total_time={seconds}",
+            "-rss_limit_mb=4096",
+            "-timeout=30",
+            f"-artifact_prefix={work}/",
+            "-print_final_stats=1",
+            corpus,
+        ],
+        cwd=site,
+        env=env,
+    )
 
 
 def main() -> int:
@@ -113,8 +150,11 @@ def main() -> int:
             fuzz(site, work, args.fuzz_seconds)
         if not args.no_tests:
             tests = [ROOT / "tests" / name for name in CODEC_TESTS]
-            run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
-                cwd=site, env=environment(site, runtime))
+            run(
+                [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+                cwd=site,
+                env=environment(site, runtime),
+            )
     except subprocess.CalledProcessError as exc:
         print(f"FAILED: {exc}; the build and the inputs are in {work}")
         return 1

@@ -1016,8 +1016,12 @@ cdef object _protocol_error(BaseException exc):
 
 
 @cython.auto_pickle(False)  # its C state must never come from outside
+@cython.embedsignature(False)  # Cython would show client as positional: the signature is written out
 cdef class FrameParser:
-    """Streaming frame parser: feed it bytes in any chunking, get complete frames back.
+    """FrameParser(*, client=True, max_size=DEFAULT_MAX_SIZE, allowed_rsv=0, inflater=None)
+--
+
+Streaming frame parser: feed it bytes in any chunking, get complete frames back.
 
     ``client=True`` parses what a server sends (frames must be unmasked); ``client=False``
     parses what a client sends (frames must be masked, and are unmasked here). A frame whose

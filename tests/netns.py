@@ -90,8 +90,18 @@ def isolated_link():
 def echo_server_in(link: Link, *arguments: str):
     """``python -m wsfast echo`` inside the namespace; yields its ws:// URL."""
     process = link.run(
-        sys.executable, "-m", "wsfast", "echo", "--host", link.peer_address, "--port", "0", *arguments,
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        sys.executable,
+        "-m",
+        "wsfast",
+        "echo",
+        "--host",
+        link.peer_address,
+        "--port",
+        "0",
+        *arguments,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:

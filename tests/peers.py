@@ -91,7 +91,7 @@ class RawServer:
                     sock.sendall(self.response(read_request(sock)))
                 if self.script is not None:
                     self.script(Peer(sock))
-            except BaseException as exc:  # reported by join()
+            except BaseException as exc:  # noqa: BLE001 - reported by join()
                 self.error = exc
 
     def join(self) -> None:

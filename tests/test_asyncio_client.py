@@ -121,7 +121,7 @@ async def raw_server(script, codec=None):
             result = await script(Peer(reader, writer, handshake, codec))
             if not done.done():
                 done.set_result(result)
-        except Exception as exc:  # reported to the test through ``done``
+        except Exception as exc:  # noqa: BLE001 - reported to the test through ``done``
             if not done.done():
                 done.set_exception(exc)
         finally:
@@ -873,7 +873,7 @@ def test_wait_closed_after_a_dropped_connection():
 
     async def main():
         received = []
-        async with raw_server(script) as (url, done), connect(url, on_message=lambda c, m: received.append(m)) as ws:
+        async with raw_server(script) as (url, _), connect(url, on_message=lambda c, m: received.append(m)) as ws:
             await ws.wait_closed()
             assert received == ["last"]
             assert ws.close_code == 1006

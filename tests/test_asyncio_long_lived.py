@@ -12,10 +12,10 @@ import ssl
 import threading
 import time
 
-import netns
 import pytest
-from peers import TIMEOUT, RawServer, accept_response, frame, read_request
 
+import netns
+from peers import TIMEOUT, RawServer, accept_response, frame, read_request
 from wsfast.asyncio import connect, serve
 from wsfast.asyncio.client import _retryable
 from wsfast.enums import Opcode

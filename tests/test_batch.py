@@ -253,11 +253,14 @@ def test_arrow_and_numpy_views_outlive_the_batch():
     assert isinstance(column, pa.BinaryArray) and np is not None
 
 
-@pytest.mark.parametrize(("module", "extra", "call"), [
-    ("numpy", "numpy", lambda batch: batch.to_numpy("u1")),
-    ("numpy", "numpy", lambda batch: batch.offsets_numpy()),
-    ("pyarrow", "arrow", lambda batch: batch.to_arrow()),
-])
+@pytest.mark.parametrize(
+    ("module", "extra", "call"),
+    [
+        ("numpy", "numpy", lambda batch: batch.to_numpy("u1")),
+        ("numpy", "numpy", lambda batch: batch.offsets_numpy()),
+        ("pyarrow", "arrow", lambda batch: batch.to_arrow()),
+    ],
+)
 def test_a_missing_extra_is_named(monkeypatch, module, extra, call):
     monkeypatch.setitem(sys.modules, module, None)  # import fails
     with pytest.raises(ImportError, match=rf"pip install 'wsfast\[{extra}\]'"):
@@ -279,6 +282,15 @@ def test_builder_append_and_take(codec):
     assert builder.take() is None and len(builder) == 0 and builder.nbytes == 0
     builder.append(bytearray(b"z"))
     assert list(builder.take()) == [b"z"]
+
+
+def test_builder_copies_a_buffer_the_caller_changes_afterwards(codec):
+    builder = codec.BatchBuilder()
+    buffer = bytearray(b"abc")
+    builder.append(buffer)
+    buffer[0] = ord("z")
+    buffer += b"grown"  # resizing must not fail on a view the builder kept
+    assert list(builder.take()) == [b"abc"]
 
 
 def test_builder_max_bytes_bounds_every_batch(codec):
@@ -377,7 +389,9 @@ def test_feed_batch_takes_whole_messages_until_the_first_frame(codec, client):
 @pytest.mark.parametrize("size", [0, 10, 300, 70000, 300000])
 def test_a_message_split_anywhere_lands_whole(codec, client, size):
     payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
-    wire = frame(codec, Opcode.BINARY, payload, client=client) + frame(codec, Opcode.TEXT, "é".encode() * 50, client=client)
+    wire = frame(codec, Opcode.BINARY, payload, client=client) + frame(
+        codec, Opcode.TEXT, "é".encode() * 50, client=client
+    )
     for cut in sorted({1, 2, 5, len(wire) // 3, len(wire) // 2, len(wire) - 103, len(wire) - 1}):
         if not 0 < cut < len(wire):
             continue
@@ -390,7 +404,10 @@ def test_a_message_split_anywhere_lands_whole(codec, client, size):
 
 def test_feed_batch_needs_a_builder_of_its_own_codec(twins):
     pure, compiled = twins
-    for parser, builder in ((pure.FrameParser(), compiled.BatchBuilder()), (compiled.FrameParser(), pure.BatchBuilder())):
+    for parser, builder in (
+        (pure.FrameParser(), compiled.BatchBuilder()),
+        (compiled.FrameParser(), pure.BatchBuilder()),
+    ):
         with pytest.raises(TypeError):
             parser.feed_batch(b"", builder)
         with pytest.raises(TypeError):
@@ -417,7 +434,9 @@ def test_invalid_utf8_keeps_the_messages_before_it(codec, client):
 def test_invalid_utf8_in_a_message_that_arrived_in_pieces(codec, client):
     parser = codec.FrameParser(client=client)
     builder = codec.BatchBuilder()
-    wire = message_frame(codec, "x" * 1000, client) + frame(codec, Opcode.TEXT, b"y" * 100000 + b"\xed\xa0\x80", client=client)
+    wire = message_frame(codec, "x" * 1000, client) + frame(
+        codec, Opcode.TEXT, b"y" * 100000 + b"\xed\xa0\x80", client=client
+    )
     parser.feed_batch(wire[:5000], builder)
     with pytest.raises(InvalidUTF8):
         parser.feed_batch(wire[5000:], builder)
@@ -447,10 +466,24 @@ def test_violations_keep_the_messages_before_them(codec):
     assert info.value.code == 1002 and messages_of(builder) == [b"ok"]
 
 
-@pytest.mark.parametrize("utf8", [
-    b"", b"plain ascii", "é€🚀".encode(), b"\x7f", b"\xc2\x80", b"\xdf\xbf", b"\xe0\xa0\x80", b"\xed\x9f\xbf",
-    b"\xee\x80\x80", b"\xef\xbf\xbf", b"\xf0\x90\x80\x80", b"\xf4\x8f\xbf\xbf", b"a" * 40 + "é".encode() + b"b" * 40,
-])
+@pytest.mark.parametrize(
+    "utf8",
+    [
+        b"",
+        b"plain ascii",
+        "é€🚀".encode(),
+        b"\x7f",
+        b"\xc2\x80",
+        b"\xdf\xbf",
+        b"\xe0\xa0\x80",
+        b"\xed\x9f\xbf",
+        b"\xee\x80\x80",
+        b"\xef\xbf\xbf",
+        b"\xf0\x90\x80\x80",
+        b"\xf4\x8f\xbf\xbf",
+        b"a" * 40 + "é".encode() + b"b" * 40,
+    ],
+)
 def test_valid_utf8_is_accepted(twins, utf8):
     assert twins[1]._is_utf8(utf8)
     for codec in twins:
@@ -459,11 +492,30 @@ def test_valid_utf8_is_accepted(twins, utf8):
         assert messages_of(builder) == [utf8.decode()]
 
 
-@pytest.mark.parametrize("invalid", [
-    b"\x80", b"\xbf", b"\xc0\x80", b"\xc1\xbf", b"\xc2", b"\xc2\x41", b"\xe0\x80\x80", b"\xe0\x9f\xbf", b"\xe1\x80",
-    b"\xed\xa0\x80", b"\xed\xbf\xbf", b"\xf0\x80\x80\x80", b"\xf0\x8f\xbf\xbf", b"\xf4\x90\x80\x80", b"\xf5\x80\x80\x80",
-    b"\xff", b"\xf0\x90\x80", b"a" * 33 + b"\xe2\x82", b"a" * 16 + b"\xc3\x28" + b"a" * 16,
-])
+@pytest.mark.parametrize(
+    "invalid",
+    [
+        b"\x80",
+        b"\xbf",
+        b"\xc0\x80",
+        b"\xc1\xbf",
+        b"\xc2",
+        b"\xc2\x41",
+        b"\xe0\x80\x80",
+        b"\xe0\x9f\xbf",
+        b"\xe1\x80",
+        b"\xed\xa0\x80",
+        b"\xed\xbf\xbf",
+        b"\xf0\x80\x80\x80",
+        b"\xf0\x8f\xbf\xbf",
+        b"\xf4\x90\x80\x80",
+        b"\xf5\x80\x80\x80",
+        b"\xff",
+        b"\xf0\x90\x80",
+        b"a" * 33 + b"\xe2\x82",
+        b"a" * 16 + b"\xc3\x28" + b"a" * 16,
+    ],
+)
 def test_invalid_utf8_is_refused_as_python_refuses_it(twins, invalid):
     assert not twins[1]._is_utf8(invalid)
     errors = []
@@ -493,8 +545,11 @@ def test_the_utf8_check_agrees_with_python(twins, data, before, after):
     assert twins[1]._is_utf8(padded) == is_utf8(padded)
 
 
-@given(st.lists(st.sampled_from(["a" * 15, "a", "é", "€", "🚀", "\U0010ffff", "b" * 16]), max_size=20),
-       st.integers(0, 400), st.sampled_from([b"\x80", b"\xc3", b"\xed\xa0\x80", b"\xf4\x90", b"\xff", b""]))
+@given(
+    st.lists(st.sampled_from(["a" * 15, "a", "é", "€", "🚀", "\U0010ffff", "b" * 16]), max_size=20),
+    st.integers(0, 400),
+    st.sampled_from([b"\x80", b"\xc3", b"\xed\xa0\x80", b"\xf4\x90", b"\xff", b""]),
+)
 def test_the_utf8_check_finds_any_corruption(twins, pieces, where, corruption):
     valid = "".join(pieces).encode()
     where %= len(valid) + 1
@@ -505,7 +560,11 @@ def test_the_utf8_check_finds_any_corruption(twins, pieces, where, corruption):
 
 def compressed_frames(codec, messages, client, params=None):
     """Wire bytes of ``messages`` compressed by a peer (the other role) for a parser of role ``client``."""
-    sender = Connection(client=not client, codec=codec, deflate=PerMessageDeflate(params or DeflateParams(), client=not client, codec=codec))
+    sender = Connection(
+        client=not client,
+        codec=codec,
+        deflate=PerMessageDeflate(params or DeflateParams(), client=not client, codec=codec),
+    )
     for message in messages:
         if isinstance(message, str):
             sender.send_text(message)
@@ -561,13 +620,24 @@ wire_items = st.lists(
 
 
 @settings(max_examples=150)
-@given(items=wire_items, cuts=st.lists(st.integers(0, 10**6), max_size=8), client=st.booleans(), max_bytes=st.integers(1, 2000))
+@given(
+    items=wire_items,
+    cuts=st.lists(st.integers(0, 10**6), max_size=8),
+    client=st.booleans(),
+    max_bytes=st.integers(1, 2000),
+)
 def test_feed_batch_agrees_with_feed_messages(twins, items, cuts, client, max_bytes):
     """Whatever the stream and its chunking: the messages each call adds to the batch,
     then the items it returns, are what feed_messages returns for that call; the same
     error at the same call; every batch within max_bytes unless one message is larger."""
     for codec in twins:
-        opcodes = {"binary": Opcode.BINARY, "text": Opcode.TEXT, "ping": Opcode.PING, "pong": Opcode.PONG, "invalid": Opcode.TEXT}
+        opcodes = {
+            "binary": Opcode.BINARY,
+            "text": Opcode.TEXT,
+            "ping": Opcode.PING,
+            "pong": Opcode.PONG,
+            "invalid": Opcode.TEXT,
+        }
         wire = b"".join(
             frame(codec, Opcode.TEXT, payload, fin=False, client=client)
             if kind == "fragment"
@@ -656,7 +726,9 @@ def test_a_fragmented_message_open_across_reads(codec):
 def test_the_close_ends_the_stream_after_the_last_batch(codec):
     conn = Connection(client=True, codec=codec)
     close = frame(codec, Opcode.CLOSE, (1000).to_bytes(2, "big") + b"bye")
-    messages, events = received(conn, [message_frame(codec, b"a") + message_frame(codec, b"b") + close + message_frame(codec, b"late")])
+    messages, events = received(
+        conn, [message_frame(codec, b"a") + message_frame(codec, b"b") + close + message_frame(codec, b"late")]
+    )
     assert messages == [b"a", b"b"] and events == [Close(1000, "bye")]
     assert conn.receive_batch(message_frame(codec, b"later")) == [] and conn.batched == 0
     assert conn.close_code == 1000
@@ -665,7 +737,9 @@ def test_the_close_ends_the_stream_after_the_last_batch(codec):
 @pytest.mark.parametrize("split", [False, True])
 def test_invalid_utf8_fails_with_1007_after_the_messages_before_it(codec, split):
     conn = Connection(client=False, codec=codec)
-    wire = message_frame(codec, "fine", client=False) + frame(codec, Opcode.TEXT, b"x" * 5000 + b"\xff" + b"y" * 5000, client=False)
+    wire = message_frame(codec, "fine", client=False) + frame(
+        codec, Opcode.TEXT, b"x" * 5000 + b"\xff" + b"y" * 5000, client=False
+    )
     chunks = [wire[:5000], wire[5000:5010], wire[5010:]] if split else [wire]
     messages, _ = received(conn, chunks)
     assert messages == ["fine"]
@@ -685,7 +759,9 @@ def test_invalid_utf8_in_a_frame_still_arriving_fails_at_once(codec):
 
 def test_a_message_limit_below_125_bytes(codec):
     conn = Connection(client=True, codec=codec, max_message_size=10)
-    messages, _ = received(conn, [message_frame(codec, b"0123456789") + frame(codec, Opcode.PING) + message_frame(codec, "é")])
+    messages, _ = received(
+        conn, [message_frame(codec, b"0123456789") + frame(codec, Opcode.PING) + message_frame(codec, "é")]
+    )
     assert messages == [b"0123456789", "é"]
     conn.receive_batch(message_frame(codec, b"0123456789!"))
     assert isinstance(conn.error, PayloadTooBig) and conn.error.code == 1009
@@ -698,8 +774,12 @@ def deflate_connection(codec, client, max_message_size=None):
 
 @pytest.mark.parametrize("client", [True, False])
 def test_compressed_and_fragmented_messages_land_whole(codec, client):
-    sender = Connection(client=not client, codec=codec, max_frame_size=1000,
-                        deflate=PerMessageDeflate(DeflateParams(), client=not client, codec=codec))
+    sender = Connection(
+        client=not client,
+        codec=codec,
+        max_frame_size=1000,
+        deflate=PerMessageDeflate(DeflateParams(), client=not client, codec=codec),
+    )
     messages = ["a" * 10, b"\x01" * 50000, "é" * 4000, bytes(range(256)) * 20, b"", "short"]
     for message in messages:
         if isinstance(message, str):
@@ -715,7 +795,9 @@ def test_compressed_and_fragmented_messages_land_whole(codec, client):
 
 
 def test_compressed_message_over_the_limit_fails_with_1009(codec):
-    sender = Connection(client=False, codec=codec, deflate=PerMessageDeflate(DeflateParams(), client=False, codec=codec))
+    sender = Connection(
+        client=False, codec=codec, deflate=PerMessageDeflate(DeflateParams(), client=False, codec=codec)
+    )
     sender.send_binary(b"ok")
     sender.send_binary(bytes(100000))
     conn = deflate_connection(codec, True, max_message_size=50000)
@@ -735,16 +817,23 @@ stream_items = st.lists(
 
 
 @settings(max_examples=120)
-@given(items=stream_items, cuts=st.lists(st.integers(0, 10**6), max_size=6), client=st.booleans(), deflate=st.booleans(),
-       max_bytes=st.integers(1, 500))
+@given(
+    items=stream_items,
+    cuts=st.lists(st.integers(0, 10**6), max_size=6),
+    client=st.booleans(),
+    deflate=st.booleans(),
+    max_bytes=st.integers(1, 500),
+)
 def test_receive_batch_agrees_with_receive_data(twins, items, cuts, client, deflate, max_bytes):
     """The messages of receive_batch are those of receive_data, in order, with the same
     control events, the same error and the same replies; batches within max_bytes."""
     for codec in twins:
         params = DeflateParams() if deflate else None
+
         def new(role, codec=codec, params=params):
             extension = PerMessageDeflate(params, client=role, codec=codec) if deflate else None
             return Connection(client=role, codec=codec, deflate=extension, max_frame_size=700)
+
         sender = new(not client)
         wire = b""
         for kind, payload in items:
@@ -785,5 +874,7 @@ def test_receive_batch_agrees_with_receive_data(twins, items, cuts, client, defl
         conn.fail()
         reference.fail()
         # What each sends back (pongs, the close), as frames: a client masks at random.
-        replies = [codec.FrameParser(client=not client, max_size=None).feed(c.data_to_send()) for c in (conn, reference)]
+        replies = [
+            codec.FrameParser(client=not client, max_size=None).feed(c.data_to_send()) for c in (conn, reference)
+        ]
         assert replies[0] == replies[1]

@@ -7,9 +7,9 @@ import asyncio
 import threading
 
 import pytest
-from peers import RawServer, close_politely, frame
 
 import wsfast.asyncio
+from peers import RawServer, close_politely, frame
 from wsfast import Batch
 from wsfast.client import connect
 from wsfast.enums import Opcode
@@ -30,8 +30,13 @@ def feed_script(messages, close_code=1000, extra=b""):
     """A raw server that sends ``messages`` (bytes or str), ``extra``, then its close frame."""
 
     def script(peer):
-        peer.sendall(b"".join(frame(Opcode.TEXT if isinstance(m, str) else Opcode.BINARY,
-                                    m.encode() if isinstance(m, str) else m) for m in messages) + extra)
+        peer.sendall(
+            b"".join(
+                frame(Opcode.TEXT if isinstance(m, str) else Opcode.BINARY, m.encode() if isinstance(m, str) else m)
+                for m in messages
+            )
+            + extra
+        )
         peer.sendall(frame(Opcode.CLOSE, close_code.to_bytes(2, "big")))
         peer.next_frame()  # the client's reply
 
@@ -131,8 +136,12 @@ def test_a_ping_flood_while_batching_is_answered_and_bounded(codec):
     pongs = []
 
     def script(peer):
-        peer.sendall(b"".join(frame(Opcode.PING, i.to_bytes(4, "big")) + frame(Opcode.BINARY, i.to_bytes(4, "big"))
-                              for i in range(count)))
+        peer.sendall(
+            b"".join(
+                frame(Opcode.PING, i.to_bytes(4, "big")) + frame(Opcode.BINARY, i.to_bytes(4, "big"))
+                for i in range(count)
+            )
+        )
         peer.sendall(frame(Opcode.CLOSE, (1000).to_bytes(2, "big")))
         while True:
             reply = peer.next_frame()
@@ -169,9 +178,10 @@ def test_a_fragmented_and_compressed_feed_from_a_wsfast_server(codec):
         for message in messages:
             ws.send(message)
 
-    with serve(handler, codec=codec, max_frame_size=4096) as server, connect(
-        f"ws://127.0.0.1:{server.port}/", codec=codec
-    ) as ws:
+    with (
+        serve(handler, codec=codec, max_frame_size=4096) as server,
+        connect(f"ws://127.0.0.1:{server.port}/", codec=codec) as ws,
+    ):
         assert ws.deflate_params is not None
         batches, end = all_batches(lambda: ws.recv_batch(timeout=TIMEOUT, max_bytes=64 * 1024))
     assert type(end) is ConnectionClosedOK
@@ -190,9 +200,10 @@ def test_the_threaded_server_receives_batches_from_a_client(codec):
         ws.send(str(len(received)))
 
     messages = counted(5000, size=37) + ["done ✓"]
-    with serve(handler, codec=codec, compression=None) as server, connect(
-        f"ws://127.0.0.1:{server.port}/", codec=codec, compression=None
-    ) as ws:
+    with (
+        serve(handler, codec=codec, compression=None) as server,
+        connect(f"ws://127.0.0.1:{server.port}/", codec=codec, compression=None) as ws,
+    ):
         for message in messages:
             ws.send(message)
         assert ws.recv(timeout=TIMEOUT) == "5001"
@@ -351,9 +362,10 @@ def test_asyncio_server_receives_compressed_batches(codec):
             results.append(received)
             await ws.send("thanks")
 
-        async with wsfast.asyncio.serve(handler, codec=codec) as server, wsfast.asyncio.connect(
-            f"ws://127.0.0.1:{server.port}/", codec=codec
-        ) as ws:
+        async with (
+            wsfast.asyncio.serve(handler, codec=codec) as server,
+            wsfast.asyncio.connect(f"ws://127.0.0.1:{server.port}/", codec=codec) as ws,
+        ):
             assert ws.deflate_params is not None
             for message in messages:
                 await ws.send(message)

@@ -11,9 +11,25 @@ import pytest
 def test_bench_runner_reports_every_wsfast_contestant(tmp_path):
     out = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, "-m", "wsfast", "bench", "--cases", "feed-100,echo-256,parse-100",
-         "--contestants", "wsfast", "--scale", "0.001", "--repeats", "1", "--json", str(out)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "wsfast",
+            "bench",
+            "--cases",
+            "feed-100,echo-256,parse-100",
+            "--contestants",
+            "wsfast",
+            "--scale",
+            "0.001",
+            "--repeats",
+            "1",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(out.read_text())
@@ -31,18 +47,40 @@ def test_bench_runner_measures_the_real_wire_cases(tmp_path):
     out = tmp_path / "wire.json"
     cases = "tls-json,tls-json-deflate,echo-256-deflate,receive-json-deflate"
     result = subprocess.run(
-        [sys.executable, "-m", "wsfast", "bench", "--cases", cases,
-         "--contestants", "wsfast,raw-tls,zlib", "--scale", "0.005", "--repeats", "1",
-         "--timeout", "60", "--json", str(out)],
-        capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "wsfast",
+            "bench",
+            "--cases",
+            cases,
+            "--contestants",
+            "wsfast,raw-tls,zlib",
+            "--scale",
+            "0.005",
+            "--repeats",
+            "1",
+            "--timeout",
+            "60",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(out.read_text())
     rows = report["results"]
     assert {row["case"] for row in rows} == set(cases.split(","))
     names = {(row["case"], row["contestant"]) for row in rows}
-    assert {("tls-json", "raw-tls"), ("tls-json-deflate", "zlib"), ("receive-json-deflate", "zlib"),
-            ("tls-json", "wsfast-c-callback-uvloop"), ("tls-json-deflate", "wsfast-python-many")} <= names
+    assert {
+        ("tls-json", "raw-tls"),
+        ("tls-json-deflate", "zlib"),
+        ("receive-json-deflate", "zlib"),
+        ("tls-json", "wsfast-c-callback-uvloop"),
+        ("tls-json-deflate", "wsfast-python-many"),
+    } <= names
     assert ("tls-json", "zlib") not in names  # a floor only where it is one
     for row in rows:
         assert not row["errors"], row
@@ -93,8 +131,8 @@ def _frames(stream: bytes):
     while pos < len(stream):
         length, start = stream[pos + 1] & 0x7F, pos + 2
         if length == 126:
-            length, start = int.from_bytes(stream[start:start + 2], "big"), start + 2
-        yield stream[pos], stream[start:start + length]
+            length, start = int.from_bytes(stream[start : start + 2], "big"), start + 2
+        yield stream[pos], stream[start : start + length]
         pos = start + length
 
 
@@ -141,9 +179,11 @@ def test_the_server_refuses_a_deflate_feed_without_an_offer(no_hang):
     server = Server(idle=30)
     try:
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-            sock.sendall(b"GET /ticks-deflate/10 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                         b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                         b"Sec-WebSocket-Version: 13\r\n\r\n")
+            sock.sendall(
+                b"GET /ticks-deflate/10 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                b"Sec-WebSocket-Version: 13\r\n\r\n"
+            )
             assert sock.recv(4096).startswith(b"HTTP/1.1 400 ")
     finally:
         server.close()
@@ -153,10 +193,27 @@ def test_bench_runner_measures_the_uvicorn_cases(tmp_path):
     pytest.importorskip("uvicorn")
     out = tmp_path / "uvicorn.json"
     result = subprocess.run(
-        [sys.executable, "-m", "wsfast", "bench", "--cases", "uvicorn-feed-100,uvicorn-echo-256",
-         "--contestants", "wsfast-uvicorn,websockets-sansio", "--scale", "0.005", "--repeats", "1",
-         "--timeout", "60", "--json", str(out)],
-        capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "wsfast",
+            "bench",
+            "--cases",
+            "uvicorn-feed-100,uvicorn-echo-256",
+            "--contestants",
+            "wsfast-uvicorn,websockets-sansio",
+            "--scale",
+            "0.005",
+            "--repeats",
+            "1",
+            "--timeout",
+            "60",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     rows = json.loads(out.read_text())["results"]

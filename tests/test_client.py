@@ -9,8 +9,8 @@ import threading
 import time
 
 import pytest
-from peers import Peer, RawServer, accept_response, close_politely, frame
 
+from peers import Peer, RawServer, accept_response, close_politely, frame
 from wsfast import _io
 from wsfast.client import Client, connect
 from wsfast.enums import Opcode

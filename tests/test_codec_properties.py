@@ -141,7 +141,7 @@ def headers(draw, client):
         )
     )
     form = draw(st.sampled_from(["shortest", "shortest", "shortest", "16", "64"]))
-    if form == "16" and length < 65536 or form == "shortest" and 126 <= length < 65536:
+    if (form == "16" and length < 65536) or (form == "shortest" and 126 <= length < 65536):
         encoded = bytes([126]) + length.to_bytes(2, "big")
     elif form == "64" or length >= 65536:
         encoded = bytes([127]) + length.to_bytes(8, "big")

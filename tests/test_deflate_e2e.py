@@ -186,7 +186,7 @@ class RawServer:
                     request += sock.recv(4096)
                 sock.sendall(accept_response(request, self.extensions))
                 self.script(sock, request)
-        except BaseException as exc:  # reported by __exit__
+        except BaseException as exc:  # noqa: BLE001 - reported by __exit__
             self.error = exc
 
     def __enter__(self):

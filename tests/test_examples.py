@@ -14,11 +14,9 @@ import os
 import re
 import select
 import socket
-import ssl
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -42,7 +40,9 @@ def twin(request) -> str:
 
 def environment(twin: str = "c", **variables: str) -> dict:
     """The environment of an example: no proxy (unless given) and the chosen codec twin."""
-    env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
+    env = {
+        k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+    }
     env.pop("WSFAST_NO_EXTENSIONS", None)
     if twin == "python":
         env["WSFAST_NO_EXTENSIONS"] = "1"
@@ -115,7 +115,7 @@ def test_feed_consumer_reconnects_and_resumes(name, twin):
     # and resumes where it stopped, without a gap.
     with example_server("tick_server.py", "--rate", "500", "--per-connection", "30") as (url, _):
         result = run(name, url, "--count", "45", twin=twin)
-    seqs = [int(n) for n in re.findall(r"^ABC #(\d+):", result.stdout, re.M)]
+    seqs = [int(n) for n in re.findall(r"^ABC #(\d+):", result.stdout, re.MULTILINE)]
     assert seqs == list(range(1, 46))
     assert result.stdout.endswith("received 45 ticks\n")
     assert "1012 restarting" in result.stderr

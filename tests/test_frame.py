@@ -104,7 +104,9 @@ def test_parsed_frames_equal_constructed_frames(codec):
     assert frame.close_code == 1000 and frame.text == "ok"
 
 
-@pytest.mark.parametrize("args", [(1, 5), (1, "text"), (1.5,), ("1",)], ids=["int-payload", "str-payload", "float", "str"])
+@pytest.mark.parametrize(
+    "args", [(1, 5), (1, "text"), (1.5,), ("1",)], ids=["int-payload", "str-payload", "float", "str"]
+)
 def test_bad_arguments(codec, args):
     with pytest.raises(TypeError):
         codec.Frame(*args)

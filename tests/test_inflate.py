@@ -102,7 +102,7 @@ def outcome(call):
     """What ``call()`` returns, or the exception it raises, in comparable form."""
     try:
         return ("ok", call())
-    except Exception as exc:  # compared, never hidden
+    except Exception as exc:  # noqa: BLE001 - compared, never hidden
         return ("error", type(exc), str(exc), getattr(exc, "code", None))
 
 
@@ -538,7 +538,7 @@ def test_fragments_are_inflated_before_the_messages_after_them(codec, client):
 
 
 def test_the_parser_defers_the_messages_after_a_compressed_fragment(codec):
-    wire, expected = ordering_stream(client=True)
+    wire, _ = ordering_stream(client=True)
     items = parser(codec).feed_messages(wire)
     # After the first fragment, only uncompressed whole messages come as such.
     assert [item for item in items if type(item) is not codec.Frame] == [b"plain"]

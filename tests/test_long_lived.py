@@ -14,10 +14,10 @@ import sys
 import threading
 import time
 
-import netns
 import pytest
-from peers import TIMEOUT, RawServer, accept_response, frame, read_request
 
+import netns
+from peers import TIMEOUT, RawServer, accept_response, frame, read_request
 from wsfast import _pure
 from wsfast.client import connect, reconnecting
 from wsfast.enums import Opcode

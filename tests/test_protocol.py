@@ -302,8 +302,13 @@ def test_invalid_utf8_in_first_fragment(codec, client):
 # Bytes that can begin no valid UTF-8, the byte after a valid prefix (RFC 3629 §4).
 CANNOT_BEGIN_UTF8 = [b"\xff", b"\xc0", b"\xe0\x80", b"\xed\xa0", b"\xf0\x80", b"\xf4\x90", b"\xce\xba\x80"]
 # Valid characters cut after a prefix that the rest completes.
-VALID_PREFIXES = [(b"\xc2", b"\xa9"), (b"\xe0\xa0", b"\x80"), (b"\xed\x9f", b"\xbf"), (b"\xf0\x90\x80", b"\x80"),
-                  (b"\xf4\x8f", b"\xbf\xbf")]
+VALID_PREFIXES = [
+    (b"\xc2", b"\xa9"),
+    (b"\xe0\xa0", b"\x80"),
+    (b"\xed\x9f", b"\xbf"),
+    (b"\xf0\x90\x80", b"\x80"),
+    (b"\xf4\x8f", b"\xbf\xbf"),
+]
 
 
 @pytest.mark.parametrize("prefix", CANNOT_BEGIN_UTF8, ids=bytes.hex)

@@ -57,7 +57,10 @@ SOCKS_USER, SOCKS_PASSWORD = "feed", "p@ss:w/rd"
         ("http://[2001:db8::1]:3128/", Proxy("http", "2001:db8::1", 3128)),
         ("socks5://10.0.0.1", Proxy("socks5", "10.0.0.1", 1080)),
         ("socks5h://proxy.example:9050", Proxy("socks5h", "proxy.example", 9050)),
-        ("http://us%65r:p%40ss%3Aw%2Frd@proxy.example:3128", Proxy("http", "proxy.example", 3128, ("user", "p@ss:w/rd"))),
+        (
+            "http://us%65r:p%40ss%3Aw%2Frd@proxy.example:3128",
+            Proxy("http", "proxy.example", 3128, ("user", "p@ss:w/rd")),
+        ),
         ("socks5h://user@proxy.example", Proxy("socks5h", "proxy.example", 1080, ("user", ""))),
     ],
 )
@@ -133,7 +136,7 @@ def test_proxy_from_environment(environ, secure, expected):
 
 
 def test_proxy_from_environment_names_the_variable_of_a_bad_url():
-    with pytest.raises(InvalidURI, match="^HTTPS_PROXY: .*TLS to the proxy"):
+    with pytest.raises(InvalidURI, match=r"^HTTPS_PROXY: .*TLS to the proxy"):
         proxy_from_environment("feed.example", 443, secure=True, environ={"HTTPS_PROXY": "https://proxy:1"})
     # A host the proxy is bypassed for never reads the proxy URL.
     environ = {"HTTPS_PROXY": "https://proxy:1", "NO_PROXY": "feed.example"}
@@ -227,7 +230,7 @@ def test_connect_reads_exactly_the_answer(answer):
 
 @pytest.mark.parametrize("status, reason", [(407, "Proxy Authentication Required"), (403, "Forbidden"), (502, "")])
 def test_connect_refused(status, reason):
-    answer = f"HTTP/1.1 {status} {reason}\r\nProxy-Authenticate: Basic realm=\"corp\"\r\n\r\n".replace(" \r", "\r")
+    answer = f'HTTP/1.1 {status} {reason}\r\nProxy-Authenticate: Basic realm="corp"\r\n\r\n'.replace(" \r", "\r")
     with pytest.raises(HTTPProxyError) as raised:
         feed(HTTPTunnel("feed.example", 443), answer.encode() + b"<html>body</html>")
     error = raised.value
@@ -816,5 +819,5 @@ def test_proxy_url_overrides_the_environment(client, environment, dead_proxy, ti
 
 def test_bad_proxy_variable(client, environment):
     environment.setenv("HTTP_PROXY", "ftp://proxy.example")
-    with pytest.raises(InvalidURI, match="^HTTP_PROXY: "):
+    with pytest.raises(InvalidURI, match=r"^HTTP_PROXY: "):
         echo_once(client, "ws://feed.example/")

@@ -32,8 +32,15 @@ def test_backoff_without_jitter_is_exact():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"initial": -1}, {"factor": 0.5}, {"maximum": float("inf")}, {"jitter": 1.5}, {"initial": 5, "maximum": 1},
-     {"reset_after": float("nan")}, {"initial": "1"}],
+    [
+        {"initial": -1},
+        {"factor": 0.5},
+        {"maximum": float("inf")},
+        {"jitter": 1.5},
+        {"initial": 5, "maximum": 1},
+        {"reset_after": float("nan")},
+        {"initial": "1"},
+    ],
 )
 def test_bad_backoff(kwargs):
     with pytest.raises(ValueError):

@@ -170,8 +170,13 @@ def test_recv_timeout_holds_while_a_tls_record_arrives_in_pieces(tls_server, cli
         with pytest.raises(TimeoutError):
             ws.recv(timeout=0.3)
         assert ws.state is State.OPEN
+
         # A send from another thread is not held up by the reader waiting meanwhile.
-        waiting = threading.Thread(target=lambda: pytest.raises(TimeoutError, ws.recv, timeout=0.5))
+        def wait_in_vain() -> None:
+            with pytest.raises(TimeoutError):
+                ws.recv(timeout=0.5)
+
+        waiting = threading.Thread(target=wait_in_vain)
         waiting.start()
         ws.send("second")
         waiting.join(TIMEOUT)

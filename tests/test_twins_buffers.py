@@ -128,8 +128,17 @@ def mapped(content, draw):
     return make
 
 
-MAKERS = [plain(bytes), plain(bytearray), plain(memoryview), offset_view, strided_view, item_view,
-          strided_item_view, array_of_items, mapped]
+MAKERS = [
+    plain(bytes),
+    plain(bytearray),
+    plain(memoryview),
+    offset_view,
+    strided_view,
+    item_view,
+    strided_item_view,
+    array_of_items,
+    mapped,
+]
 if numpy is not None:
     MAKERS.append(numpy_array)
 
@@ -151,7 +160,7 @@ def outcome(call):
     the exception's type and message)."""
     try:
         return "result", plain_value(call())
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - compared between the twins, never hidden
         return "error", type(exc), str(exc)
 
 
@@ -299,7 +308,9 @@ def test_parser_inflating_any_buffer(twins, messages, cuts):
     results = []
     for codec in twins:
         parser = codec.FrameParser(client=True, max_size=None, allowed_rsv=4, inflater=codec.Inflater(15))
-        results.append([outcome(lambda: parser.feed_messages(bytearray(wire[a:b]))) for a, b in zip(bounds, bounds[1:])])
+        results.append(
+            [outcome(lambda: parser.feed_messages(bytearray(wire[a:b]))) for a, b in zip(bounds, bounds[1:])]
+        )
     assert results[0] == results[1]
 
 
@@ -345,8 +356,11 @@ def test_buffers_without_memory(twins):
     ]
     for feeding in ([b""], [b"\x82"], [_encode(2, bytes(70000), True, None)[:100]]):  # between, in a header, a payload
         for messages in (False, True):
-            actions.append(lambda codec, feeding=feeding, messages=messages: feed_all(
-                codec.FrameParser(allowed_rsv=4, inflater=codec.Inflater()), [*feeding, memoryless_view()], messages))
+            actions.append(
+                lambda codec, feeding=feeding, messages=messages: feed_all(
+                    codec.FrameParser(allowed_rsv=4, inflater=codec.Inflater()), [*feeding, memoryless_view()], messages
+                )
+            )
     for action in actions:
         assert outcome(lambda: action(twins[0])) == outcome(lambda: action(twins[1]))
 
@@ -358,8 +372,29 @@ def feed_all(parser, pieces, messages):
 
 # --- odd arguments ---------------------------------------------------------------------
 
-ODD_NUMBERS = [-1, -0.5, 0, 0.5, 1.5, 7, 8, 4.0, True, 2**31, 2**40, 2**63, 2**70, math.nan, math.inf,
-               -math.inf, Fraction(5, 2), "4", None, b"4", object()]
+ODD_NUMBERS = [
+    -1,
+    -0.5,
+    0,
+    0.5,
+    1.5,
+    7,
+    8,
+    4.0,
+    True,
+    2**31,
+    2**40,
+    2**63,
+    2**70,
+    math.nan,
+    math.inf,
+    -math.inf,
+    Fraction(5, 2),
+    "4",
+    None,
+    b"4",
+    object(),
+]
 
 
 def frame_parser_outcome(codec, kwargs):
@@ -406,10 +441,16 @@ def test_odd_payloads(twins, value):
         frame.payload = value
         return frame.payload
 
-    for action in (lambda codec: codec.Frame(2, value), assign, lambda codec: codec.encode_frame(2, value),
-                   lambda codec: codec.mask(value, KEY), lambda codec: codec.mask_inplace(value, KEY),
-                   lambda codec: codec.mask(b"data", value), lambda codec: codec.FrameParser().feed(value),
-                   lambda codec: codec.Inflater().inflate(value)):
+    for action in (
+        lambda codec: codec.Frame(2, value),
+        assign,
+        lambda codec: codec.encode_frame(2, value),
+        lambda codec: codec.mask(value, KEY),
+        lambda codec: codec.mask_inplace(value, KEY),
+        lambda codec: codec.mask(b"data", value),
+        lambda codec: codec.FrameParser().feed(value),
+        lambda codec: codec.Inflater().inflate(value),
+    ):
         assert outcome(lambda: action(twins[0])) == outcome(lambda: action(twins[1]))
 
 
@@ -426,10 +467,12 @@ def test_odd_flags(twins, value):
 
 @pytest.mark.parametrize("value", ODD_NUMBERS, ids=repr)
 def test_odd_encode_and_inflate_arguments(twins, value):
-    for action in (lambda codec: codec.encode_frame(2, b"x", rsv=value),
-                   lambda codec: codec.Inflater(value).window_bits,
-                   lambda codec: codec.Inflater().inflate(b"\x03\x00", True, value),
-                   lambda codec: codec.FrameParser().partial_frame(value)):
+    for action in (
+        lambda codec: codec.encode_frame(2, b"x", rsv=value),
+        lambda codec: codec.Inflater(value).window_bits,
+        lambda codec: codec.Inflater().inflate(b"\x03\x00", True, value),
+        lambda codec: codec.FrameParser().partial_frame(value),
+    ):
         assert outcome(lambda: action(twins[0])) == outcome(lambda: action(twins[1]))
 
 

@@ -10,14 +10,14 @@ import socket
 import ssl
 
 import pytest
-
-uvicorn = pytest.importorskip("uvicorn")
-
 import websockets
 from websockets.asyncio.client import connect
 
 from wsfast import FrameParser, Opcode, encode_frame
-from wsfast.uvicorn import WebSocketProtocol
+
+uvicorn = pytest.importorskip("uvicorn")
+
+from wsfast.uvicorn import WebSocketProtocol  # noqa: E402 - needs uvicorn
 
 KEY = b"\x01\x02\x03\x04"
 UPGRADE = (
@@ -352,9 +352,10 @@ def test_proxy_headers_set_the_scheme_and_the_client():
 def test_accept_chooses_the_subprotocol_and_adds_headers():
     async def main():
         app = Recorder(subprotocol="superchat", headers=[(b"x-extra", b"1"), (b"server", b"mine")])
-        async with serving(app, headers=[("X-Configured", "yes")]) as server, connect(
-            server.url, subprotocols=["chat", "superchat"]
-        ) as ws:
+        async with (
+            serving(app, headers=[("X-Configured", "yes")]) as server,
+            connect(server.url, subprotocols=["chat", "superchat"]) as ws,
+        ):
             assert ws.subprotocol == "superchat"
             headers = ws.response.headers
         assert headers["x-extra"] == "1"

@@ -25,8 +25,7 @@ WSFAST_DIFFERS = {
     "test_server_keepalive_ping_pong": _UVICORN_CLASSES_ONLY,
     "test_server_keepalive_disabled": _UVICORN_CLASSES_ONLY,
     "test_close_resumes_reads_paused_on_an_unconsumed_message": (
-        "expects reading to pause after one unread message; wsfast pauses once more than "
-        "ws_max_queue messages wait"
+        "expects reading to pause after one unread message; wsfast pauses once more than ws_max_queue messages wait"
     ),
 }
 

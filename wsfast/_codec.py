@@ -9,12 +9,30 @@ from __future__ import annotations
 import importlib
 import os
 import warnings
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-if os.environ.get("WSFAST_NO_EXTENSIONS"):
+__all__ = [
+    "DEFAULT_MAX_SIZE",
+    "IMPLEMENTATION",
+    "CodecInfo",
+    "Frame",
+    "FrameParser",
+    "Inflater",
+    "codec",
+    "codec_info",
+    "encode_frame",
+    "mask",
+    "mask_inplace",
+]
+
+_REASON: str | None
+if TYPE_CHECKING:
+    # Both twins have the API that the compiled one's stub describes.
+    from . import _compiled as codec
+elif os.environ.get("WSFAST_NO_EXTENSIONS"):
     from . import _pure as codec
 
-    _REASON: str | None = "WSFAST_NO_EXTENSIONS is set"
+    _REASON = "WSFAST_NO_EXTENSIONS is set"
 else:
     try:
         codec = importlib.import_module(__package__ + "._compiled")

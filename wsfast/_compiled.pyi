@@ -1,8 +1,8 @@
 """Type stubs of the compiled frame codec (same API as ``wsfast._pure``)."""
 
-from typing import Final, overload
+from typing import Any, Final, final, overload
 
-from typing_extensions import Buffer
+from typing_extensions import Buffer, Self, disjoint_base
 
 from .batch import Batch
 
@@ -19,6 +19,7 @@ __all__ = [
 
 DEFAULT_MAX_SIZE: Final[int]
 
+@disjoint_base
 class Frame:
     """One WebSocket frame. ``payload`` is always ``bytes`` (already unmasked)."""
 
@@ -48,12 +49,16 @@ class Frame:
     def close_code(self) -> int | None: ...
     def __len__(self) -> int: ...
     @overload
-    def __getitem__(self, index: int) -> int: ...
+    def __getitem__(self, index: int, /) -> int: ...
     @overload
-    def __getitem__(self, index: slice) -> bytes: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __getitem__(self, index: slice, /) -> bytes: ...
+    def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
+    # Cython's pickling support.
+    def __reduce_cython__(self) -> tuple[Any, ...]: ...
+    def __setstate_cython__(self, state: Any, /) -> None: ...
 
+@final
 class Inflater:
     """Decompresses the messages of one direction of a permessage-deflate connection."""
 
@@ -61,9 +66,11 @@ class Inflater:
     def window_bits(self) -> int: ...
     @property
     def no_context_takeover(self) -> bool: ...
-    def __init__(self, window_bits: int = 15, *, no_context_takeover: bool = False) -> None: ...
+    # Its arguments go to __cinit__: __new__ at run time.
+    def __new__(cls, window_bits: int = 15, *, no_context_takeover: bool = False) -> Self: ...
     def inflate(self, payload: Buffer, fin: bool = True, max_size: int | None = None) -> bytes: ...
 
+@final
 class BatchBuilder:
     """Collects messages into :class:`~wsfast.batch.Batch` objects of at most ``max_bytes`` bytes."""
 
@@ -75,6 +82,7 @@ class BatchBuilder:
     def append(self, message: str | Buffer) -> None: ...
     def take(self, max_bytes: int | None = None) -> Batch | None: ...
 
+@disjoint_base
 class FrameParser:
     """Streaming frame parser: feed it bytes in any chunking, get complete frames back."""
 

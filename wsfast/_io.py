@@ -20,6 +20,7 @@ import math
 import socket
 import threading
 from time import monotonic
+from typing import TYPE_CHECKING, Any
 
 from ._stream import Stream, seconds_until, wait
 from .batch import DEFAULT_MAX_BYTES, Batch
@@ -28,6 +29,18 @@ from .enums import CloseCode
 from .exceptions import ConnectionClosedError, ConnectionClosedOK
 from .keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, Keepalive
 from .protocol import Connection, Pong, State
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence, Sized
+    from typing import TypeVar
+
+    from typing_extensions import Buffer, Self
+
+    from ._codec import Frame
+    from .exceptions import ConnectionClosed
+    from .protocol import _Event
+
+    _A = TypeVar("_A")
 
 __all__ = ["DEFAULT_SEND_TIMEOUT", "WebSocket"]
 
@@ -47,8 +60,9 @@ _MAX_READ_SIZE = 1024 * 1024
 # that most payloads are still read straight into place (measured on 16 KiB-4 MiB ones).
 _TAIL_SIZE = 1024 * 1024
 
-# Stands for "the connection's send_timeout" in send(), where None means no limit.
-_SEND_TIMEOUT = object()
+# Stands for "the connection's send_timeout" in send(), where None means no limit (typed
+# as the float | None it stands for).
+_SEND_TIMEOUT: Any = object()
 
 
 def deadline_after(timeout: float | None) -> float:
@@ -106,8 +120,8 @@ class WebSocket:
         # Bytes that came with the handshake: the first read processes them, once it is
         # known whether messages or frames are wanted.
         self._leftover = leftover
-        self._messages: collections.deque = collections.deque()
-        self._frames: collections.deque = collections.deque()
+        self._messages: collections.deque[str | bytes] = collections.deque()
+        self._frames: collections.deque[Frame] = collections.deque()
         self._frame_mode = False
         self._batching = False  # the reading thread parses messages into batches (recv_batch)
         # The Connection is shared by the reading and the sending threads; _conn_lock is
@@ -165,7 +179,7 @@ class WebSocket:
 
     # Receiving ---------------------------------------------------------------------
 
-    def recv(self, timeout: float | None = None):
+    def recv(self, timeout: float | None = None) -> str | bytes:
         """Return the next message: ``str`` for text, ``bytes`` for binary.
 
         Waits at most ``timeout`` seconds (None: no limit), then raises TimeoutError; the
@@ -179,7 +193,7 @@ class WebSocket:
             self._fill(messages, timeout)
         return messages.popleft()
 
-    def recv_many(self, timeout: float | None = None) -> list:
+    def recv_many(self, timeout: float | None = None) -> list[str | bytes]:
         """Return every message received so far as a list, waiting (like :meth:`recv`)
         only if there is none: the fastest way to consume a high-rate feed."""
         messages = self._messages
@@ -215,7 +229,7 @@ class WebSocket:
     def _unbatch(self) -> None:
         """Queue for recv() the messages that were parsed into batches: they came first."""
         with self._conn_lock:
-            taken = []
+            taken: list[str | bytes] = []
             while True:
                 batch = self._conn.take_batch()
                 if batch is None:
@@ -223,7 +237,7 @@ class WebSocket:
                 taken.extend(batch)
         self._messages.extendleft(reversed(taken))
 
-    def recv_frame(self, timeout: float | None = None):
+    def recv_frame(self, timeout: float | None = None) -> Frame:
         """Return the next frame as it came on the wire, control frames included.
 
         Pings are still answered and the protocol still checked. The peer's close frame
@@ -236,10 +250,10 @@ class WebSocket:
             self._fill(frames, timeout)
         return frames.popleft()
 
-    def __iter__(self):
+    def __iter__(self) -> Self:
         return self
 
-    def __next__(self):
+    def __next__(self) -> str | bytes:
         """The next message; iteration ends when the peer closes normally."""
         messages = self._messages
         if not messages:
@@ -249,7 +263,7 @@ class WebSocket:
                 raise StopIteration from None
         return messages.popleft()
 
-    def _fill(self, queue, timeout: float | None, batching: bool = False) -> None:
+    def _fill(self, queue: Sized, timeout: float | None, batching: bool = False) -> None:
         """Read until ``queue`` (a deque, or the Connection's batches when ``batching``)
         holds something; raise TimeoutError or ConnectionClosed."""
         deadline = deadline_after(timeout)
@@ -319,6 +333,7 @@ class WebSocket:
     def _read(self, deadline: float) -> bool:
         """Read once from the stream, waiting until ``deadline`` at most, and process what
         came; False if nothing came in time. Only the reading thread calls it."""
+        data: bytes | memoryview
         data = self._leftover
         if data:
             self._leftover = b""
@@ -331,7 +346,9 @@ class WebSocket:
         while True:
             if not ready:
                 # Replies that could not go out yet leave once the socket takes them.
-                if not wait(stream.sock, seconds_until(deadline), write=stream.unsent > 0 and not stream.write_needs_read):
+                if not wait(
+                    stream.sock, seconds_until(deadline), write=stream.unsent > 0 and not stream.write_needs_read
+                ):
                     return False
                 self._send_replies()
             try:
@@ -375,7 +392,7 @@ class WebSocket:
             self._buffer = bytearray(2 * size)
             self._view = memoryview(self._buffer)
 
-    def _process(self, data) -> None:
+    def _process(self, data: Buffer) -> None:
         """Feed received bytes to the Connection, queue what it returns, send its replies."""
         conn = self._conn
         with self._conn_lock:
@@ -387,23 +404,24 @@ class WebSocket:
                         if frame.opcode == 0xA:
                             self._keepalive.pong_received(frame.payload, monotonic())
             elif self._batching:
-                events = conn.receive_batch(data)  # only control events: the messages wait in batches
-                if events:
-                    self._queue_messages(events)
+                controls = conn.receive_batch(data)  # the messages wait in batches
+                if controls:
+                    self._queue_messages(controls)
             else:
                 events = conn.receive_data(data)
                 if events:
                     if not conn.last_controls:  # messages only: the usual case
-                        self._messages.extend(events)
+                        self._messages.extend(events)  # type: ignore[arg-type]  # no control event among them
                     else:
                         self._queue_messages(events)
         if self._closing_deadline is None and (conn.close_code is not None or conn.close_transport):
             self._start_closing()
         self._send_replies()
 
-    def _queue_messages(self, events: list) -> None:
+    def _queue_messages(self, events: Sequence[_Event]) -> None:
         """Queue the messages among ``events``; pongs go to the keepalive, and the other
         control events were handled by the Connection."""
+        event: Any  # told apart by type(), through `kind`, which mypy does not follow
         for event in events:
             kind = type(event)
             if kind is str or kind is bytes:
@@ -411,14 +429,14 @@ class WebSocket:
             elif kind is Pong:
                 self._keepalive.pong_received(event.payload, monotonic())
 
-    def _closed_exception(self):
+    def _closed_exception(self) -> ConnectionClosed:
         exc = self._conn.closed_exception()
         exc.__cause__ = self._conn.error
         return exc
 
     # Sending -----------------------------------------------------------------------
 
-    def send(self, message, timeout=_SEND_TIMEOUT) -> None:
+    def send(self, message: str | Buffer, timeout: float | None = _SEND_TIMEOUT) -> None:
         """Send a message: text for a ``str``, binary for any bytes-like object.
 
         Returns once the kernel took the whole message. ``timeout`` (by default the
@@ -440,16 +458,16 @@ class WebSocket:
                 raise TypeError(f"send() needs a str or a bytes-like object, not {type(message).__name__}") from None
             self._send(conn.send_binary, message, timeout)
 
-    def ping(self, payload=b"", timeout=_SEND_TIMEOUT) -> None:
+    def ping(self, payload: str | Buffer = b"", timeout: float | None = _SEND_TIMEOUT) -> None:
         """Send a ping (at most 125 bytes; a str is sent as UTF-8). The peer's pong shows
         up in :meth:`recv_frame`; :meth:`recv` skips it. ``timeout`` as for :meth:`send`."""
         self._send(self._conn.send_ping, payload, timeout)
 
-    def pong(self, payload=b"", timeout=_SEND_TIMEOUT) -> None:
+    def pong(self, payload: str | Buffer = b"", timeout: float | None = _SEND_TIMEOUT) -> None:
         """Send an unsolicited pong (at most 125 bytes), e.g. as a heartbeat."""
         self._send(self._conn.send_pong, payload, timeout)
 
-    def _send(self, action, argument, timeout) -> None:
+    def _send(self, action: Callable[[_A], None], argument: _A, timeout: float | None) -> None:
         """Call ``action(argument)`` on the Connection and wait, until the send timeout at
         most, for the kernel to take what it queued."""
         deadline = deadline_after(self._send_timeout if timeout is _SEND_TIMEOUT else timeout)
@@ -512,6 +530,7 @@ class WebSocket:
         self._start_close(code, reason)
         while not self._lost.is_set():
             deadline = self._closing_deadline
+            assert deadline is not None  # _start_close() set it
             if not self._start_reading(deadline):
                 if not self._lost.is_set():
                     # Another thread reads, and the peer did not end TCP in time.
@@ -576,10 +595,10 @@ class WebSocket:
         with self._reader_free:
             self._reader_free.notify_all()  # close() may wait for the reader: it is done
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def __repr__(self) -> str:

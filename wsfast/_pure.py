@@ -14,10 +14,20 @@ import sys
 import zlib
 from operator import index
 from struct import Struct
+from typing import TYPE_CHECKING, overload
 
 from .batch import DEFAULT_MAX_BYTES, Batch
 from .enums import Opcode
 from .exceptions import InvalidUTF8, PayloadTooBig, ProtocolError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Literal, NoReturn, SupportsIndex
+
+    from typing_extensions import Buffer
+
+    # A frame's first byte looked up: (opcode, fin, bits, message, compressed).
+    _Head = tuple[int, bool, int, bool, bool]
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
@@ -37,7 +47,7 @@ _KNOWN_OPCODES = frozenset(Opcode)
 _OPCODE_NAMES = {op.value: op.name for op in Opcode}
 
 
-def _opcode_of(value) -> int:
+def _opcode_of(value: SupportsIndex) -> int:
     """``value`` as a frame opcode: an integer within 0..15 (four bits on the wire)."""
     value = int(index(value))  # int(): Python 3.9's index() returns an IntEnum member as is
     if not 0 <= value <= 15:
@@ -45,7 +55,7 @@ def _opcode_of(value) -> int:
     return value
 
 
-def _bytes_of(value) -> bytes:
+def _bytes_of(value: Buffer) -> bytes:
     """The bytes of ``value``, any object with the buffer protocol (C order)."""
     return value if type(value) is bytes else bytes(memoryview(value))
 
@@ -53,7 +63,7 @@ def _bytes_of(value) -> bytes:
 _FIN, _RSV1, _RSV2, _RSV3 = 8, 4, 2, 1
 
 
-def _with_bit(bits: int, bit: int, on) -> int:
+def _with_bit(bits: int, bit: int, on: object) -> int:
     return (bits | bit) if on else (bits & ~bit)
 
 
@@ -70,7 +80,7 @@ class Frame:
     def __init__(
         self,
         opcode: int,
-        payload=b"",
+        payload: Buffer = b"",
         fin: bool = True,
         rsv1: bool = False,
         rsv2: bool = False,
@@ -86,7 +96,7 @@ class Frame:
         return self._opcode
 
     @opcode.setter
-    def opcode(self, value) -> None:
+    def opcode(self, value: int) -> None:
         self._opcode = _opcode_of(value)
 
     @property
@@ -95,7 +105,7 @@ class Frame:
         return self._payload
 
     @payload.setter
-    def payload(self, value) -> None:
+    def payload(self, value: Buffer) -> None:
         self._payload = _bytes_of(value)
 
     @property
@@ -104,7 +114,7 @@ class Frame:
         return self._bits & _FIN != 0
 
     @fin.setter
-    def fin(self, value) -> None:
+    def fin(self, value: bool) -> None:
         self._bits = _with_bit(self._bits, _FIN, value)
 
     @property
@@ -113,7 +123,7 @@ class Frame:
         return self._bits & _RSV1 != 0
 
     @rsv1.setter
-    def rsv1(self, value) -> None:
+    def rsv1(self, value: bool) -> None:
         self._bits = _with_bit(self._bits, _RSV1, value)
 
     @property
@@ -122,7 +132,7 @@ class Frame:
         return self._bits & _RSV2 != 0
 
     @rsv2.setter
-    def rsv2(self, value) -> None:
+    def rsv2(self, value: bool) -> None:
         self._bits = _with_bit(self._bits, _RSV2, value)
 
     @property
@@ -131,7 +141,7 @@ class Frame:
         return self._bits & _RSV3 != 0
 
     @rsv3.setter
-    def rsv3(self, value) -> None:
+    def rsv3(self, value: bool) -> None:
         self._bits = _with_bit(self._bits, _RSV3, value)
 
     @property
@@ -158,13 +168,17 @@ class Frame:
     def __len__(self) -> int:
         return len(self._payload)
 
-    def __getitem__(self, item):
+    @overload
+    def __getitem__(self, item: int) -> int: ...
+    @overload
+    def __getitem__(self, item: slice) -> bytes: ...
+    def __getitem__(self, item: int | slice) -> int | bytes:
         return self._payload[item]
 
-    def __eq__(self, other: object):
+    def __eq__(self, other: object) -> bool:
         # Compares public attributes only, so frames of both codec twins compare equal.
         try:
-            return (
+            same: bool = (
                 self.opcode == other.opcode  # type: ignore[attr-defined]
                 and self.payload == other.payload  # type: ignore[attr-defined]
                 and self.fin == other.fin  # type: ignore[attr-defined]
@@ -174,6 +188,7 @@ class Frame:
             )
         except AttributeError:
             return NotImplemented
+        return same
 
     def __hash__(self) -> int:
         return hash((self.opcode, self.fin, self.rsv1, self.rsv2, self.rsv3, self._payload))
@@ -200,7 +215,7 @@ _TRANSLATE_FROM = 512
 _BLOCK = 64 * 1024
 
 
-def _check_key(key) -> bytes:
+def _check_key(key: Buffer) -> bytes:
     if type(key) is not bytes:
         key = bytes(memoryview(key))
     if len(key) != 4:
@@ -208,7 +223,7 @@ def _check_key(key) -> bytes:
     return key
 
 
-def _flat(data):
+def _flat(data: Buffer) -> bytes | memoryview:
     """The bytes of ``data``, any object with the buffer protocol, in C order: a flat
     view of them for a C-contiguous buffer of any shape, else a copy."""
     view = memoryview(data)
@@ -219,14 +234,14 @@ def _flat(data):
     return view
 
 
-def _xor_int(data, key: bytes) -> bytes:
+def _xor_int(data: bytes | memoryview, key: bytes) -> bytes:
     """XOR ``data`` with ``key`` repeated, as one big-integer operation: fastest for small data."""
     n = len(data)
     stream = (key * ((n >> 2) + 1))[:n]
     return (int.from_bytes(data, "little") ^ int.from_bytes(stream, "little")).to_bytes(n, "little")
 
 
-def _xor_lanes(data, key: bytes) -> bytearray:
+def _xor_lanes(data: bytes | memoryview, key: bytes) -> bytearray:
     """XOR ``data`` with ``key`` repeated, one key byte at a time: fastest for large data.
 
     Byte i is XOR-ed with key[i % 4], so each of the four strided lanes goes through
@@ -241,7 +256,7 @@ def _xor_lanes(data, key: bytes) -> bytearray:
     return out
 
 
-def _xor(data, key: bytes) -> bytes:
+def _xor(data: bytes | memoryview, key: bytes) -> bytes:
     """XOR ``data`` with ``key`` repeated, by whichever way is faster for its size."""
     n = len(data)
     if n < _TRANSLATE_FROM:
@@ -250,7 +265,7 @@ def _xor(data, key: bytes) -> bytes:
     return b"".join([_xor_lanes(view[i : i + _BLOCK], key) for i in range(0, n, _BLOCK)])
 
 
-def mask(data, key) -> bytes:
+def mask(data: Buffer, key: Buffer) -> bytes:
     """Return ``data`` XOR-ed with the 4-byte ``key`` (masking and unmasking are the same)."""
     key = _check_key(key)
     if type(data) is not bytes:
@@ -258,7 +273,7 @@ def mask(data, key) -> bytes:
     return _xor(data, key)
 
 
-def mask_inplace(buffer, key) -> None:
+def mask_inplace(buffer: Buffer, key: Buffer) -> None:
     """XOR a writable buffer (bytearray, memoryview, ...) with the 4-byte ``key`` in place.
 
     Its bytes are taken in C order, as :func:`mask` takes them, whatever its layout.
@@ -284,7 +299,7 @@ def mask_inplace(buffer, key) -> None:
         block[:] = _xor_lanes(block, key)
 
 
-def _scatter(buffer, data: bytes) -> None:
+def _scatter(buffer: Buffer, data: bytes) -> None:
     """Write ``data`` (bytes in C order) into ``buffer``, writable but not C-contiguous.
 
     A memoryview writes such a buffer only item by item, converting values (which
@@ -294,7 +309,7 @@ def _scatter(buffer, data: bytes) -> None:
 
 
 @functools.cache
-def _buffer_writer():
+def _buffer_writer() -> Callable[[Buffer, bytes], None]:
     """``write(buffer, data)`` over CPython's buffer API, through ctypes (imported only
     for this; with functions of its own, so that ``ctypes.pythonapi``'s keep their
     settings)."""
@@ -325,7 +340,7 @@ def _buffer_writer():
     release.restype = None
     writable_any_layout = 0x011D  # PyBUF_INDIRECT | PyBUF_FORMAT | PyBUF_WRITABLE
 
-    def write(buffer, data: bytes) -> None:
+    def write(buffer: Buffer, data: bytes) -> None:
         view = PyBuffer()
         get_buffer(buffer, ctypes.byref(view), writable_any_layout)
         try:
@@ -343,7 +358,9 @@ _HEADER_16 = Struct("!BBH").pack
 _HEADER_64 = Struct("!BBQ").pack
 
 
-def encode_frame(opcode: int, payload=b"", *, fin: bool = True, rsv: int = 0, mask_key=None) -> bytes:
+def encode_frame(
+    opcode: int, payload: Buffer = b"", *, fin: bool = True, rsv: int = 0, mask_key: Buffer | None = None
+) -> bytes:
     """Return the wire bytes of one frame.
 
     ``rsv`` holds the three reserved bits as a number: 4 is RSV1, 2 is RSV2, 1 is RSV3.
@@ -395,7 +412,7 @@ _STEP_AFTER_STREAM_END = 1024
 _TOO_BIG = "message exceeds the size limit once decompressed"
 
 
-def _output_limit(max_size) -> int:
+def _output_limit(max_size: SupportsIndex | None) -> int:
     """How many bytes inflating may produce for a budget of ``max_size`` bytes (None: no
     limit), as zlib's ``max_length`` (0: no limit): producing one byte more than allowed
     proves the excess."""
@@ -431,7 +448,7 @@ class Inflater:
         self._decompressor = zlib.decompressobj(-window_bits)
         self._unflushed = False  # the current stream got data that only the trailer completes
 
-    def inflate(self, payload, fin: bool = True, max_size: int | None = None) -> bytes:
+    def inflate(self, payload: Buffer, fin: bool = True, max_size: int | None = None) -> bytes:
         """Decompress the payload (any bytes-like) of one frame of a compressed message.
 
         ``fin`` tells that the frame ends the message. ``max_size`` is how many bytes this
@@ -461,7 +478,7 @@ class Inflater:
                 self._decompressor = zlib.decompressobj(-self.window_bits)
         return out
 
-    def _inflate(self, data, limit: int, trailer: bool) -> bytes:
+    def _inflate(self, data: bytes | memoryview, limit: int, trailer: bool) -> bytes:
         """Inflate ``data``, producing at most ``limit`` bytes (0: no limit).
 
         ``trailer`` tells that ``data`` ends with the 4-byte trailer the receiver appends.
@@ -475,7 +492,7 @@ class Inflater:
             return self._after_stream_end(data, out, limit, trailer)
         return out
 
-    def _after_stream_end(self, data, out: bytes, limit: int, trailer: bool) -> bytes:
+    def _after_stream_end(self, data: bytes | memoryview, out: bytes, limit: int, trailer: bool) -> bytes:
         """Go on inflating ``data`` after the peer ended its DEFLATE stream with a BFINAL block.
 
         RFC 7692 §7.2.3.4 allows it. What follows starts a new stream, which cannot refer
@@ -508,7 +525,7 @@ class Inflater:
 # --- batches -------------------------------------------------------------------------
 
 
-def _max_bytes_of(value) -> int:
+def _max_bytes_of(value: SupportsIndex) -> int:
     value = index(value)
     if value < 1:
         raise ValueError(f"max_bytes must be >= 1, not {value}")
@@ -528,11 +545,11 @@ class BatchBuilder:
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self._max_bytes = _max_bytes_of(max_bytes)
-        self._sealed: collections.deque = collections.deque()  # complete batches, oldest first
+        self._sealed: collections.deque[Batch] = collections.deque()  # complete batches, oldest first
         self._sealed_count = 0
         self._sealed_bytes = 0
         # The batch being filled: its payloads, one text flag each, their bytes.
-        self._parts: list = []
+        self._parts: list[bytes | memoryview] = []
         self._flags = bytearray()
         self._filled = 0
 
@@ -542,7 +559,7 @@ class BatchBuilder:
         return self._max_bytes
 
     @max_bytes.setter
-    def max_bytes(self, value) -> None:
+    def max_bytes(self, value: int) -> None:
         self._max_bytes = _max_bytes_of(value)
 
     @property
@@ -553,14 +570,15 @@ class BatchBuilder:
     def __len__(self) -> int:
         return self._sealed_count + len(self._flags)
 
-    def append(self, message) -> None:
+    def append(self, message: str | Buffer) -> None:
         """Add a message: ``str`` for text, any bytes-like object for binary."""
         if isinstance(message, str):
             self._add(message.encode("utf-8"), 1)
         else:
-            self._add(_flat(message), 0)
+            # A copy: the caller may change or resize its buffer before the batch is sealed.
+            self._add(message if isinstance(message, bytes) else bytes(_flat(message)), 0)
 
-    def _add(self, payload, text: int) -> None:
+    def _add(self, payload: bytes | memoryview, text: int) -> None:
         """Add a message whose payload (bytes, already valid UTF-8 for text) is complete."""
         size = len(payload)
         if self._filled + size > self._max_bytes and self._flags:
@@ -608,12 +626,12 @@ class BatchBuilder:
 # --- parsing ---------------------------------------------------------------------------
 
 
-def _first_byte_table(allowed_rsv: int) -> list:
+def _first_byte_table(allowed_rsv: int) -> list[_Head | None]:
     """Map each first header byte to (opcode, fin, bits, message, compressed), or None if
     invalid; bits are FIN and RSV1-3 as a Frame keeps them, message is True when
     feed_messages() delivers the frame as a whole message, compressed when the frame is
     a whole compressed message (RSV1 only)."""
-    table: list = []
+    table: list[_Head | None] = []
     for b0 in range(256):
         fin = b0 >= 0x80
         rsv = (b0 >> 4) & 7
@@ -625,7 +643,7 @@ def _first_byte_table(allowed_rsv: int) -> list:
     return table
 
 
-def _second_byte_table(mask_bit: int) -> list:
+def _second_byte_table(mask_bit: int) -> list[int]:
     """Map each second header byte to its 7-bit length, or -1 if the mask bit is wrong."""
     return [b1 & 0x7F if b1 & 0x80 == mask_bit else -1 for b1 in range(256)]
 
@@ -639,7 +657,7 @@ _NO_LIMIT = (1 << 63) - 1  # no payload length exceeds it
 _NO_MEMORY = "not enough memory for the frames received"
 
 
-def _limit_of(max_size) -> int:
+def _limit_of(max_size: float | None) -> int:
     """The longest payload ``max_size`` allows: None for no limit, else a number >= 0
     (a length is whole, so a fraction counts as its floor)."""
     if max_size is None:
@@ -710,7 +728,7 @@ class FrameParser:
         """Bytes held for a frame that has not fully arrived."""
         return len(self._pending)
 
-    def feed(self, data) -> list:
+    def feed(self, data: Buffer) -> list[Frame]:
         """Parse ``data`` (any bytes-like) and return the frames it completed, in order."""
         return self._feed(data, False)
 
@@ -718,7 +736,7 @@ class FrameParser:
         """Always None: this codec offers no window to read a large payload into (the
         compiled codec may; frames come out the same either way)."""
 
-    def partial_frame(self, start=0):
+    def partial_frame(self, start: int = 0) -> Frame | None:
         """The frame whose payload is arriving, as a :class:`Frame` holding the payload
         bytes received so far from offset ``start`` on (unmasked); None while no payload
         is arriving (between frames, during a header, once failed).
@@ -750,7 +768,7 @@ class FrameParser:
         frame._payload = payload
         return frame
 
-    def feed_messages(self, data) -> list:
+    def feed_messages(self, data: Buffer) -> list[Frame | bytes | str]:
         """Like :meth:`feed`, but deliver every complete message that came in one frame
         as its payload: ``bytes`` for binary, ``str`` for text.
 
@@ -766,7 +784,7 @@ class FrameParser:
         """
         return self._feed(data, True)
 
-    def feed_batch(self, data, batch: BatchBuilder) -> list:
+    def feed_batch(self, data: Buffer, batch: BatchBuilder) -> list[Frame | bytes | str]:
         """Like :meth:`feed_messages`, but add the messages to ``batch`` (a
         :class:`BatchBuilder`) instead of returning them, each message's payload
         copied once, straight from ``data`` (unmasked on the way).
@@ -781,13 +799,21 @@ class FrameParser:
             raise TypeError(f"batch must be a {__name__}.BatchBuilder, not {type(batch).__name__}")
         return self._feed(data, True, batch)
 
-    def _feed(self, data, messages: bool, batch: BatchBuilder | None = None) -> list:
+    @overload
+    def _feed(self, data: Buffer, messages: Literal[False]) -> list[Frame]: ...
+    @overload
+    def _feed(
+        self, data: Buffer, messages: Literal[True], batch: BatchBuilder | None = None
+    ) -> list[Frame | bytes | str]: ...
+    def _feed(
+        self, data: Buffer, messages: bool, batch: BatchBuilder | None = None
+    ) -> list[Frame] | list[Frame | bytes | str]:
         if self._error is not None:
             self._raise_again()
         buf = data if type(data) is bytes else _flat(data)  # a bad argument changes nothing
         self.last_frame_count = 0
         self.last_batch_count = 0
-        frames: list = []
+        frames: list[Frame | bytes | str] = []
         try:
             pending = self._pending
             if pending:
@@ -809,22 +835,23 @@ class FrameParser:
             raise
         return frames
 
-    def _fail(self, exc: BaseException, frames: list) -> ProtocolError:
+    def _fail(self, exc: BaseException, frames: list[Frame | bytes | str]) -> ProtocolError:
         """Fail the parser for good with the ProtocolError ``exc`` amounts to; return it."""
         error = _protocol_error(exc)
-        error.frames = frames  # type: ignore[attr-defined]
+        error.frames = frames
         self._error = error
         self._pending = bytearray()
         return error
 
-    def _raise_again(self) -> None:
+    def _raise_again(self) -> NoReturn:
         """Raise for a parser that already failed: the same kind of error, no frames."""
         error = self._error
+        assert error is not None  # called once failed
         again = type(error)(str(error), error.code)
-        again.frames = []  # type: ignore[attr-defined]
+        again.frames = []
         raise again
 
-    def _parse(self, buf: bytes, frames: list, messages: bool, batch: BatchBuilder | None) -> int:
+    def _parse(self, buf: bytes, frames: list[Frame | bytes | str], messages: bool, batch: BatchBuilder | None) -> int:
         """Append every complete frame in ``buf`` to ``frames`` (whole messages as their
         payload when ``messages`` is true, or to ``batch`` until the first frame when
         there is one); return where parsing stopped."""
@@ -900,7 +927,7 @@ class FrameParser:
                     append(payload if opcode == 2 else payload.decode())
                     continue
                 if compressed and inline:
-                    payload = inflater.inflate(payload, True, self._inflate_limit)
+                    payload = inflater.inflate(payload, True, self._inflate_limit)  # type: ignore[union-attr]  # inline implies one
                     if add is not None:
                         if opcode == 1 and not payload.isascii():
                             payload.decode()
@@ -927,7 +954,7 @@ class FrameParser:
             self.last_frame_count = framed
             self.last_batch_count = batched
 
-    def _reject(self, first_byte: int, second_byte: int) -> None:
+    def _reject(self, first_byte: int, second_byte: int) -> NoReturn:
         """Raise the error for a header that the lookup tables marked invalid."""
         opcode = first_byte & 0x0F
         if (first_byte >> 4) & 7 & ~self.allowed_rsv:

@@ -215,8 +215,9 @@ class TLSStream(Stream):
     tls = True
     sock: ssl_module.SSLSocket
 
-    def __init__(self, sock: socket.socket, context: ssl_module.SSLContext, *, server_side: bool,
-                 server_hostname: str | None) -> None:
+    def __init__(
+        self, sock: socket.socket, context: ssl_module.SSLContext, *, server_side: bool, server_hostname: str | None
+    ) -> None:
         sock = context.wrap_socket(
             sock, server_side=server_side, server_hostname=server_hostname, do_handshake_on_connect=False
         )

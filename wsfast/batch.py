@@ -12,9 +12,21 @@ only by the methods that need them (``pip install 'wsfast[numpy]'`` / ``'wsfast[
 
 from __future__ import annotations
 
+import importlib
 import operator
 from array import array
 from itertools import accumulate, repeat
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections import deque
+    from collections.abc import Iterable, Iterator, Sequence
+    from types import ModuleType
+    from typing import SupportsIndex
+
+    import numpy as np
+    from numpy.typing import DTypeLike, NDArray
+    from typing_extensions import Buffer
 
 __all__ = ["DEFAULT_MAX_BYTES", "Batch"]
 
@@ -27,7 +39,7 @@ _INT64_FORMATS = frozenset(("q", "l", "@q", "@l", "=q", "=l"))
 _BYTE_FORMATS = frozenset(("B", "b", "c", "@B", "@b", "=B"))
 
 
-def _numpy():
+def _numpy() -> ModuleType:
     try:
         import numpy
     except ImportError:
@@ -35,28 +47,29 @@ def _numpy():
     return numpy
 
 
-def _pyarrow():
+def _pyarrow() -> ModuleType:
     try:
-        import pyarrow
+        # By name: pyarrow has no type information, so what it offers is untyped here.
+        return importlib.import_module("pyarrow")
     except ImportError:
         raise ImportError("this needs pyarrow: pip install 'wsfast[arrow]'") from None
-    return pyarrow
 
 
-def _int64_view(values) -> memoryview:
+def _int64_view(values: Buffer | Iterable[int]) -> memoryview:
     """``values`` (a buffer of int64, raw native int64 bytes, or integers) as a 'q' view."""
     try:
-        view = memoryview(values)
+        # Buffer has no run-time check before Python 3.12: trying is how it is told apart.
+        view = memoryview(values)  # type: ignore[arg-type]
     except TypeError:
-        return memoryview(array("q", values))
-    if view.c_contiguous and (view.format in _INT64_FORMATS and view.itemsize == 8 or view.format in _BYTE_FORMATS):
+        return memoryview(array("q", values))  # type: ignore[arg-type]
+    if view.c_contiguous and ((view.format in _INT64_FORMATS and view.itemsize == 8) or view.format in _BYTE_FORMATS):
         if view.nbytes % 8:
             raise ValueError("offsets given as bytes must be a whole number of int64 values")
         return view.cast("B").cast("q")
     return memoryview(array("q", view.tolist()))
 
 
-def _payload_size(message) -> int:
+def _payload_size(message: str | bytes) -> int:
     """The bytes a received message (str or bytes) takes in a batch."""
     if type(message) is str:
         return len(message) if message.isascii() else len(message.encode("utf-8"))
@@ -75,7 +88,18 @@ class Batch:
 
     __slots__ = ("_data", "_is_text", "_offsets", "_size", "_texts")
 
-    def __init__(self, data=b"", offsets=(0,), is_text=None) -> None:
+    _data: memoryview
+    _offsets: memoryview
+    _is_text: memoryview
+    _texts: int
+    _size: int | None
+
+    def __init__(
+        self,
+        data: Buffer = b"",
+        offsets: Buffer | Iterable[int] = (0,),
+        is_text: Buffer | Iterable[int] | None = None,
+    ) -> None:
         data = memoryview(data)
         if not data.c_contiguous:
             raise ValueError("data must be a contiguous buffer")
@@ -90,7 +114,7 @@ class Batch:
             flags = bytes(count)
         else:
             try:
-                flags = memoryview(is_text).cast("B").tobytes()
+                flags = memoryview(is_text).cast("B").tobytes()  # type: ignore[arg-type]  # as in _int64_view
             except TypeError:
                 flags = bytes(is_text)  # an iterable of 0/1 or bools
             if len(flags) != count:
@@ -98,13 +122,19 @@ class Batch:
             if flags.strip(b"\x00\x01"):
                 raise ValueError("is_text flags must be 0 or 1")
         texts = flags.count(1)
-        self._data, self._offsets, self._is_text, self._texts, self._size = data, offsets, memoryview(flags), texts, None
+        self._data, self._offsets, self._is_text, self._texts, self._size = (
+            data,
+            offsets,
+            memoryview(flags),
+            texts,
+            None,
+        )
         for index in range(count) if texts else ():
             if flags[index]:
                 str(data[offsets[index] : offsets[index + 1]], "utf-8")  # UnicodeDecodeError if not text
 
     @classmethod
-    def _adopt(cls, data, offsets, is_text, texts: int, size: int):
+    def _adopt(cls, data: Buffer, offsets: Buffer, is_text: Buffer, texts: int, size: int | None) -> Batch:
         """A batch over buffers a builder filled and checked: ``data`` and ``is_text``
         bytes-like, ``offsets`` int64 (or their raw bytes); ``texts`` counts the text
         messages and ``size`` is the length every message has (-1 when they differ, None
@@ -118,9 +148,9 @@ class Batch:
         return batch
 
     @classmethod
-    def from_messages(cls, messages) -> Batch:
+    def from_messages(cls, messages: Iterable[str | Buffer]) -> Batch:
         """A batch of ``messages``: ``str`` for text, any bytes-like object for binary."""
-        payloads = []
+        payloads: list[bytes] = []
         flags = bytearray()
         for message in messages:
             if isinstance(message, str):
@@ -132,7 +162,7 @@ class Batch:
         return cls._join(payloads, flags)
 
     @classmethod
-    def _join(cls, payloads: list, flags) -> Batch:
+    def _join(cls, payloads: Sequence[bytes | memoryview], flags: bytes | bytearray) -> Batch:
         """A batch of ``payloads`` (bytes) with their text ``flags``, already valid."""
         lengths = list(map(len, payloads))
         offsets = array("q", accumulate(lengths, initial=0))
@@ -178,7 +208,7 @@ class Batch:
     def __len__(self) -> int:
         return len(self._is_text)
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: SupportsIndex) -> str | bytes:
         if isinstance(index, slice):
             raise TypeError("a Batch is indexed by message number; list(batch)[a:b] for a slice")
         count = len(self._is_text)
@@ -190,13 +220,13 @@ class Batch:
         payload = self._data[self._offsets[index] : self._offsets[index + 1]]
         return str(payload, "utf-8") if self._is_text[index] else payload.tobytes()
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str | bytes]:
         data = self._data
         offsets = self._offsets
         for start, end, text in zip(offsets, offsets[1:], self._is_text):
             yield str(data[start:end], "utf-8") if text else data[start:end].tobytes()
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if not isinstance(other, Batch):
             return NotImplemented
         return self._offsets == other._offsets and self._is_text == other._is_text and self._data == other._data
@@ -209,7 +239,7 @@ class Batch:
 
     # Columns -----------------------------------------------------------------------
 
-    def to_numpy(self, dtype):
+    def to_numpy(self, dtype: DTypeLike) -> NDArray[Any]:
         """The payloads as a numpy array of ``dtype`` (a structured dtype describing a
         fixed record layout, say), one element per message, sharing :attr:`data`'s
         memory (read-only, no copy).
@@ -218,8 +248,8 @@ class Batch:
         one that is not.
         """
         numpy = _numpy()
-        dtype = numpy.dtype(dtype)
-        itemsize = dtype.itemsize
+        record = numpy.dtype(dtype)
+        itemsize = record.itemsize
         if itemsize == 0:
             raise ValueError("dtype must have a size of at least one byte")
         count = len(self)
@@ -228,15 +258,19 @@ class Batch:
             wrong = numpy.flatnonzero(lengths != itemsize)
             if wrong.size:
                 first = int(wrong[0])
-                raise ValueError(f"message {first} is {int(lengths[first])} bytes long, not {itemsize} as dtype {dtype}")
+                raise ValueError(
+                    f"message {first} is {int(lengths[first])} bytes long, not {itemsize} as dtype {record}"
+                )
             self._size = itemsize
-        return numpy.frombuffer(self._data, dtype=dtype, count=count)
+        records: NDArray[Any] = numpy.frombuffer(self._data, dtype=record, count=count)
+        return records
 
-    def offsets_numpy(self):
+    def offsets_numpy(self) -> NDArray[np.int64]:
         """:attr:`offsets` as a read-only int64 numpy array (no copy)."""
-        return _numpy().frombuffer(self._offsets, dtype="int64")
+        offsets: NDArray[np.int64] = _numpy().frombuffer(self._offsets, dtype="int64")
+        return offsets
 
-    def to_arrow(self, *, large: bool | None = None):
+    def to_arrow(self, *, large: bool | None = None) -> Any:
         """The messages as a pyarrow array over :attr:`data` (the payloads are not copied):
         a ``StringArray`` when every message is text, else a ``BinaryArray`` (text as
         its UTF-8 bytes); an empty batch gives an empty ``BinaryArray``.
@@ -267,7 +301,7 @@ class Batch:
     # For the receivers ---------------------------------------------------------------
 
     @classmethod
-    def _from_queue(cls, queue, max_bytes: int) -> Batch:
+    def _from_queue(cls, queue: deque[str | bytes], max_bytes: int) -> Batch:
         """A batch of the messages at the left of ``queue`` (a deque of str and bytes,
         not empty), popped: as many as fit in ``max_bytes``, and at least one."""
         taken = [queue.popleft()]
@@ -277,13 +311,13 @@ class Batch:
             taken.append(queue.popleft())
         return cls.from_messages(taken)
 
-    def _split(self, max_bytes: int) -> list:
+    def _split(self, max_bytes: int) -> list[Batch]:
         """This batch as consecutive batches of at most ``max_bytes`` payload bytes each
         (a longer message alone in its own): for a caller asking for less than the
         batches already received hold. Copies the payloads once."""
         offsets = self._offsets
         count = len(self)
-        pieces = []
+        pieces: list[Batch] = []
         first = 0
         while first < count:
             last = first + 1  # at least one message
@@ -293,6 +327,8 @@ class Batch:
             rebased = array("q", map(operator.sub, offsets[first : last + 1], repeat(base)))
             flags = self._is_text[first:last].tobytes()
             size = self._size if self._size is not None and self._size >= 0 else None
-            pieces.append(Batch._adopt(self._data[base : offsets[last]].tobytes(), rebased, flags, flags.count(1), size))
+            pieces.append(
+                Batch._adopt(self._data[base : offsets[last]].tobytes(), rebased, flags, flags.count(1), size)
+            )
             first = last
         return pieces

@@ -21,12 +21,17 @@ import ssl
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING, Any
 
 from . import __version__, codec_info
 from .client import connect
 from .enums import Opcode
 from .exceptions import ConnectionClosed, InvalidURI, WebSocketError
 from .server import serve
+
+if TYPE_CHECKING:
+    from ._codec import Frame
+    from .client import Client
 
 __all__ = ["main"]
 
@@ -79,7 +84,8 @@ def _run(argv: list[str]) -> int:
     if args.verbose:
         logging.basicConfig(format="%(asctime)s %(threadName)s %(message)s")
         logging.getLogger("wsfast").setLevel(logging.DEBUG)
-    return args.run(args)
+    status: int = args.run(args)
+    return status
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -134,7 +140,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _bench_command(args) -> int:
+def _bench_command(args: argparse.Namespace) -> int:
     return _bench(args.options)
 
 
@@ -182,7 +188,7 @@ def _codec_description() -> str:
 # demo -------------------------------------------------------------------------------
 
 
-def _demo(args) -> int:
+def _demo(args: argparse.Namespace) -> int:
     server_context = client_context = None
     if args.tls:
         try:
@@ -201,12 +207,11 @@ def _demo(args) -> int:
                 cert = ws.certificate
                 print(f"server certificate: {cert.subject}, issued by {cert.issuer}, expires {cert.not_after:%Y-%m-%d}")
             frames = -(-len(_DEMO_TEXT.encode()) // _DEMO_FRAME_SIZE)
-            print(
-                f"sending a {len(_DEMO_TEXT)}-character text message in {frames} frames of at most {_DEMO_FRAME_SIZE} bytes"
-            )
+            size = len(_DEMO_TEXT)
+            print(f"sending a {size}-character text message in {frames} frames of at most {_DEMO_FRAME_SIZE} bytes")
             ws.send(_DEMO_TEXT)
             print("frames echoed back:")
-            received = []
+            received: list[bytes] = []
             while True:
                 frame = ws.recv_frame(timeout=10)
                 print("  " + _describe(frame))
@@ -223,7 +228,7 @@ def _demo(args) -> int:
     return 0 if same and ws.close_code == 1000 else FAILURE
 
 
-def _describe(frame) -> str:
+def _describe(frame: Frame) -> str:
     name = Opcode(frame.opcode).name
     if frame.opcode == Opcode.CLOSE:
         return f"{name:<12} fin={frame.fin!s:<5} {len(frame):4} bytes  code={frame.close_code} reason={frame.text!r}"
@@ -247,9 +252,9 @@ def _throwaway_tls() -> tuple[ssl.SSLContext, ssl.SSLContext]:
 # echo -------------------------------------------------------------------------------
 
 
-def _echo(args) -> int:
+def _echo(args: argparse.Namespace) -> int:
     context = _server_tls(args.tls_cert, args.tls_key)
-    options = {
+    options: dict[str, Any] = {
         "host": args.host,
         "port": args.port,
         "ssl": context,
@@ -275,7 +280,7 @@ def _echo(args) -> int:
     return 0
 
 
-async def _echo_asyncio(options: dict) -> int:
+async def _echo_asyncio(options: dict[str, Any]) -> int:
     from .asyncio import serve as serve_asyncio
 
     try:
@@ -290,7 +295,7 @@ async def _echo_asyncio(options: dict) -> int:
     return 0
 
 
-def _cannot_listen(options: dict, exc: OSError) -> _Error:
+def _cannot_listen(options: dict[str, Any], exc: OSError) -> _Error:
     where = f"{_bracketed(options['host'])}:{options['port']}"
     if exc.errno == errno.EADDRINUSE:
         return _Error(f"cannot listen on {where}: the port is in use (choose another --port, or 0 for any)")
@@ -324,7 +329,7 @@ def _check_readable(option: str, path: str) -> None:
         raise _Error(f"{option} {path}: {_reason(exc)}", USAGE) from None
 
 
-def _print_listening(host: str, port: int, context) -> None:
+def _print_listening(host: str, port: int, context: ssl.SSLContext | None) -> None:
     scheme = "wss" if context else "ws"
     print(
         f"echo server listening on {scheme}://{_bracketed(host)}:{port}/ ({_codec_description()}; Ctrl-C to stop)",
@@ -339,8 +344,8 @@ def _bracketed(host: str) -> str:
 # connect ----------------------------------------------------------------------------
 
 
-def _connect(args) -> int:
-    headers = []
+def _connect(args: argparse.Namespace) -> int:
+    headers: list[tuple[str, str]] = []
     for header in args.header:
         name, colon, value = header.partition(":")
         if not colon:
@@ -370,7 +375,7 @@ def _connect(args) -> int:
     return 0
 
 
-def _open(args, headers):
+def _open(args: argparse.Namespace, headers: list[tuple[str, str]]) -> Client:
     """Connect as the options say, or fail with one line that says why."""
     context = _client_tls(args)
     try:
@@ -392,7 +397,7 @@ def _open(args, headers):
         raise _Error(f"cannot connect to {args.url}: {_reason(exc)}") from None
 
 
-def _client_tls(args) -> ssl.SSLContext | None:
+def _client_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
     """The TLS context for ``--ca`` or ``--insecure``; None for the system's CAs."""
     if not (args.ca or args.insecure):
         return None
@@ -412,7 +417,7 @@ def _client_tls(args) -> ssl.SSLContext | None:
         raise _Error(f"--ca {args.ca}: not a PEM CA bundle ({_reason(exc)})", USAGE) from None
 
 
-def _send_lines(ws, linger: float) -> None:
+def _send_lines(ws: Client, linger: float) -> None:
     """Send each line of stdin as a text message; close the connection after the end of
     input, once replies in flight had ``linger`` seconds to arrive."""
     try:

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
     from typing_extensions import Unpack
 
-    class _ConnectionOptions(TypedDict):
+    class _ConnectionOptions(TypedDict):  # noqa: PYI049 - used by server.py
         """The options of :class:`~wsfast.protocol.Connection` that connect and serve take."""
 
         max_message_size: int | None
@@ -72,6 +72,7 @@ if TYPE_CHECKING:
         compression: str | DeflateOptions | None
         tcp_nodelay: bool
         codec: ModuleType | None
+
 
 __all__ = ["CertificateInfo", "Client", "certificate_info", "connect", "reconnecting"]
 
@@ -258,11 +259,7 @@ def connect(
         _handshake(stream, handshake, deadline)
         params = handshake.deflate_params
         # Without an agreement there is no deflate object, and so no cost when receiving.
-        extension = (
-            None
-            if params is None
-            else PerMessageDeflate(params, client=True, options=deflate, codec=codec)
-        )
+        extension = None if params is None else PerMessageDeflate(params, client=True, options=deflate, codec=codec)
         connection = Connection(
             client=True,
             deflate=extension,

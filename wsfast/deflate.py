@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         server_max_window_bits: int
         client_max_window_bits: int | None  # None only in an offer
 
+
 __all__ = ["DeflateOptions", "DeflateParams", "PerMessageDeflate", "deflate_options", "parse_extensions"]
 
 NAME = "permessage-deflate"

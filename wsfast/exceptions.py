@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .handshake import Headers
@@ -34,6 +34,9 @@ class ProtocolError(WebSocketError):
     """The peer broke RFC 6455. ``code`` is the close code to answer with."""
 
     code = 1002
+    # Set by the frame parser on what it raises: the frames (and, from feed_messages(),
+    # the messages) that it completed before the violation; of either codec twin.
+    frames: list[Any]
 
     def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message)

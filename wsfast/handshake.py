@@ -393,7 +393,9 @@ class ClientHandshake:
         extensions = headers.get_all("Sec-WebSocket-Extensions")
         if extensions:
             if self.deflate is None:
-                raise InvalidHeader(f"server enabled extensions that were not offered: {headers['Sec-WebSocket-Extensions']!r}")
+                raise InvalidHeader(
+                    f"server enabled extensions that were not offered: {headers['Sec-WebSocket-Extensions']!r}"
+                )
             self.deflate_params = self.deflate.client_accept(extensions)
         protocol = headers.get("Sec-WebSocket-Protocol")
         if protocol is not None:

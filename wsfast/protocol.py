@@ -19,6 +19,7 @@ import codecs
 import collections
 import enum
 import os
+from typing import TYPE_CHECKING, Any, overload
 
 from . import _codec
 from .enums import Opcode, is_valid_close_code
@@ -30,6 +31,31 @@ from .exceptions import (
     PayloadTooBig,
     ProtocolError,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from types import ModuleType
+    from typing import Literal, Protocol, TypeAlias, TypeVar
+
+    from typing_extensions import Buffer
+
+    from ._codec import Frame, FrameParser
+    from ._compiled import BatchBuilder
+    from .batch import Batch
+    from .deflate import PerMessageDeflate
+
+    _T = TypeVar("_T")
+    _Control: TypeAlias = "Ping | Pong | Close"
+    # What receive_data() returns: messages (str for text, bytes for binary) and control events.
+    _Event: TypeAlias = "str | bytes | Ping | Pong | Close"
+
+    class _EncodeFrame(Protocol):
+        """A codec's ``encode_frame``."""
+
+        def __call__(
+            self, opcode: int, payload: Buffer = ..., *, fin: bool = ..., rsv: int = ..., mask_key: Buffer | None = ...
+        ) -> bytes: ...
+
 
 __all__ = ["Close", "Connection", "Ping", "Pong", "State"]
 
@@ -50,7 +76,7 @@ _MAX_PENDING_PONGS = 16  # answers to pings kept while the I/O layer takes none
 _SECOND_BYTE_RANGES = {0xE0: (0xA0, 0xBF), 0xED: (0x80, 0x9F), 0xF0: (0x90, 0xBF), 0xF4: (0x80, 0x8F)}
 
 
-def _check_unfinished(decoder) -> None:
+def _check_unfinished(decoder: codecs.IncrementalDecoder) -> None:
     """Raise UnicodeDecodeError when the start of a character that an incremental UTF-8
     ``decoder`` holds cannot begin a valid one: CPython's lets ED A0..BF through (a
     surrogate), which only the next byte would reject."""
@@ -85,10 +111,10 @@ class _ControlEvent:
     def __init__(self, payload: bytes = b"") -> None:
         self.payload = payload
 
-    def __eq__(self, other: object):
+    def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return self.payload == other.payload  # type: ignore[attr-defined]
+        return self.payload == other.payload
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, self.payload))
@@ -118,7 +144,7 @@ class Close:
         self.code = code
         self.reason = reason
 
-    def __eq__(self, other: object):
+    def __eq__(self, other: object) -> bool:
         if not isinstance(other, Close):
             return NotImplemented
         return (self.code, self.reason) == (other.code, other.reason)
@@ -155,8 +181,8 @@ class Connection:
         client: bool,
         max_message_size: int | None = _codec.DEFAULT_MAX_SIZE,
         max_frame_size: int | None = None,
-        codec=None,
-        deflate=None,
+        codec: ModuleType | None = None,
+        deflate: PerMessageDeflate | None = None,
     ) -> None:
         if max_message_size is not None and not max_message_size >= 0:  # NaN fails too
             raise ValueError("max_message_size must be >= 0 or None")
@@ -183,20 +209,20 @@ class Connection:
         self._deflate = deflate
         # The parser inflates whole compressed messages itself, with the inflater that
         # _handle uses for the fragments of the others.
-        self._parser = codec.FrameParser(
+        self._parser: FrameParser = codec.FrameParser(
             client=self.client, max_size=frame_limit, allowed_rsv=0 if deflate is None else 4, inflater=inflater
         )
         # Then the parser's limit is the message limit: a whole message it delivers (an
         # inflated one too) needs no further check.
         self._fast_ok = max_message_size is None or max_message_size >= 125
         self._inflating = False  # the message being received is compressed
-        self._inflated = None  # the last frame's decompressed payload, for receive_frames
-        self._new_frame = codec.Frame
-        self._new_batches = codec.BatchBuilder
-        self._batches = None  # the BatchBuilder of receive_batch(), made on first use
-        self._encode_frame = codec.encode_frame
+        self._inflated: bytes | None = None  # the last frame's decompressed payload, for receive_frames
+        self._new_frame: type[Frame] = codec.Frame
+        self._new_batches: type[BatchBuilder] = codec.BatchBuilder
+        self._batches: BatchBuilder | None = None  # the BatchBuilder of receive_batch(), made on first use
+        self._encode_frame: _EncodeFrame = codec.encode_frame
         self._outgoing: list[bytes] = []
-        self._pongs: collections.deque = collections.deque(maxlen=_MAX_PENDING_PONGS)
+        self._pongs: collections.deque[bytes] = collections.deque(maxlen=_MAX_PENDING_PONGS)
         self.last_controls = 0
         """How many control frames (pings, pongs, the close) the last :meth:`receive_data`
         or :meth:`receive_frames` call processed: with none, its events are all messages."""
@@ -206,18 +232,18 @@ class Connection:
         self._key_pos = _KEY_POOL_SIZE  # the pool is filled on first use
         # The fragmented message being received: its opcode, parts, size, text decoder.
         self._message_opcode: int | None = None
-        self._parts: list = []
+        self._parts: list[Any] = []  # all str (decoded text) or all bytes
         self._message_size = 0
-        self._decoder = None
+        self._decoder: codecs.IncrementalDecoder | None = None
         # The text frame still arriving, checked as its bytes come: the decoder checking
         # it (False for a frame that is not text to check, None before its header is
         # seen) and how many payload bytes it checked.
-        self._arriving_text = None
+        self._arriving_text: codecs.IncrementalDecoder | Literal[False] | None = None
         self._arriving_checked = 0
 
     # Receiving ---------------------------------------------------------------------
 
-    def receive_data(self, data) -> list:
+    def receive_data(self, data: Buffer) -> list[_Event]:
         """Process received bytes; return the complete messages and control events.
 
         Text messages come as ``str``, binary ones as ``bytes``, control frames as
@@ -239,9 +265,9 @@ class Connection:
         events = self._events(items) if parser.last_frame_count or self._message_opcode is not None else items
         if parser.buffered or self._arriving_text is not None:
             self._check_arriving(items)
-        return events
+        return events  # type: ignore[return-value]  # items holds only messages when no frame came
 
-    def receive_batch(self, data) -> list:
+    def receive_batch(self, data: Buffer) -> list[_Control]:
         """Like :meth:`receive_data`, but collect the messages in :attr:`batches`
         instead of returning them; return the control events (:class:`Ping`,
         :class:`Pong`, :class:`Close`).
@@ -272,7 +298,7 @@ class Connection:
         return events
 
     @property
-    def batches(self):
+    def batches(self) -> BatchBuilder:
         """Where :meth:`receive_batch` collects messages: the codec's ``BatchBuilder``
         (``len()`` counts the messages it holds, ``nbytes`` their payload bytes; set
         ``max_bytes`` to bound the batches begun from then on)."""
@@ -287,7 +313,7 @@ class Connection:
         not return yet."""
         return 0 if self._batches is None else len(self._batches)
 
-    def take_batch(self, max_bytes: int | None = None):
+    def take_batch(self, max_bytes: int | None = None) -> Batch | None:
         """The oldest batch of messages collected by :meth:`receive_batch`, or None.
 
         With ``max_bytes`` it holds at most that many payload bytes (or one message):
@@ -295,20 +321,22 @@ class Connection:
         """
         return None if self._batches is None else self._batches.take(max_bytes)
 
-    def payload_window(self):
+    def payload_window(self) -> memoryview | None:
         """A writable memoryview to read the next bytes of a large incoming payload into,
         or None; pass what was read to :meth:`receive_data` as usual (``window[:n]``),
         which then skips copying it. See ``FrameParser.payload_window``."""
         return self._parser.payload_window() if self._receiving else None
 
-    def receive_frames(self, data) -> list:
+    def receive_frames(self, data: Buffer) -> list[Frame]:
         """Like :meth:`receive_data`, but return the validated frames themselves."""
         self.last_controls = 0
         if not self._receiving:
             return []
         return self._receive(data, self._parser.feed, self._validate)
 
-    def _receive(self, data, feed, process) -> list:
+    def _receive(
+        self, data: Buffer, feed: Callable[[Buffer], list[Frame]], process: Callable[[list[Frame]], list[_T]]
+    ) -> list[_T]:
         try:
             frames = feed(data)
         except ProtocolError as exc:
@@ -318,7 +346,7 @@ class Connection:
             self._check_arriving(frames)
         return results
 
-    def _failed(self, exc: ProtocolError, process) -> list:
+    def _failed(self, exc: ProtocolError, process: Callable[[list[Any]], list[_T]]) -> list[_T]:
         """Process what the parser completed before ``exc``, then fail with ``exc``."""
         results = process(exc.frames)
         if self._receiving:
@@ -328,7 +356,7 @@ class Connection:
             self._fail(exc)
         return results
 
-    def _check_arriving(self, parsed: list) -> None:
+    def _check_arriving(self, parsed: Sequence[object] | int) -> None:
         """Fail now if the text frame still arriving holds bytes that cannot begin valid
         UTF-8: the rest of it could not make them valid (Autobahn case 6.4.3). ``parsed``
         is what the parser completed in this call. Only frames that arrive in pieces cost
@@ -341,6 +369,7 @@ class Connection:
         frame = self._parser.partial_frame(self._arriving_checked)
         if frame is None:
             return
+        decoder: codecs.IncrementalDecoder | Literal[False] | None
         decoder = self._arriving_text
         if decoder is None:
             decoder = self._arriving_text = self._text_decoder(frame)
@@ -354,7 +383,7 @@ class Connection:
             return
         self._arriving_checked += len(frame.payload)
 
-    def _text_decoder(self, frame):
+    def _text_decoder(self, frame: Frame) -> codecs.IncrementalDecoder | Literal[False]:
         """A decoder to check ``frame``, still arriving, as UTF-8 text; False when it is
         not text to check: binary, compressed (checked once inflated), or out of sequence
         (which fails once it is complete)."""
@@ -366,16 +395,25 @@ class Connection:
             return decoder
         return False
 
-    def _batch_events(self, items: list) -> list:
+    def _batch_events(self, items: Sequence[Frame | bytes | str]) -> list[_Control]:
         return self._events(items, self.batches)
 
-    def _events(self, items: list, batches=None) -> list:
+    @overload
+    def _events(self, items: Sequence[Frame | bytes | str]) -> list[_Event]: ...
+    @overload
+    def _events(self, items: Sequence[Frame | bytes | str], batches: BatchBuilder) -> list[_Control]: ...
+    def _events(
+        self, items: Sequence[Frame | bytes | str], batches: BatchBuilder | None = None
+    ) -> list[_Event] | list[_Control]:
         """Act on parsed items: whole messages (from feed_messages) pass through, frames
         go through :meth:`_handle`. With ``batches``, every message goes there instead
         and only the control events are returned."""
-        events: list = []
+        events: list[_Event] = []
         append = events.append
         deliver = append if batches is None else batches.append
+        # Told apart by type(), through `kind`, which mypy does not follow.
+        item: Any
+        event: Any
         try:
             for item in items:
                 kind = type(item)
@@ -401,8 +439,8 @@ class Connection:
             self._fail(PayloadTooBig("not enough memory for the message received"))
         return events
 
-    def _validate(self, frames: list) -> list:
-        valid: list = []
+    def _validate(self, frames: list[Frame]) -> list[Frame]:
+        valid: list[Frame] = []
         try:
             for frame in frames:
                 self._inflated = None  # receive_data may have left one behind
@@ -420,7 +458,7 @@ class Connection:
             self._fail(PayloadTooBig("not enough memory for the message received"))
         return valid
 
-    def _handle(self, frame):
+    def _handle(self, frame: Frame) -> str | bytes | _Control | None:
         """Validate one frame and act on it; return its event, or None for a fragment."""
         opcode = frame.opcode
         if frame.rsv1 and (opcode >= _CLOSE or opcode == _CONTINUATION):
@@ -442,7 +480,7 @@ class Connection:
             self._inflating = frame.rsv1
         if self._inflating:
             limit = self.max_message_size
-            payload = self._inflated = self._deflate.decompress_frame(
+            payload = self._inflated = self._deflate.decompress_frame(  # type: ignore[union-attr]  # set with rsv1
                 payload, frame.fin, None if limit is None else limit - self._message_size
             )
         size = self._message_size + len(payload)
@@ -465,7 +503,7 @@ class Connection:
         self._decoder = None
         return message
 
-    def _handle_control(self, frame):
+    def _handle_control(self, frame: Frame) -> _Control:
         self.last_controls += 1
         opcode = frame.opcode
         payload = frame.payload
@@ -540,7 +578,7 @@ class Connection:
             raise TypeError(f"send_text needs a str, not {type(text).__name__}")
         self._send_message(_TEXT, text.encode())
 
-    def send_binary(self, data) -> None:
+    def send_binary(self, data: Buffer) -> None:
         """Send a binary message from any bytes-like object."""
         if type(data) is not bytes:
             if isinstance(data, str):
@@ -548,7 +586,7 @@ class Connection:
             data = memoryview(data).cast("B")  # lengths in bytes, whatever the item type
         self._send_message(_BINARY, data)
 
-    def _send_message(self, opcode: int, payload) -> None:
+    def _send_message(self, opcode: int, payload: bytes | memoryview) -> None:
         if self.state is not _OPEN:
             raise self.closed_exception()
         rsv = 0
@@ -572,15 +610,15 @@ class Connection:
             opcode = _CONTINUATION
             rsv = 0
 
-    def send_ping(self, payload=b"") -> None:
+    def send_ping(self, payload: str | Buffer = b"") -> None:
         """Send a ping (at most 125 bytes; a str is sent as UTF-8)."""
         self._send_control(_PING, payload)
 
-    def send_pong(self, payload=b"") -> None:
+    def send_pong(self, payload: str | Buffer = b"") -> None:
         """Send an unsolicited pong (at most 125 bytes; a str is sent as UTF-8)."""
         self._send_control(_PONG, payload)
 
-    def _send_control(self, opcode: int, payload) -> None:
+    def _send_control(self, opcode: int, payload: str | Buffer) -> None:
         if isinstance(payload, str):
             payload = payload.encode("utf-8")
         if memoryview(payload).nbytes > 125:
@@ -625,12 +663,12 @@ class Connection:
         self._close_sent = True
         self.close_sent_code = None if code is None else int(code)
 
-    def _encode_control(self, opcode: int, payload) -> bytes:
+    def _encode_control(self, opcode: int, payload: Buffer) -> bytes:
         if self.client:
             return self._encode_frame(opcode, payload, mask_key=self._mask_key())
         return self._encode_frame(opcode, payload)
 
-    def _send_frame(self, opcode: int, payload, fin: bool = True, rsv: int = 0) -> None:
+    def _send_frame(self, opcode: int, payload: Buffer, fin: bool = True, rsv: int = 0) -> None:
         if self.client:
             frame = self._encode_frame(opcode, payload, fin=fin, rsv=rsv, mask_key=self._mask_key())
         else:

@@ -37,7 +37,7 @@ from .protocol import Connection, State
 if TYPE_CHECKING:
     from types import ModuleType
 
-    from typing_extensions import Unpack
+    from typing_extensions import Self, Unpack
 
     from .client import _ConnectionOptions, _WebSocketOptions
 
@@ -155,7 +155,7 @@ class Server:
         else:
             self._serve()
 
-    def start(self) -> Server:
+    def start(self) -> Self:
         """Serve in a background thread; return the server."""
         with self._lock:
             if self._shutting_down or self._close_requested:
@@ -224,7 +224,7 @@ class Server:
                 self._handler(ws)
             except ConnectionClosed as exc:
                 logger.debug("handler stopped: %s", exc)
-            except Exception:
+            except Exception:  # noqa: BLE001 - logged; the client gets 1011 and the server goes on
                 logger.exception("connection handler failed")
                 ws.close(1011, "internal error")
             finally:
@@ -263,7 +263,9 @@ class Server:
             extension = (
                 None
                 if params is None
-                else PerMessageDeflate(params, client=False, options=self._deflate, codec=self._connection_options["codec"])
+                else PerMessageDeflate(
+                    params, client=False, options=self._deflate, codec=self._connection_options["codec"]
+                )
             )
             connection = Connection(client=False, deflate=extension, **self._connection_options)
             ws = ServerConnection(stream, connection, handshake, **self._websocket_options)
@@ -325,7 +327,7 @@ class Server:
         finally:
             self._done.set()
 
-    def __enter__(self) -> Server:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:

@@ -436,7 +436,8 @@ class WebSocketProtocol(asyncio.Protocol):
         if self._stage is _ACCEPTED and message["type"] == "websocket.send":
             conn = self._conn
             assert conn is not None  # set when accepted
-            data: bytes | str | None = message.get("bytes")
+            data: bytes | str | None
+            data = message.get("bytes")
             if data is not None:
                 conn.send_binary(data)
             else:
@@ -519,12 +520,12 @@ class WebSocketProtocol(asyncio.Protocol):
         keepalive = self._keepalive
         if keepalive is not None:
             keepalive.received(self._loop.time())
-        if conn.last_controls:
-            events = self._messages_only(events)
+        messages: list[str | bytes]
+        messages = self._messages_only(events) if conn.last_controls else events  # type: ignore[assignment]  # no control event
         # Messages that arrive after the application closed are dropped, unread.
-        if events and self._stage is _ACCEPTED:
+        if messages and self._stage is _ACCEPTED:
             queue = self._events
-            queue.extend(events)
+            queue.extend(messages)
             if len(queue) > self._pause_above:
                 self._pause_reading()
             if self._receivers:

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
         on_message: Callable[[Client, str | bytes], object] | None
 
+
 __all__ = ["DEFAULT_MAX_QUEUED_BYTES", "Client", "connect"]
 
 

@@ -20,6 +20,7 @@ import logging
 import math
 import socket
 import struct
+from typing import TYPE_CHECKING, Any, cast
 
 from .._codec import DEFAULT_MAX_SIZE
 from .._io import DEFAULT_SEND_TIMEOUT
@@ -28,6 +29,27 @@ from ..enums import CloseCode
 from ..exceptions import ConnectionClosed, ConnectionClosedOK
 from ..keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, Keepalive
 from ..protocol import Close, Connection, Ping, Pong, State
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+    from types import ModuleType
+    from typing import Protocol, TypeVar
+
+    from typing_extensions import Buffer, Self
+
+    from ..client import _ConnectionOptions
+    from ..deflate import DeflateParams
+    from ..handshake import ClientHandshake, ServerHandshake
+    from ..protocol import _Event
+
+    _T = TypeVar("_T")
+
+    class _GetBuffer(Protocol):
+        def __call__(self, sizehint: int) -> memoryview: ...
+
+    class _BufferUpdated(Protocol):
+        def __call__(self, nbytes: int) -> None: ...
+
 
 __all__ = ["DEFAULT_MAX_QUEUED_BYTES", "WebSocket"]
 
@@ -50,8 +72,9 @@ _BATCHED_OVERHEAD = 9
 
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 seconds: close with a reset
 
-# Stands for "the connection's send_timeout" in send(), where None means no limit.
-_SEND_TIMEOUT = object()
+# Stands for "the connection's send_timeout" in send(), where None means no limit (typed
+# as the float | None it stands for).
+_SEND_TIMEOUT: Any = object()
 
 
 class _Protocol(asyncio.BufferedProtocol):
@@ -59,19 +82,24 @@ class _Protocol(asyncio.BufferedProtocol):
 
     __slots__ = ("_ws", "buffer_updated", "get_buffer")
 
+    # Instance attributes in place of BufferedProtocol's methods.
+    get_buffer: _GetBuffer
+    buffer_updated: _BufferUpdated
+
     def __init__(self, ws: WebSocket) -> None:
         self._ws = ws
         # Called for every read: the transport calls the connection's methods directly.
         self.get_buffer = ws._read_buffer
         self.buffer_updated = ws._data_received
 
-    def connection_made(self, transport) -> None:
-        self._ws._connection_made(transport)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream connection's transport: asyncio gives a Transport.
+        self._ws._connection_made(cast("asyncio.Transport", transport))
 
     def eof_received(self) -> bool:
         return False  # let the transport close; connection_lost follows
 
-    def connection_lost(self, exc) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self._ws._connection_lost(exc)
 
     def pause_writing(self) -> None:
@@ -124,9 +152,9 @@ class WebSocket:
         "_pings",
         "_protocol",
         "_queued",
-        "_resume_below",
         "_reading_paused",
         "_receiving",
+        "_resume_below",
         "_send_timeout",
         "_time",
         "_transport",
@@ -138,9 +166,11 @@ class WebSocket:
         "_writing_paused",
     )
 
+    _on_message: Callable[[Self, str | bytes], object] | None
+
     def __init__(
         self,
-        handshake,
+        handshake: ClientHandshake | ServerHandshake,
         *,
         client: bool,
         max_message_size: int | None = DEFAULT_MAX_SIZE,
@@ -150,15 +180,15 @@ class WebSocket:
         send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
         ping_interval: float | None = DEFAULT_PING_INTERVAL,
         ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
-        codec=None,
-        on_message=None,
+        codec: ModuleType | None = None,
+        on_message: Callable[[Self, str | bytes], object] | None = None,
         read_buffer: memoryview | None = None,
     ) -> None:
         if max_queued_bytes is not None and max_queued_bytes < 0:
             raise ValueError("max_queued_bytes must be >= 0 or None")
         loop = self._loop = asyncio.get_running_loop()
         self._handshake = handshake
-        self._connection_options = {
+        self._connection_options: _ConnectionOptions = {
             "max_message_size": max_message_size,
             "max_frame_size": max_frame_size,
             "codec": codec,
@@ -167,24 +197,25 @@ class WebSocket:
         self._conn = Connection(client=client, **self._connection_options)
         self._handshaking = True
         self._protocol = _Protocol(self)
-        self._transport = None
+        # Set by connection_made(), before anything uses it.
+        self._transport: asyncio.Transport = None  # type: ignore[assignment]
         # A memoryview, not the bytearray: the TLS transport fills it in slices, and
         # slicing a bytearray would copy.
         self._view = memoryview(bytearray(_READ_SIZE)) if read_buffer is None else read_buffer
-        self._window = None  # the read buffer when it is a large payload's own place
-        self._opened = loop.create_future()  # the peer's half of the handshake arrived
-        self._closed = loop.create_future()
+        self._window: memoryview | None = None  # the read buffer when it is a large payload's own place
+        self._opened: asyncio.Future[None] = loop.create_future()  # the peer's half of the handshake arrived
+        self._closed: asyncio.Future[None] = loop.create_future()
         self._lost_reason: BaseException | None = None
         self._close_timeout = close_timeout
-        self._abort_timer = None
+        self._abort_timer: asyncio.TimerHandle | None = None
         self._time = loop.time
         self._keepalive = Keepalive(ping_interval, ping_timeout, loop.time())
-        self._keepalive_timer = None
+        self._keepalive_timer: asyncio.TimerHandle | None = None
 
         # Receiving: messages wait in _messages; _waiter wakes the coroutine that
         # waits for one; _receiving is False once no more messages can arrive.
-        self._messages: collections.deque = collections.deque()
-        self._waiter = None
+        self._messages: collections.deque[str | bytes] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
         self._receiving = True
         self._queued = 0  # bytes of queued messages and their overhead, or more
         self._resume_below = 0  # resume reading once no more messages than this wait
@@ -198,11 +229,11 @@ class WebSocket:
         # mark; sends then wait in _drain_waiters.
         self._send_timeout = send_timeout
         self._writing_paused = False
-        self._drain_waiters: list = []
-        self._pings: list = []  # (payload, time sent, future) in sending order
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._pings: list[tuple[bytes, float, asyncio.Future[float]]] = []  # in sending order
         # A ping and a pong written while the buffer was full: until it drains, later
         # ones would only queue behind them.
-        self._unsent_ping: asyncio.Future | None = None
+        self._unsent_ping: asyncio.Future[float] | None = None
         self._unsent_pong = False
 
     # Properties --------------------------------------------------------------------
@@ -218,7 +249,7 @@ class WebSocket:
         return self._handshake.subprotocol
 
     @property
-    def deflate_params(self):
+    def deflate_params(self) -> DeflateParams | None:
         """The permessage-deflate parameters agreed in the handshake (a
         :class:`~wsfast.deflate.DeflateParams`), or None when messages go uncompressed."""
         return self._handshake.deflate_params
@@ -246,18 +277,18 @@ class WebSocket:
         return self._keepalive.latency
 
     @property
-    def local_address(self):
+    def local_address(self) -> Any:
         """This end's socket address, as ``socket.getsockname()`` returns it."""
         return self._transport.get_extra_info("sockname")
 
     @property
-    def remote_address(self):
+    def remote_address(self) -> Any:
         """The peer's socket address, as ``socket.getpeername()`` returns it."""
         return self._transport.get_extra_info("peername")
 
     # Receiving ---------------------------------------------------------------------
 
-    async def recv(self, timeout: float | None = None):
+    async def recv(self, timeout: float | None = None) -> str | bytes:
         """Return the next message: ``str`` for text, ``bytes`` for binary.
 
         Waits at most ``timeout`` seconds (None: no limit), then raises TimeoutError.
@@ -272,7 +303,7 @@ class WebSocket:
             self._resume_reading()
         return message
 
-    async def recv_many(self, timeout: float | None = None) -> list:
+    async def recv_many(self, timeout: float | None = None) -> list[str | bytes]:
         """Return every message received so far as a list, waiting only if there is none.
 
         The fastest way to consume a high-rate feed. Timeout and closing work as for
@@ -305,14 +336,19 @@ class WebSocket:
         if not self._messages and not conn.batched:
             conn.batches.max_bytes = max_bytes
             await self._wait_for_messages(timeout, batching=True)
+        batch: Batch | None
         if self._messages:
             batch = Batch._from_queue(self._messages, max_bytes)
         else:
             batch = conn.take_batch(max_bytes)
+            assert batch is not None  # messages were batched
         self._batching = True
         conn.batches.max_bytes = max_bytes
-        if (self._reading_paused and self._batched_bytes() <= self._high_water / 4
-                and len(self._messages) <= self._resume_below):
+        if (
+            self._reading_paused
+            and self._batched_bytes() <= self._high_water / 4
+            and len(self._messages) <= self._resume_below
+        ):
             self._resume_reading()
         return batch
 
@@ -322,7 +358,7 @@ class WebSocket:
 
     def _unbatch(self) -> None:
         """Queue for recv() the messages parsed into batches: they came first."""
-        taken: list = []
+        taken: list[str | bytes] = []
         while True:
             batch = self._conn.take_batch()
             if batch is None:
@@ -331,10 +367,10 @@ class WebSocket:
         self._messages.extendleft(reversed(taken))
         self._queued += sum(map(len, taken)) + _MESSAGE_OVERHEAD * len(taken)
 
-    def __aiter__(self):
+    def __aiter__(self) -> Self:
         return self
 
-    async def __anext__(self):
+    async def __anext__(self) -> str | bytes:
         # recv() inlined: one coroutine per message instead of two.
         messages = self._messages
         if not messages:
@@ -373,14 +409,14 @@ class WebSocket:
         if not self._messages and not self._conn.batched:
             raise self._closed_exception()
 
-    def _closed_exception(self):
+    def _closed_exception(self) -> ConnectionClosed:
         exc = self._conn.closed_exception()
         exc.__cause__ = self._conn.error or self._lost_reason
         return exc
 
     # Sending -----------------------------------------------------------------------
 
-    async def send(self, message, timeout=_SEND_TIMEOUT) -> None:
+    async def send(self, message: str | Buffer, timeout: float | None = _SEND_TIMEOUT) -> None:
         """Send a message: text for a ``str``, binary for any bytes-like object.
 
         The frame goes whole to the transport at once; then, if the transport's write
@@ -394,7 +430,7 @@ class WebSocket:
         if self._writing_paused:
             await self._drain(self._send_timeout if timeout is _SEND_TIMEOUT else timeout)
 
-    def send_nowait(self, message) -> None:
+    def send_nowait(self, message: str | Buffer) -> None:
         """Send a message as :meth:`send` does, without waiting: what the socket cannot
         take yet waits in the transport's buffer, however much that is.
 
@@ -408,7 +444,7 @@ class WebSocket:
             conn.send_binary(message)
         self._transport.write(conn.data_to_send())
 
-    def ping(self, payload=b"") -> asyncio.Future:
+    def ping(self, payload: str | Buffer = b"") -> asyncio.Future[float]:
         """Send a ping; return a future that resolves with the round-trip time in seconds
         when the matching pong arrives (``latency = await ws.ping()``).
 
@@ -423,13 +459,13 @@ class WebSocket:
             return self._unsent_ping
         conn.send_ping(payload)
         self._transport.write(conn.data_to_send())
-        waiter = self._loop.create_future()
+        waiter: asyncio.Future[float] = self._loop.create_future()
         self._pings.append((payload, self._time(), waiter))
         if self._writing_paused:
             self._unsent_ping = waiter
         return waiter
 
-    def pong(self, payload=b"") -> None:
+    def pong(self, payload: str | Buffer = b"") -> None:
         """Send an unsolicited pong (at most 125 bytes), e.g. as a heartbeat. While the
         peer reads nothing, one pong waits in the transport and later ones are dropped."""
         payload = _control_payload(payload)
@@ -442,7 +478,7 @@ class WebSocket:
 
     async def _drain(self, timeout: float | None) -> None:
         """Wait until the transport's buffer drains; drop the connection after ``timeout``."""
-        waiter = self._loop.create_future()
+        waiter: asyncio.Future[None] = self._loop.create_future()
         self._drain_waiters.append(waiter)
         if timeout is None:
             await waiter
@@ -524,10 +560,10 @@ class WebSocket:
         if self._callback_error is not None:
             raise self._callback_error
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, *exc_info) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     def _drop_after_close_timeout(self) -> None:
@@ -580,7 +616,7 @@ class WebSocket:
 
     # Transport callbacks -----------------------------------------------------------
 
-    def _connection_made(self, transport) -> None:
+    def _connection_made(self, transport: asyncio.Transport) -> None:
         self._transport = transport
 
     def _read_buffer(self, sizehint: int) -> memoryview:
@@ -628,7 +664,7 @@ class WebSocket:
         if leftover:
             self._process(leftover)
 
-    def _process(self, data) -> None:
+    def _process(self, data: Buffer) -> None:
         """Feed received bytes to the Connection and act on what it returns."""
         if self._batching:
             self._receive_batch(data)
@@ -641,7 +677,7 @@ class WebSocket:
                     self._deliver(events)
         self._after_receiving()
 
-    def _receive_batch(self, data) -> None:
+    def _receive_batch(self, data: Buffer) -> None:
         """Parse received bytes into the Connection's batches (for recv_batch)."""
         conn = self._conn
         events = conn.receive_batch(data)
@@ -654,12 +690,12 @@ class WebSocket:
                 self._resume_below = len(self._messages) // 4
             self._wake_receiver()
 
-    def _queue(self, events: list) -> None:
-        if self._conn.last_controls:
-            events = self._messages_only(events)
+    def _queue(self, events: list[_Event]) -> None:
+        queued: list[str | bytes]
+        queued = self._messages_only(events) if self._conn.last_controls else events  # type: ignore[assignment]  # no control event
         messages = self._messages
-        messages.extend(events)
-        self._queued += sum(map(len, events)) + _MESSAGE_OVERHEAD * len(events)
+        messages.extend(queued)
+        self._queued += sum(map(len, queued)) + _MESSAGE_OVERHEAD * len(queued)
         if self._queued > self._high_water and not self._reading_paused:
             # The count only grows (recv() keeps no account, for speed): count what is
             # really left before pausing, then resume once a quarter of it is left.
@@ -671,26 +707,27 @@ class WebSocket:
         if messages:
             self._wake_receiver()
 
-    def _deliver(self, events: list) -> None:
+    def _deliver(self: Self, events: list[_Event]) -> None:
         """Hand each message to on_message; a callback that raises closes with 1011."""
-        if self._conn.last_controls:
-            events = self._messages_only(events)
+        delivered: list[str | bytes]
+        delivered = self._messages_only(events) if self._conn.last_controls else events  # type: ignore[assignment]  # no control event
         on_message = self._on_message
-        remaining = iter(events)  # where to go on from after a callback raised
+        remaining = iter(delivered)  # where to go on from after a callback raised
         while self._callback_error is None:
             try:
                 for event in remaining:
-                    on_message(self, event)
+                    on_message(self, event)  # type: ignore[misc]  # _process() calls this only with a callback
                 return
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  # the application's callback: any failure closes with 1011
                 if not (isinstance(exc, ConnectionClosed) and self._conn.state is not State.OPEN):
                     self._callback_failed(exc)
                 # else it answered a message that came just before the close: go on
 
-    def _messages_only(self, events: list) -> list:
+    def _messages_only(self, events: Sequence[_Event]) -> list[str | bytes]:
         """The messages among ``events``; pongs go to the ping waiters, and the other
         control events were handled by the Connection."""
-        messages = []
+        messages: list[str | bytes] = []
+        event: Any  # told apart by type(), through `kind`, which mypy does not follow
         for event in events:
             kind = type(event)
             if kind is Pong:
@@ -778,15 +815,15 @@ class WebSocket:
             if not waiter.done():
                 waiter.set_exception(closed)
         self._drain_waiters = []
-        for _, _, waiter in self._pings:
-            if not waiter.done():
-                waiter.set_exception(closed)
-                waiter.exception()  # a ping nobody awaits must not log an error
+        for _, _, ping_waiter in self._pings:
+            if not ping_waiter.done():
+                ping_waiter.set_exception(closed)
+                ping_waiter.exception()  # a ping nobody awaits must not log an error
         self._pings.clear()
         self._unsent_ping = None
 
 
-def _control_payload(payload) -> bytes:
+def _control_payload(payload: str | Buffer) -> bytes:
     """A ping or pong payload as bytes (a str as UTF-8); ValueError past 125 bytes."""
     payload = payload.encode("utf-8") if isinstance(payload, str) else bytes(memoryview(payload))
     if len(payload) > 125:
@@ -794,7 +831,7 @@ def _control_payload(payload) -> bytes:
     return payload
 
 
-async def wait_for(awaitable, timeout: float | None):
+async def wait_for(awaitable: Awaitable[_T], timeout: float | None) -> _T:
     """Await ``awaitable`` for at most ``timeout`` seconds (None: no limit).
 
     Raises the built-in TimeoutError, which asyncio's is not before Python 3.11.
@@ -805,7 +842,7 @@ async def wait_for(awaitable, timeout: float | None):
         raise TimeoutError from None
 
 
-def reset(transport) -> None:
+def reset(transport: asyncio.Transport) -> None:
     """Abort ``transport`` with a TCP reset: what the peer did not take is dropped, not
     kept by the kernel for a peer that may never read it."""
     sock = transport.get_extra_info("socket")
@@ -817,7 +854,7 @@ def reset(transport) -> None:
     transport.abort()
 
 
-def set_nodelay(transport, enabled: bool) -> None:
+def set_nodelay(transport: asyncio.BaseTransport, enabled: bool) -> None:
     """Turn Nagle's algorithm off (``enabled``) or on for a TCP transport."""
     sock = transport.get_extra_info("socket")
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):

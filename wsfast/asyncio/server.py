@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from types import ModuleType
     from typing import TypedDict
 
-    from typing_extensions import Unpack
+    from typing_extensions import Self, Unpack
 
     from .connection import _Protocol
 
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
         send_timeout: float | None
         ping_interval: float | None
         ping_timeout: float | None
+
 
 __all__ = ["Server", "ServerConnection", "echo", "serve"]
 
@@ -203,7 +204,7 @@ class Server:
         """The port the server listens on (the one chosen for ``port=0``)."""
         return self.address[1]
 
-    async def _start(self) -> Server:
+    async def _start(self) -> Self:
         if self._shutdown is not None:
             raise RuntimeError("the server is closed")
         if self._listener is None:
@@ -220,10 +221,10 @@ class Server:
             logger.debug("serving on %s", self.address)
         return self
 
-    def __await__(self) -> Generator[Any, None, Server]:
+    def __await__(self) -> Generator[Any, None, Self]:
         return self._start().__await__()
 
-    async def __aenter__(self) -> Server:
+    async def __aenter__(self) -> Self:
         return await self._start()
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -302,7 +303,7 @@ class Server:
                 await self._handler(ws)
             except ConnectionClosed as exc:
                 logger.debug("handler stopped: %s", exc)
-            except Exception:
+            except Exception:  # noqa: BLE001 - logged; the client gets 1011 and the server goes on
                 logger.exception("connection handler failed")
                 await ws.close(1011, "internal error")
             finally:

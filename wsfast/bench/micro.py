@@ -95,9 +95,7 @@ def _wsfast(codec_name: str, inplace: bool = False) -> _Maker:
             return "FrameParser.feed", lambda: feed(buf), PARSE_FRAMES, len(buf)
         from wsfast.protocol import Connection
 
-        receive = Connection(
-            client=True, max_message_size=None, codec=codec
-        ).receive_data
+        receive = Connection(client=True, max_message_size=None, codec=codec).receive_data
         return "Connection.receive_data", lambda: receive(buf), PARSE_FRAMES, len(buf)
 
     return make
@@ -162,9 +160,7 @@ def _websockets(case: str) -> _Made:
     from websockets.protocol import State
     from websockets.uri import parse_uri
 
-    protocol = ClientProtocol(
-        parse_uri("ws://127.0.0.1/"), state=State.OPEN, max_size=None
-    )
+    protocol = ClientProtocol(parse_uri("ws://127.0.0.1/"), state=State.OPEN, max_size=None)
 
     def receive() -> Any:  # websockets' events
         protocol.receive_data(buf)
@@ -197,9 +193,7 @@ def _aiohttp(case: str) -> _Made:
     if case in MASK_SIZES:
         from aiohttp._websocket.helpers import websocket_mask
 
-        data = bytearray(
-            os.urandom(MASK_SIZES[case])
-        )  # masked in place: XOR twice is a no-op
+        data = bytearray(os.urandom(MASK_SIZES[case]))  # masked in place: XOR twice is a no-op
         return (
             "websocket_mask (in place)",
             lambda: websocket_mask(KEY, data),

@@ -39,11 +39,7 @@ def _measured(result: Result) -> float:
 
 
 def _best_peer(results: list[Result]) -> float | None:
-    rates = [
-        r.median
-        for r in results
-        if not _is_wsfast(r.contestant) and not r.floor and r.median
-    ]
+    rates = [r.median for r in results if not _is_wsfast(r.contestant) and not r.floor and r.median]
     return max(rates) if rates else None
 
 
@@ -98,15 +94,15 @@ def table(results: list[Result]) -> str:
             if r.median:
                 row = (
                     f"{name:<20} {r.contestant:<30} {r.median:>14,.0f} {r.case.unit:<9} {r.median_mb:>9,.1f} "
-                    f"{_ratio(r.median, best):>12} {_ratio(r.median, floor and floor[1]):>8} {len(r.seconds):>4}  {_note(r)}"
+                    f"{_ratio(r.median, best):>12} {_ratio(r.median, floor and floor[1]):>8} "
+                    f"{len(r.seconds):>4}  {_note(r)}"
                 )
             else:
-                why = (
-                    f"skipped: {r.skip}"
-                    if r.skip
-                    else f"failed: {r.errors[-1] if r.errors else 'no run'}"
+                why = f"skipped: {r.skip}" if r.skip else f"failed: {r.errors[-1] if r.errors else 'no run'}"
+                row = (
+                    f"{name:<20} {r.contestant:<30} {'-':>14} {r.case.unit:<9} {'-':>9} "
+                    f"{'-':>12} {'-':>8} {0:>4}  {why}"
                 )
-                row = f"{name:<20} {r.contestant:<30} {'-':>14} {r.case.unit:<9} {'-':>9} {'-':>12} {'-':>8} {0:>4}  {why}"
             lines.append(row.rstrip())
         if floor and "+" in floor[0]:
             lines.append(f"{name:<20} (floor {floor[0]}: {floor[1]:,.0f} {in_case[0].case.unit})")
@@ -184,9 +180,7 @@ def chart(results: list[Result], path: str) -> str:
         import matplotlib.pyplot as plt
     except ImportError:
         return "chart skipped: matplotlib is not installed (pip install matplotlib)"
-    cases = {
-        name: [r for r in rs if r.median] for name, rs in _by_case(results).items()
-    }
+    cases = {name: [r for r in rs if r.median] for name, rs in _by_case(results).items()}
     cases = {name: rs for name, rs in cases.items() if rs}
     if not cases:
         return "chart skipped: nothing was measured"
@@ -194,17 +188,13 @@ def chart(results: list[Result], path: str) -> str:
     rows = (len(cases) + columns - 1) // columns
     # Room for nine bars a panel, more when a case has more contestants.
     row_height = max(4.05, 0.3 * max(len(rs) for rs in cases.values()))
-    fig, axes = plt.subplots(
-        rows, columns, figsize=(7 * columns, row_height * rows + 0.6), squeeze=False
-    )
+    fig, axes = plt.subplots(rows, columns, figsize=(7 * columns, row_height * rows + 0.6), squeeze=False)
     for ax, (name, in_case) in zip(axes.flat, cases.items()):
         ranked = sorted(in_case, key=_measured)
         values = [_measured(r) for r in ranked]
         bars = ax.barh([r.contestant for r in ranked], values, color=[_color(r) for r in ranked])
         ax.bar_label(bars, labels=[_short(v) for v in values], padding=3, fontsize=8)
-        ax.set_title(
-            f"{name} ({ranked[0].case.unit}, median, higher is better)", fontsize=10
-        )
+        ax.set_title(f"{name} ({ranked[0].case.unit}, median, higher is better)", fontsize=10)
         ax.tick_params(axis="y", labelsize=8)
         ax.tick_params(axis="x", labelsize=7)
         ax.set_xlim(0, max(values) * 1.25)

@@ -28,10 +28,14 @@ import time
 from dataclasses import dataclass, field, replace
 from http.client import HTTPConnection
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from . import asgi, micro, report
 from .ticks import ticks
 from .worker import contestants
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 CLIENTS = contestants()  # the clients' contestants and the recv_batch() ones
 
@@ -51,7 +55,7 @@ class Case:
     uvicorn: bool = False  # served by uvicorn: the contestants are its WebSocket implementations
 
     @property
-    def features(self) -> frozenset:
+    def features(self) -> frozenset[str]:
         """What a contestant may need of a case (see ``Contestant.needs``)."""
         return frozenset(name for name in ("json", "tls", "deflate") if getattr(self, name))
 
@@ -84,18 +88,14 @@ class Result:
 
     case: Case
     contestant: str
-    seconds: list[float] = field(
-        default_factory=list
-    )  # per run: the whole feed / all trips / one call
-    items: int = (
-        0  # what one run's seconds covers: messages, round trips or codec items
-    )
+    seconds: list[float] = field(default_factory=list)  # per run: the whole feed / all trips / one call
+    items: int = 0  # what one run's seconds covers: messages, round trips or codec items
     nbytes: int = 0  # payload bytes one run's seconds covers
     api: str = ""
     skip: str = ""
     errors: list[str] = field(default_factory=list)
     floor: bool = False  # a limit to measure the others against, not a peer
-    latency_us: list[dict] = field(default_factory=list)  # per echo run: p50, p99, p99.9
+    latency_us: list[dict[str, float]] = field(default_factory=list)  # per echo run: p50, p99, p99.9
     server_rss_mb: list[float] = field(default_factory=list)  # per uvicorn run: the server's peak memory
 
     @property
@@ -113,7 +113,7 @@ class Result:
         return self.nbytes / statistics.median(self.seconds) / 1e6
 
     @property
-    def median_latency_us(self) -> dict | None:
+    def median_latency_us(self) -> dict[str, float] | None:
         """Each round-trip percentile's median over the runs (None without percentiles)."""
         if not self.latency_us:
             return None
@@ -122,11 +122,7 @@ class Result:
 
 def _contestants(case: Case, chosen: list[str] | None) -> list[str]:
     if case.kind == "codec":
-        names = [
-            name
-            for name, (_, supported) in micro.MAKERS.items()
-            if case.name in supported
-        ]
+        names = [name for name, (_, supported) in micro.MAKERS.items() if case.name in supported]
     elif case.uvicorn:
         names = list(asgi.IMPLEMENTATIONS)
     else:
@@ -136,9 +132,7 @@ def _contestants(case: Case, chosen: list[str] | None) -> list[str]:
             if getattr(contestant, case.kind) and contestant.needs <= case.features
         ]
     if chosen:
-        names = [
-            n for n in names if any(n == c or n.startswith(c + "-") for c in chosen)
-        ]
+        names = [n for n in names if any(n == c or n.startswith(c + "-") for c in chosen)]
     return names
 
 
@@ -152,13 +146,11 @@ def _new_result(case: Case, name: str) -> Result:
     return Result(case, name, skip=skip, floor=contestant.floor)
 
 
-def _worker_env(contestant: str) -> dict:
+def _worker_env(contestant: str) -> dict[str, str]:
     env = dict(os.environ)
     # The worker imports this very wsfast, installed or not.
     package_root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [package_root, env.get("PYTHONPATH")])
-    )
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     if contestant.startswith("wsfast-python"):
         env["WSFAST_NO_EXTENSIONS"] = "1"
     else:
@@ -166,7 +158,7 @@ def _worker_env(contestant: str) -> dict:
     return env
 
 
-def _run_worker(spec: dict, timeout: float) -> dict:
+def _run_worker(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     try:
         done = subprocess.run(
             [sys.executable, "-m", "wsfast.bench.worker", json.dumps(spec)],
@@ -181,11 +173,10 @@ def _run_worker(spec: dict, timeout: float) -> dict:
         return {"error": f"timed out after {timeout:g} s"}
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
-        tail = done.stderr.strip().splitlines()[-1:] or [
-            f"exit status {done.returncode}"
-        ]
+        tail = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
         return {"error": tail[0]}
-    return json.loads(lines[-1])
+    outcome: dict[str, Any] = json.loads(lines[-1])
+    return outcome
 
 
 class Server:
@@ -211,8 +202,10 @@ class Server:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
-        ready, _, _ = select.select([self.process.stdout], [], [], 15)
-        ports = (self.process.stdout.readline() if ready else b"").split()
+        stdout = self.process.stdout
+        assert stdout is not None  # a pipe
+        ready, _, _ = select.select([stdout], [], [], 15)
+        ports = (stdout.readline() if ready else b"").split()
         if len(ports) != (2 if tls else 1) or not all(port.isdigit() for port in ports):
             self.close()
             raise RuntimeError("the benchmark server did not start")
@@ -232,6 +225,7 @@ class Server:
             raise RuntimeError(f"the server could not prepare {path}: {response.status}")
 
     def close(self) -> None:
+        assert self.process.stdin is not None  # a pipe
         self.process.stdin.close()
         try:
             self.process.wait(10)
@@ -268,7 +262,7 @@ def _path(case: Case) -> str:
     return f"feed/{case.count}/{case.size}"
 
 
-def _spec(case: Case, server: Server | None, cafile: str | None) -> dict:
+def _spec(case: Case, server: Server | None, cafile: str | None) -> dict[str, Any]:
     """The worker spec of a network case, without the contestant.
 
     A uvicorn case names only the path: the worker starts the server it is sent to.
@@ -276,10 +270,12 @@ def _spec(case: Case, server: Server | None, cafile: str | None) -> dict:
     if case.uvicorn:
         url = None
     elif case.tls:
+        assert server is not None  # every case but a uvicorn one has the server
         url = f"wss://localhost:{server.tls_port}/{_path(case)}"
     else:
+        assert server is not None
         url = f"ws://127.0.0.1:{server.port}/{_path(case)}"
-    spec = {
+    spec: dict[str, Any] = {
         "kind": case.kind,
         "url": url,
         "count": case.count,
@@ -301,12 +297,10 @@ def run(
     repeats: int,
     timeout: float,
     min_time: float,
-    log=print,
+    log: Callable[[str], object] = print,
 ) -> list[Result]:
     """Measure every chosen contestant in every case; return the results in table order."""
-    results = [
-        _new_result(case, name) for case in cases for name in _contestants(case, chosen)
-    ]
+    results = [_new_result(case, name) for case in cases for name in _contestants(case, chosen)]
     network = [case for case in cases if case.kind != "codec"]
     with tempfile.TemporaryDirectory(prefix="wsfast-bench-") as directory:
         tls = _tls_files(directory) if any(case.tls for case in network) else None
@@ -324,14 +318,18 @@ def run(
         finally:
             if server is not None:
                 server.close()
-    _run_codec(
-        [r for r in results if r.case.kind == "codec"], repeats, timeout, min_time, log
-    )
+    _run_codec([r for r in results if r.case.kind == "codec"], repeats, timeout, min_time, log)
     return results
 
 
 def _run_network(
-    case: Case, in_case: list[Result], server: Server | None, cafile, repeats: int, timeout: float, log
+    case: Case,
+    in_case: list[Result],
+    server: Server | None,
+    cafile: str | None,
+    repeats: int,
+    timeout: float,
+    log: Callable[[str], object],
 ) -> None:
     """One network case: every contestant, ``repeats`` times, in a rotating order."""
     log(f"{case.name}: {', '.join(r.contestant for r in in_case)}")
@@ -339,6 +337,7 @@ def _run_network(
         return
     spec = _spec(case, server, cafile)
     if case.json and case.kind == "feed":
+        assert server is not None  # not a uvicorn case: those have no JSON feed
         server.prepare(_path(case), timeout)
     for result in in_case:
         result.items = case.count
@@ -355,7 +354,7 @@ def _run_network(
 
 
 def _run_codec(
-    results: list[Result], repeats: int, timeout: float, min_time: float, log
+    results: list[Result], repeats: int, timeout: float, min_time: float, log: Callable[[str], object]
 ) -> None:
     """Codec cases: one worker per contestant and repeat runs all its cases."""
     names = list(dict.fromkeys(r.contestant for r in results))
@@ -363,12 +362,10 @@ def _run_codec(
         log(f"codec: {', '.join(names)}")
     for repeat in range(repeats):
         for name in names:
-            todo = {
-                r.case.name: r for r in results if r.contestant == name and not r.skip
-            }
+            todo = {r.case.name: r for r in results if r.contestant == name and not r.skip}
             if not todo:
                 continue
-            spec = {
+            spec: dict[str, Any] = {
                 "contestant": name,
                 "kind": "codec",
                 "cases": list(todo),
@@ -378,12 +375,10 @@ def _run_codec(
             for case, result in todo.items():
                 own = outcome["cases"][case] if "cases" in outcome else outcome
                 _record(result, own)
-                log(
-                    f"  run {repeat + 1}/{repeats} {name} {case}: {_describe(result, own)}"
-                )
+                log(f"  run {repeat + 1}/{repeats} {name} {case}: {_describe(result, own)}")
 
 
-def _record(result: Result, outcome: dict) -> None:
+def _record(result: Result, outcome: dict[str, Any]) -> None:
     if "skip" in outcome and result.seconds:  # it ran before: now it is a failure
         result.errors.append(f"became unavailable: {outcome['skip']}")
     elif "skip" in outcome:
@@ -404,7 +399,7 @@ def _record(result: Result, outcome: dict) -> None:
             )
 
 
-def _describe(result: Result, outcome: dict) -> str:
+def _describe(result: Result, outcome: dict[str, Any]) -> str:
     if "skip" in outcome:
         return f"skipped ({outcome['skip']})"
     if "error" in outcome:
@@ -419,7 +414,7 @@ def _progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)  # stdout keeps only the table
 
 
-def _machine() -> dict:
+def _machine() -> dict[str, Any]:
     return {
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
@@ -470,12 +465,8 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds allowed to one measurement",
     )
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
-    parser.add_argument(
-        "--png", metavar="PATH", help="draw a bar chart (needs matplotlib)"
-    )
-    parser.add_argument(
-        "--list", action="store_true", help="list cases and contestants, then exit"
-    )
+    parser.add_argument("--png", metavar="PATH", help="draw a bar chart (needs matplotlib)")
+    parser.add_argument("--list", action="store_true", help="list cases and contestants, then exit")
     args = parser.parse_args(argv)
 
     if args.list:
@@ -486,31 +477,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         scale, repeats, min_time = min(scale, 0.1), min(repeats, 3), 0.05
     default_cases = QUICK_CASES if args.quick else CASE_NAMES
-    wanted = [
-        name.strip()
-        for name in (args.cases or ",".join(default_cases)).split(",")
-        if name.strip()
-    ]
+    wanted = [name.strip() for name in (args.cases or ",".join(default_cases)).split(",") if name.strip()]
     unknown = sorted(set(wanted) - set(CASE_NAMES))
     if unknown:
         parser.error(f"unknown case(s): {', '.join(unknown)}")
-    cases = [
-        replace(c, count=max(1, round(c.count * scale)) if c.count else 0)
-        for c in CASES
-        if c.name in wanted
-    ]
-    chosen = [
-        name.strip() for name in args.contestants.split(",") if name.strip()
-    ] or None
+    cases = [replace(c, count=max(1, round(c.count * scale)) if c.count else 0) for c in CASES if c.name in wanted]
+    chosen = [name.strip() for name in args.contestants.split(",") if name.strip()] or None
 
     # The load is sampled before this run's own processes add to it.
     started, machine = time.time(), _machine()
     results = run(cases, chosen, max(1, repeats), args.timeout, min_time, _progress)
     print(report.table(results))
     if args.json:
-        document = report.as_json(
-            results, machine, sys.argv if argv is None else ["bench", *argv], started
-        )
+        document = report.as_json(results, machine, sys.argv if argv is None else ["bench", *argv], started)
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
         print(f"wrote {args.json}")

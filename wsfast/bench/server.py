@@ -53,14 +53,11 @@ _DEFLATE = "permessage-deflate"
 try:
     from websockets.speedups import apply_mask as _unmask
 except ImportError:
-
     # The signature of websockets' apply_mask.
     def _unmask(data: bytes | bytearray | memoryview, mask: bytes | bytearray) -> bytes:
         n = len(data)
         stream = (mask * (n // 4 + 1))[:n]
-        return (
-            int.from_bytes(data, "little") ^ int.from_bytes(stream, "little")
-        ).to_bytes(n, "little")
+        return (int.from_bytes(data, "little") ^ int.from_bytes(stream, "little")).to_bytes(n, "little")
 
 
 def frame_header(opcode: int, length: int, rsv1: bool = False) -> bytes:
@@ -377,11 +374,7 @@ def serve(
             ready, _, _ = select.select(watched, [], [], wait)
             if not ready:
                 return  # idle too long
-            if (
-                stdin_lifeline
-                and sys.stdin in ready
-                and not cast("io.BufferedReader", sys.stdin.buffer).read1(4096)
-            ):
+            if stdin_lifeline and sys.stdin in ready and not cast("io.BufferedReader", sys.stdin.buffer).read1(4096):
                 return  # the runner went away
             for listener in (r for r in ready if r in listeners):
                 try:
@@ -396,18 +389,10 @@ def serve(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--port", type=int, default=0, help="port on 127.0.0.1 (0: any free one)"
-    )
-    parser.add_argument(
-        "--idle", type=float, default=120.0, help="exit after this many idle seconds"
-    )
-    parser.add_argument(
-        "--lifetime", type=float, default=3600.0, help="exit after this many seconds"
-    )
-    parser.add_argument(
-        "--stdin-lifeline", action="store_true", help="exit when standard input closes"
-    )
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free one)")
+    parser.add_argument("--idle", type=float, default=120.0, help="exit after this many idle seconds")
+    parser.add_argument("--lifetime", type=float, default=3600.0, help="exit after this many seconds")
+    parser.add_argument("--stdin-lifeline", action="store_true", help="exit when standard input closes")
     parser.add_argument("--tls-cert", help="PEM certificate chain: also serve TLS, on a second port")
     parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     args = parser.parse_args(argv)

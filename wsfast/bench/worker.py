@@ -17,6 +17,7 @@ server's peak memory, to the line.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
 import json
@@ -24,6 +25,16 @@ import re
 import ssl
 import sys
 from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import numpy as np
+
+    from wsfast.batch import Batch
+
+    from .clients import Contestant, Echo, Feed
 
 
 def _check_wsfast_twin(contestant: str) -> None:
@@ -34,13 +45,11 @@ def _check_wsfast_twin(contestant: str) -> None:
 
     wanted = "python" if contestant.startswith("wsfast-python") else "c"
     # wsfast is always importable here: the runner puts it on the path.
-    if wsfast.IMPLEMENTATION != wanted:
-        raise LookupError(
-            f"the {wanted!r} codec is not available (got {wsfast.IMPLEMENTATION!r})"
-        )
+    if wanted != wsfast.IMPLEMENTATION:
+        raise LookupError(f"the {wanted!r} codec is not available (got {wsfast.IMPLEMENTATION!r})")
 
 
-def _guarded(work) -> dict:
+def _guarded(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Run ``work()``, turning a missing library into a skip and any failure into an error."""
     try:
         return work()
@@ -80,7 +89,7 @@ def _install_hint(distribution: str) -> str:
     return f"pip install {distribution}"
 
 
-def _job(spec: dict):
+def _job(spec: dict[str, Any]) -> Feed | Echo:
     """The :class:`~wsfast.bench.clients.Feed` or ``Echo`` that ``spec`` describes."""
     from .clients import Echo, Feed
     from .ticks import json_text
@@ -93,7 +102,7 @@ def _job(spec: dict):
     return Echo(spec["url"], spec["count"], payload, spec["deflate"], context)
 
 
-def latency_us(trips_ns: list[int]) -> dict | None:
+def latency_us(trips_ns: list[int]) -> dict[str, float] | None:
     """The 50th, 99th and 99.9th percentiles of the round trips, in microseconds (needs numpy)."""
     try:
         import numpy
@@ -109,7 +118,7 @@ def latency_us(trips_ns: list[int]) -> dict | None:
 # market data does; a text feed (JSON, of no fixed layout) by its message lengths.
 
 
-def record_dtype(size: int):
+def record_dtype(size: int) -> np.dtype[np.void]:
     """A fixed record layout of ``size`` bytes, like an SBE-encoded tick: sequence number,
     timestamp, price and quantity, then the rest of the record (needs numpy)."""
     import numpy
@@ -122,7 +131,7 @@ def record_dtype(size: int):
     return numpy.dtype(fields)
 
 
-def wsfast_batch_feed(job) -> float:
+def wsfast_batch_feed(job: Feed) -> float:
     from wsfast.client import connect
 
     from .clients import START, _check, _check_feed, _wsfast_options
@@ -130,7 +139,7 @@ def wsfast_batch_feed(job) -> float:
     with connect(job.url, **_wsfast_options(job)) as ws:
         recv_batch = ws.recv_batch
         received = total = 0
-        batch = None
+        batch: Batch | None = None
         start = perf_counter()
         if job.json:
             ws.send(START)
@@ -140,11 +149,12 @@ def wsfast_batch_feed(job) -> float:
             total += batch.nbytes
         elapsed = perf_counter() - start
     _check(received, job.count, "messages")
+    assert batch is not None  # a feed has messages
     _check_feed(job, total, batch[len(batch) - 1])
     return elapsed
 
 
-def wsfast_batch_numpy_feed(job) -> float:
+def wsfast_batch_numpy_feed(job: Feed) -> float:
     from wsfast.client import connect
 
     from .clients import Mismatch, _check, _wsfast_options
@@ -168,7 +178,7 @@ def wsfast_batch_numpy_feed(job) -> float:
     return elapsed
 
 
-def _batch_lengths_feed(job) -> float:
+def _batch_lengths_feed(job: Feed) -> float:
     """The JSON ticks feed through numpy: every batch's message lengths, added up."""
     import numpy
 
@@ -191,12 +201,12 @@ def _batch_lengths_feed(job) -> float:
     return elapsed
 
 
-def contestants() -> dict:
+def contestants() -> dict[str, Contestant]:
     """Every contestant by name: those of :mod:`wsfast.bench.clients`, with each wsfast
     twin's batch contestants right after its ``-many`` one."""
     from .clients import CLIENTS, Contestant
 
-    table = {}
+    table: dict[str, Contestant] = {}
     for name, contestant in CLIENTS.items():
         table[name] = contestant
         if name.startswith("wsfast-") and name.endswith("-many"):
@@ -206,49 +216,62 @@ def contestants() -> dict:
     return table
 
 
-def _network(spec: dict) -> dict:
+def _network(spec: dict[str, Any]) -> dict[str, Any]:
+    from .clients import Echo, Feed
+
     if spec.get("uvicorn"):
         return _through_uvicorn(spec)
     contestant = contestants()[spec["contestant"]]
     job = _job(spec)
+    # The runner sends a contestant only the kinds of case it takes part in.
     if spec["kind"] == "feed":
+        assert contestant.feed is not None and isinstance(job, Feed)
         return {"seconds": contestant.feed(job)}
+    assert contestant.echo is not None and isinstance(job, Echo)
     seconds, trips = contestant.echo(job)
     latency = latency_us(trips)
     return {"seconds": seconds, **({"latency_us": latency} if latency else {})}
 
 
-def _through_uvicorn(spec: dict) -> dict:
+def _through_uvicorn(spec: dict[str, Any]) -> dict[str, Any]:
     from .asgi import serving
-    from .clients import wsfast_echo, wsfast_many_feed
+    from .clients import Echo, Feed, wsfast_echo, wsfast_many_feed
 
     with serving(spec["contestant"]) as server:
         job = _job({**spec, "url": server.url(spec["path"])})
+        outcome: dict[str, Any]
         if spec["kind"] == "feed":
+            assert isinstance(job, Feed)
             outcome = {"seconds": wsfast_many_feed(job)}
         else:
+            assert isinstance(job, Echo)
             seconds, trips = wsfast_echo(job)
             latency = latency_us(trips)
             outcome = {"seconds": seconds, **({"latency_us": latency} if latency else {})}
     return {**outcome, "server_rss_mb": server.peak_rss_mb}
 
 
-def measure(spec: dict) -> dict:
+def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """Run the measurement ``spec`` describes; return its result dict.
 
     A codec spec names several ``cases`` and gets ``{"cases": {case: result}}`` back.
     """
     contestant = spec["contestant"]
-    checked = _guarded(lambda: _check_wsfast_twin(contestant) or {})
+
+    def check() -> dict[str, Any]:
+        _check_wsfast_twin(contestant)
+        return {}
+
+    checked = _guarded(check)
     if checked:
         return checked
     if spec["kind"] == "codec":
         from .micro import run
 
         min_time = spec.get("min_time", 0.2)
-        results = {}
+        results: dict[str, dict[str, Any]] = {}
         for case in spec["cases"]:
-            results[case] = _guarded(lambda case=case: run(contestant, case, min_time))
+            results[case] = _guarded(functools.partial(run, contestant, case, min_time))
         return {"cases": results}
     return _guarded(lambda: _network(spec))
 
