@@ -122,13 +122,8 @@ class Batch:
             if flags.strip(b"\x00\x01"):
                 raise ValueError("is_text flags must be 0 or 1")
         texts = flags.count(1)
-        self._data, self._offsets, self._is_text, self._texts, self._size = (
-            data,
-            offsets,
-            memoryview(flags),
-            texts,
-            None,
-        )
+        self._data, self._offsets, self._is_text = data, offsets, memoryview(flags)
+        self._texts, self._size = texts, None
         for index in range(count) if texts else ():
             if flags[index]:
                 str(data[offsets[index] : offsets[index + 1]], "utf-8")  # UnicodeDecodeError if not text

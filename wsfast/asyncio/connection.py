@@ -718,7 +718,7 @@ class WebSocket:
                 for event in remaining:
                     on_message(self, event)  # type: ignore[misc]  # _process() calls this only with a callback
                 return
-            except Exception as exc:  # noqa: BLE001  # the application's callback: any failure closes with 1011
+            except Exception as exc:  # noqa: BLE001 - the application's callback: any failure closes with 1011
                 if not (isinstance(exc, ConnectionClosed) and self._conn.state is not State.OPEN):
                     self._callback_failed(exc)
                 # else it answered a message that came just before the close: go on
