@@ -6,8 +6,10 @@ from __future__ import annotations
 import base64
 import collections
 import hashlib
+import select
 import socket
 import threading
+import time
 
 from wsfast import _pure
 from wsfast.enums import Opcode
@@ -112,3 +114,28 @@ def close_politely(peer) -> None:
     close = peer.next_frame()
     if close is not None and close.opcode == Opcode.CLOSE:
         peer.sendall(frame(Opcode.CLOSE, close.payload[:2]))
+
+
+# Hostile peers ---------------------------------------------------------------------
+
+
+def stop_reading(peer) -> None:
+    """A peer that completed the handshake, then reads nothing until the client is gone."""
+    poller = select.poll()
+    # POLLRDHUP: the client closed its side, even though its bytes are still unread.
+    poller.register(peer.sock, getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR)
+    poller.poll(30_000)
+
+
+def silent(peer) -> None:
+    """A peer that reads everything and answers nothing (not even pings)."""
+    peer.sock.settimeout(30)
+    try:
+        while peer.sock.recv(65536):
+            pass
+    except OSError:
+        pass
+
+
+def elapsed(start: float) -> float:
+    return time.monotonic() - start

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import select
 import socket
 import ssl
 import threading
@@ -15,7 +14,7 @@ import time
 import pytest
 
 import netns
-from peers import TIMEOUT, RawServer, accept_response, frame, read_request
+from peers import TIMEOUT, RawServer, accept_response, elapsed, frame, read_request, silent, stop_reading
 from wsfast.asyncio import connect, serve
 from wsfast.asyncio.client import _retryable
 from wsfast.enums import Opcode
@@ -40,28 +39,6 @@ FAST = Backoff(initial=0.01, factor=2, maximum=0.05)
 def run(coro, timeout=20):
     """Run a test coroutine in a fresh event loop, failing it after ``timeout`` seconds."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-def stop_reading(peer) -> None:
-    """A peer that completed the handshake, then reads nothing until the client is gone."""
-    poller = select.poll()
-    # POLLRDHUP: the client closed its side, even though its bytes are still unread.
-    poller.register(peer.sock, getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR)
-    poller.poll(30_000)
-
-
-def silent(peer) -> None:
-    """A peer that reads everything and answers nothing (not even pings)."""
-    peer.sock.settimeout(30)
-    try:
-        while peer.sock.recv(65536):
-            pass
-    except OSError:
-        pass
-
-
-def elapsed(start: float) -> float:
-    return time.monotonic() - start
 
 
 def rss() -> int:
@@ -642,17 +619,6 @@ def test_reconnecting_retries_a_proxy_that_could_not_reach_the_server():
 )
 def test_which_failures_to_connect_are_retried(exc, retried):
     assert _retryable(exc) is retried
-
-
-@pytest.fixture(scope="module")
-def tls():
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_context)
-    client_context = ssl.create_default_context()
-    ca.configure_trust(client_context)
-    return server_context, client_context
 
 
 def test_backoff_starts_again_after_a_connection_that_lasted(monkeypatch):

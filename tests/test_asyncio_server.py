@@ -10,7 +10,6 @@ import logging
 import os
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import time
@@ -339,17 +338,6 @@ def test_max_connections_answers_503_and_keeps_serving(caplog):
 
 
 # TLS ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tls():
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_context)
-    client_context = ssl.create_default_context()
-    ca.configure_trust(client_context)
-    return server_context, client_context
 
 
 def test_tls(tls, codec):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import signal
 import socket
 import subprocess
@@ -17,7 +16,7 @@ import time
 import pytest
 
 import netns
-from peers import TIMEOUT, RawServer, accept_response, frame, read_request
+from peers import TIMEOUT, RawServer, accept_response, elapsed, frame, read_request, silent, stop_reading
 from wsfast import _pure
 from wsfast.client import connect, reconnecting
 from wsfast.enums import Opcode
@@ -29,28 +28,6 @@ from wsfast.server import serve
 pytestmark = pytest.mark.usefixtures("no_hang")
 
 BIG = bytes(8 * 1024 * 1024)  # more than any socket buffer takes
-
-
-def stop_reading(peer) -> None:
-    """A peer that completed the handshake, then reads nothing until the client is gone."""
-    poller = select.poll()
-    # POLLRDHUP: the client closed its side, even though its bytes are still unread.
-    poller.register(peer.sock, getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR)
-    poller.poll(30_000)
-
-
-def silent(peer) -> None:
-    """A peer that reads everything and answers nothing (not even pings)."""
-    peer.sock.settimeout(30)
-    try:
-        while peer.sock.recv(65536):
-            pass
-    except OSError:
-        pass
-
-
-def elapsed(start: float) -> float:
-    return time.monotonic() - start
 
 
 # Keepalive -----------------------------------------------------------------------------------
