@@ -8,31 +8,22 @@ import sys
 import pytest
 
 
+def run_bench(out, arguments: list, timeout: float):
+    """Run ``python -m wsfast bench`` with ``arguments`` and ``--json out``, require success,
+    and return the finished process with the JSON report."""
+    command = [sys.executable, "-m", "wsfast", "bench", *arguments, "--json", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result, json.loads(out.read_text())
+
+
 def test_bench_runner_reports_every_wsfast_contestant(tmp_path):
     out = tmp_path / "bench.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "wsfast",
-            "bench",
-            "--cases",
-            "feed-100,echo-256,parse-100",
-            "--contestants",
-            "wsfast",
-            "--scale",
-            "0.001",
-            "--repeats",
-            "1",
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
+    result, report = run_bench(
+        out,
+        ["--cases", "feed-100,echo-256,parse-100", "--contestants", "wsfast", "--scale", "0.001", "--repeats", "1"],
         timeout=300,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    report = json.loads(out.read_text())
     rows = report["results"]
     assert {row["case"] for row in rows} == {"feed-100", "echo-256", "parse-100"}
     assert {"wsfast-python", "wsfast-python-many"} <= {row["contestant"] for row in rows}
@@ -46,12 +37,9 @@ def test_bench_runner_reports_every_wsfast_contestant(tmp_path):
 def test_bench_runner_measures_the_real_wire_cases(tmp_path):
     out = tmp_path / "wire.json"
     cases = "tls-json,tls-json-deflate,echo-256-deflate,receive-json-deflate"
-    result = subprocess.run(
+    result, report = run_bench(
+        out,
         [
-            sys.executable,
-            "-m",
-            "wsfast",
-            "bench",
             "--cases",
             cases,
             "--contestants",
@@ -62,15 +50,9 @@ def test_bench_runner_measures_the_real_wire_cases(tmp_path):
             "1",
             "--timeout",
             "60",
-            "--json",
-            str(out),
         ],
-        capture_output=True,
-        text=True,
         timeout=240,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    report = json.loads(out.read_text())
     rows = report["results"]
     assert {row["case"] for row in rows} == set(cases.split(","))
     names = {(row["case"], row["contestant"]) for row in rows}
@@ -192,31 +174,13 @@ def test_the_server_refuses_a_deflate_feed_without_an_offer(no_hang):
 def test_bench_runner_measures_the_uvicorn_cases(tmp_path):
     pytest.importorskip("uvicorn")
     out = tmp_path / "uvicorn.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "wsfast",
-            "bench",
-            "--cases",
-            "uvicorn-feed-100,uvicorn-echo-256",
-            "--contestants",
-            "wsfast-uvicorn,websockets-sansio",
-            "--scale",
-            "0.005",
-            "--repeats",
-            "1",
-            "--timeout",
-            "60",
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
+    _, report = run_bench(
+        out,
+        ["--cases", "uvicorn-feed-100,uvicorn-echo-256", "--contestants", "wsfast-uvicorn,websockets-sansio"]
+        + ["--scale", "0.005", "--repeats", "1", "--timeout", "60"],
         timeout=240,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    rows = json.loads(out.read_text())["results"]
+    rows = report["results"]
     assert {(row["case"], row["contestant"]) for row in rows} == {
         (case, contestant)
         for case in ("uvicorn-feed-100", "uvicorn-echo-256")
