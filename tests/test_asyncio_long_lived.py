@@ -16,7 +16,6 @@ import pytest
 import netns
 from peers import TIMEOUT, RawServer, accept_response, elapsed, frame, read_request, silent, stop_reading
 from wsfast.asyncio import connect, serve
-from wsfast.asyncio.client import _retryable
 from wsfast.enums import Opcode
 from wsfast.exceptions import (
     ConnectionClosed,
@@ -28,7 +27,7 @@ from wsfast.exceptions import (
     SOCKSProxyError,
 )
 from wsfast.protocol import State
-from wsfast.reconnect import Backoff
+from wsfast.reconnect import Backoff, is_retryable
 
 pytestmark = pytest.mark.usefixtures("no_hang")
 
@@ -618,7 +617,7 @@ def test_reconnecting_retries_a_proxy_that_could_not_reach_the_server():
     ],
 )
 def test_which_failures_to_connect_are_retried(exc, retried):
-    assert _retryable(exc) is retried
+    assert is_retryable(exc) is retried
 
 
 def test_backoff_starts_again_after_a_connection_that_lasted(monkeypatch):

@@ -16,7 +16,15 @@ import math
 import random
 import ssl
 
-from .exceptions import ConnectionClosed, InvalidHandshake, InvalidHeader, InvalidStatus, InvalidURI
+from .exceptions import (
+    ConnectionClosed,
+    HTTPProxyError,
+    InvalidHandshake,
+    InvalidHeader,
+    InvalidStatus,
+    InvalidURI,
+    SOCKSProxyError,
+)
 
 __all__ = ["RECONNECT_CODES", "Backoff", "after_close", "is_retryable"]
 
@@ -79,6 +87,14 @@ def is_retryable(exc: BaseException) -> bool:
     attempt may fix."""
     if isinstance(exc, ConnectionClosed):
         return exc.code in RECONNECT_CODES
+    # A proxy that refused the tunnel for a reason that would not change: credentials
+    # (407), a target it forbids (403, any 4xx), a SOCKS rule (2), a command or address
+    # type it does not support (7, 8), or its authentication. One that could not reach
+    # the server (5xx, SOCKS 1, 3-6) may do better on the next attempt.
+    if isinstance(exc, HTTPProxyError):
+        return exc.status >= 500
+    if isinstance(exc, SOCKSProxyError):
+        return exc.reply not in (None, 2, 7, 8)
     if isinstance(exc, InvalidStatus):
         # 5xx: the server (or a gateway in front of it) is in trouble; 429: too many
         # clients right now. Any other refusal would be repeated.

@@ -22,7 +22,7 @@ from .._codec import DEFAULT_MAX_SIZE
 from .._io import DEFAULT_SEND_TIMEOUT
 from ..client import CertificateInfo, certificate_info
 from ..deflate import DeflateOptions, PerMessageDeflate, deflate_options
-from ..exceptions import HTTPProxyError, InvalidHandshake, SOCKSProxyError
+from ..exceptions import InvalidHandshake
 from ..handshake import ClientHandshake, Headers, HeadersLike, with_basic_auth
 from ..keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, check_keepalive_options
 from ..protocol import Connection, State
@@ -315,7 +315,7 @@ class _Connect:
             try:
                 ws = await self._open()
             except Exception as exc:
-                if not _retryable(exc):
+                if not is_retryable(exc):
                     raise
                 delay = backoff.delay(failures)
                 failures += 1
@@ -373,16 +373,3 @@ class _Connect:
             if client._transport is not None:
                 client._transport.abort()
             raise
-
-
-def _retryable(exc: BaseException) -> bool:
-    """:func:`~wsfast.reconnect.is_retryable`, except for a proxy that refused the tunnel
-    for a reason that would not change: credentials (407), a target it forbids (403, any
-    4xx), a SOCKS rule (2), a command or address type it does not support (7, 8), or
-    its authentication. A proxy that could not reach the server (5xx, SOCKS 1, 3-6) may
-    do better on the next attempt."""
-    if isinstance(exc, HTTPProxyError):
-        return exc.status >= 500
-    if isinstance(exc, SOCKSProxyError):
-        return exc.reply not in (None, 2, 7, 8)
-    return is_retryable(exc)
