@@ -21,12 +21,23 @@ def test_bench_runner_reports_every_wsfast_contestant(tmp_path):
     out = tmp_path / "bench.json"
     result, report = run_bench(
         out,
-        ["--cases", "feed-100,echo-256,parse-100", "--contestants", "wsfast", "--scale", "0.001", "--repeats", "1"],
+        [
+            "--cases",
+            "feed-100,echo-256,parse-100",
+            "--contestants",
+            "wsfast,raw-tcp",
+            "--scale",
+            "0.001",
+            "--repeats",
+            "1",
+        ],
         timeout=300,
     )
     rows = report["results"]
     assert {row["case"] for row in rows} == {"feed-100", "echo-256", "parse-100"}
     assert {"wsfast-python", "wsfast-python-many"} <= {row["contestant"] for row in rows}
+    assert {row["contestant"] for row in rows if row["floor"]} == {"raw-tcp"}  # the feed's floor only
+    assert report["cases"]["feed-100"]["floor"] == "raw-tcp"
     for row in rows:
         assert not row["errors"], row
         assert row["skipped"] is None, row
@@ -43,7 +54,7 @@ def test_bench_runner_measures_the_real_wire_cases(tmp_path):
             "--cases",
             cases,
             "--contestants",
-            "wsfast,raw-tls,zlib",
+            "wsfast,raw-tls,raw-tcp,zlib",
             "--scale",
             "0.005",
             "--repeats",
@@ -64,6 +75,7 @@ def test_bench_runner_measures_the_real_wire_cases(tmp_path):
         ("tls-json-deflate", "wsfast-python-many"),
     } <= names
     assert ("tls-json", "zlib") not in names  # a floor only where it is one
+    assert ("tls-json", "raw-tcp") not in names  # the wire of this case is TLS
     for row in rows:
         assert not row["errors"], row
         assert row["skipped"] is None, row

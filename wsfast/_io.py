@@ -129,9 +129,12 @@ class WebSocket:
         # so that frames leave in queue order.
         self._conn_lock = threading.Lock()
         # One thread reads at a time: it owns the reading (_reader_busy) without holding
-        # a lock while it waits for the socket; the others wait on _reader_free.
-        self._reader_free = threading.Condition(threading.Lock())
+        # a lock while it waits for the socket; the others wait on _reader_free, and
+        # count themselves so that a reader done with nobody waiting need not notify.
+        self._reader_lock = threading.Lock()
+        self._reader_free = threading.Condition(self._reader_lock)
         self._reader_busy = False
+        self._readers_waiting = 0
         self._lost = threading.Event()  # set once TCP is gone and the socket closed
         self._close_timeout = close_timeout
         self._send_timeout = send_timeout
@@ -293,17 +296,23 @@ class WebSocket:
     def _start_reading(self, deadline: float) -> bool:
         """Become the thread that reads, waiting for another one to finish until
         ``deadline``; False if it did not (or if the connection is gone: check _lost)."""
-        with self._reader_free:
-            while self._reader_busy:
-                if self._lost.is_set() or not self._reader_free.wait(seconds_until(deadline)):
-                    return False
+        with self._reader_lock:  # the Condition's lock: cheaper to take than the Condition
+            if self._reader_busy:
+                self._readers_waiting += 1
+                try:
+                    while self._reader_busy:
+                        if self._lost.is_set() or not self._reader_free.wait(seconds_until(deadline)):
+                            return False
+                finally:
+                    self._readers_waiting -= 1
             self._reader_busy = True
             return True
 
     def _stop_reading(self) -> None:
-        with self._reader_free:
+        with self._reader_lock:
             self._reader_busy = False
-            self._reader_free.notify_all()
+            if self._readers_waiting:
+                self._reader_free.notify_all()
 
     def _read_or_tick(self, deadline: float) -> bool:
         """Read once, until ``deadline`` at most, doing the keepalive and closing work that
@@ -346,11 +355,11 @@ class WebSocket:
         while True:
             if not ready:
                 # Replies that could not go out yet leave once the socket takes them.
-                if not wait(
-                    stream.sock, seconds_until(deadline), write=stream.unsent > 0 and not stream.write_needs_read
-                ):
+                unsent = stream.unsent
+                if not stream.wait_readable(seconds_until(deadline), write=unsent > 0 and not stream.write_needs_read):
                     return False
-                self._send_replies()
+                if unsent:
+                    self._send_replies()
             try:
                 if window is None:
                     size = stream.read_into(self._buffer)
@@ -412,8 +421,8 @@ class WebSocket:
                 if events:
                     if not conn.last_controls:  # messages only: the usual case
                         self._messages.extend(events)  # type: ignore[arg-type]  # no control event among them
-                    else:
-                        self._queue_messages(events)
+                        return  # nothing to answer, and closing has not begun
+                    self._queue_messages(events)
         if self._closing_deadline is None and (conn.close_code is not None or conn.close_transport):
             self._start_closing()
         self._send_replies()

@@ -85,6 +85,8 @@ class Stream:
         self._queue: collections.deque[memoryview] = collections.deque()
         self._queued = 0  # bytes ever queued
         self._sent = 0  # bytes ever sent
+        self._poller = select.poll() if hasattr(select, "poll") else None  # for wait_readable()
+        self._poll_mask = 0  # what the poller waits for on the socket (0: not registered)
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -96,6 +98,22 @@ class Stream:
         return self.sock.getpeername()
 
     # Reading -----------------------------------------------------------------------
+
+    def wait_readable(self, timeout: float | None, *, write: bool = False) -> bool:
+        """:func:`wait` for the reading thread (only one at a time), which keeps its poll
+        object from one call to the next instead of making one per wait."""
+        poller = self._poller
+        fd = self.sock.fileno()
+        if poller is None or fd < 0:
+            return wait(self.sock, timeout, write=write)
+        mask = select.POLLIN | (select.POLLOUT if write else 0)
+        if self._poll_mask != mask:
+            if self._poll_mask:
+                poller.modify(fd, mask)
+            else:
+                poller.register(fd, mask)
+            self._poll_mask = mask
+        return bool(poller.poll(None if timeout is None else math.ceil(timeout * 1000)))
 
     @property
     def buffered(self) -> bool:
@@ -122,9 +140,22 @@ class Stream:
     # Writing -----------------------------------------------------------------------
 
     def write(self, data: Buffer) -> int:
-        """Queue ``data`` to be sent; return the stream position it ends at (see :attr:`sent`)."""
+        """Queue ``data`` to be sent; return the stream position it ends at (see :attr:`sent`).
+
+        When nothing else waits, what the socket takes now is sent right away: the usual
+        case costs no queueing. A broken connection is reported by the next :meth:`flush`.
+        """
         with self._lock:
-            return self._enqueue(data)
+            if self._queue or not data:
+                return self._enqueue(data)
+            view = memoryview(data).cast("B")
+            try:
+                count = self.sock.send(view[:_SEND_SLICE])
+            except OSError:  # full (flush() retries), or broken (flush() raises)
+                count = 0
+            self._queued += count
+            self._sent += count
+            return self._enqueue(view[count:]) if count < len(view) else self._queued
 
     def _enqueue(self, data: Buffer) -> int:
         if data:
@@ -224,6 +255,12 @@ class TLSStream(Stream):
         super().__init__(sock)
         self.ssl_object = sock
         self._eof = False  # the TLS stream ended
+
+    def write(self, data: Buffer) -> int:
+        # Only queued: a TLS write that would block must be retried with the very same
+        # bytes, which flush() does from the queue.
+        with self._lock:
+            return self._enqueue(data)
 
     def handshake(self, deadline: float) -> None:
         """Run the TLS handshake by ``deadline`` (TimeoutError); raises ssl.SSLError (e.g.

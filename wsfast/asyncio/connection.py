@@ -672,7 +672,7 @@ class WebSocket:
             events = self._conn.receive_data(data)
             if events:
                 if self._on_message is None:
-                    self._queue(events)
+                    self._queue(events, data)
                 else:
                     self._deliver(events)
         self._after_receiving()
@@ -690,12 +690,15 @@ class WebSocket:
                 self._resume_below = len(self._messages) // 4
             self._wake_receiver()
 
-    def _queue(self, events: list[_Event]) -> None:
+    def _queue(self, events: list[_Event], data: Buffer) -> None:
         queued: list[str | bytes]
         queued = self._messages_only(events) if self._conn.last_controls else events  # type: ignore[assignment]  # no control event
         messages = self._messages
         messages.extend(queued)
-        self._queued += sum(map(len, queued)) + _MESSAGE_OVERHEAD * len(queued)
+        # Uncompressed, the bytes received bound the payloads they completed (over all
+        # calls, every payload byte is one of them): cheaper than adding up lengths.
+        payloads = sum(map(len, queued)) if self._handshake.deflate_params else memoryview(data).nbytes
+        self._queued += payloads + _MESSAGE_OVERHEAD * len(queued)
         if self._queued > self._high_water and not self._reading_paused:
             # The count only grows (recv() keeps no account, for speed): count what is
             # really left before pausing, then resume once a quarter of it is left.

@@ -11,8 +11,8 @@ Every client connects, then times only the work, in one of two jobs:
 
 Asyncio clients run on asyncio's own event loop, or on uvloop's for the ``-uvloop``
 contestants. A library that is not installed raises ImportError, which the runner
-reports as a skip. The floors (``raw-tls``, ``zlib``) are contestants too: the limits a
-client's receiving is measured against.
+reports as a skip. The floors (``raw-tcp``, ``raw-tls``, ``zlib``) are contestants too:
+the limits a client's receiving is measured against.
 """
 
 from __future__ import annotations
@@ -483,16 +483,18 @@ async def _picows_close(transport: picows.WSTransport) -> None:
 # The floors ---------------------------------------------------------------------------
 
 
-def raw_tls_feed(job: Feed) -> float:
-    """Read the bytes of the feed over the same TLS, with no WebSocket work at all.
+def raw_feed(job: Feed) -> float:
+    """Read the bytes of the feed over the same TCP or TLS, with no WebSocket work at all.
 
     The server's ``/raw/...`` path answers with every frame its WebSocket feed carries.
     """
     uri = urllib.parse.urlsplit(job.url)
     request = f"GET /raw{uri.path} HTTP/1.1\r\nHost: {uri.netloc}\r\n\r\n".encode()
-    assert uri.port is not None and job.ssl_context is not None  # the server's URL, with TLS
-    tcp = socket.create_connection((uri.hostname, uri.port), timeout=_FLOOR_TIMEOUT)
-    with job.ssl_context.wrap_socket(tcp, server_hostname=uri.hostname) as sock:
+    assert uri.port is not None  # the server's URL
+    sock = socket.create_connection((uri.hostname, uri.port), timeout=_FLOOR_TIMEOUT)
+    if job.ssl_context is not None:
+        sock = job.ssl_context.wrap_socket(sock, server_hostname=uri.hostname)
+    with sock:
         view = memoryview(bytearray(1 << 18))  # reused by every read
         recv_into = sock.recv_into
         start = perf_counter()
@@ -551,6 +553,7 @@ class Contestant:
     echo: Callable[[Echo], tuple[float, list[int]]] | None = None
     deflate: bool = True  # negotiates permessage-deflate when a case asks for it
     needs: frozenset[str] = frozenset()  # what a case must have for it to take part: json, tls, deflate
+    avoids: frozenset[str] = frozenset()  # what a case must not have for it to take part
     floor: bool = False  # a limit to measure the clients against, not a peer
 
 
@@ -604,6 +607,7 @@ CLIENTS: dict[str, Contestant] = {
     **_asyncio_pair("websockets-asyncio", websockets_asyncio_feed, websockets_asyncio_echo),
     "websockets-sync": Contestant(websockets_sync_feed, websockets_sync_echo),
     "websocket-client": Contestant(websocket_client_feed, websocket_client_echo, deflate=False),
-    "raw-tls": Contestant(raw_tls_feed, needs=frozenset({"json", "tls"}), floor=True),
+    "raw-tcp": Contestant(raw_feed, avoids=frozenset({"json", "tls", "deflate"}), floor=True),
+    "raw-tls": Contestant(raw_feed, needs=frozenset({"json", "tls"}), floor=True),
     "zlib": Contestant(zlib_feed, needs=frozenset({"json", "deflate"}), floor=True),
 }

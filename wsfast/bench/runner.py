@@ -129,7 +129,9 @@ def _contestants(case: Case, chosen: list[str] | None) -> list[str]:
         names = [
             name
             for name, contestant in CLIENTS.items()
-            if getattr(contestant, case.kind) and contestant.needs <= case.features
+            if getattr(contestant, case.kind)
+            and contestant.needs <= case.features
+            and not contestant.avoids & case.features
         ]
     if chosen:
         names = [n for n in names if any(n == c or n.startswith(c + "-") for c in chosen)]
@@ -336,8 +338,7 @@ def _run_network(
     if all(r.skip for r in in_case):
         return
     spec = _spec(case, server, cafile)
-    if case.json and case.kind == "feed":
-        assert server is not None  # not a uvicorn case: those have no JSON feed
+    if case.kind == "feed" and server is not None:  # a uvicorn case has no server of ours
         server.prepare(_path(case), timeout)
     for result in in_case:
         result.items = case.count

@@ -16,9 +16,10 @@ is gone. The request path picks the job:
   stream (context takeover): the client must offer permessage-deflate.
 - ``/echo``: send every data message back, unchanged, until the client closes.
   ``/echo-deflate`` negotiates permessage-deflate and sends each message back compressed.
-- ``/raw/<ticks path>``: a plain HTTP response whose body is every frame that the
-  WebSocket feed at ``<ticks path>`` carries: the floor of reading those bytes.
-- ``/prepare/<ticks path>``: build that feed now (204), so that no client's handshake
+- ``/raw/<feed path>``: a plain HTTP response whose body is every frame that the
+  WebSocket feed at ``<feed path>`` (a ``feed`` or ``ticks`` path) carries: the floor of
+  reading those bytes.
+- ``/prepare/<feed path>``: build that feed now (200), so that no client's handshake
   waits for it.
 
 It depends on nothing but the standard library (and a C mask from ``websockets`` when
@@ -271,10 +272,13 @@ def _serve_echo(conn: socket.socket, buf: bytes, deflater: _Deflater | None) -> 
         buf = buf[used:] + data
 
 
-def _ticks_key(parts: list[str]) -> _FeedKey | None:
-    """``["ticks-deflate", "1000"]`` -> the feed cache key; None for another path."""
+def _feed_key(parts: list[str]) -> _FeedKey | None:
+    """``["ticks-deflate", "1000"]`` or ``["feed", "1000", "100"]`` -> the feed cache key;
+    None for another path."""
     if len(parts) == 2 and parts[0] in ("ticks", "ticks-deflate") and parts[1].isdigit():
         return ("ticks", int(parts[1]), parts[0] == "ticks-deflate")
+    if len(parts) == 3 and parts[0] == "feed" and parts[1].isdigit() and parts[2].isdigit():
+        return ("feed", int(parts[1]), int(parts[2]))
     return None
 
 
@@ -290,7 +294,7 @@ def _handle(conn: socket.socket, feeds: _FeedCache) -> None:
 
 def _route(conn: socket.socket, path: str, headers: dict[str, str], rest: bytes, feeds: _FeedCache) -> None:
     parts = path.strip("/").split("/")
-    raw_key = _ticks_key(parts[1:]) if parts[0] in ("raw", "prepare") else None
+    raw_key = _feed_key(parts[1:]) if parts[0] in ("raw", "prepare") else None
     if raw_key is not None:
         pieces = feeds.get(raw_key)
         if parts[0] == "raw":
@@ -298,8 +302,8 @@ def _route(conn: socket.socket, path: str, headers: dict[str, str], rest: bytes,
         else:
             conn.sendall(_head("200 OK"))
         return
-    ticks_key = _ticks_key(parts)
-    if not (ticks_key or parts[0] in ("echo", "echo-deflate") or (parts[0] == "feed" and len(parts) == 3)):
+    feed_key = _feed_key(parts)
+    if not (feed_key or parts[0] in ("echo", "echo-deflate")):
         conn.sendall(_head("404 Not Found"))
         return
     key = headers.get("sec-websocket-key")
@@ -309,13 +313,12 @@ def _route(conn: socket.socket, path: str, headers: dict[str, str], rest: bytes,
         body = b"this path needs a WebSocket upgrade" + (b" offering permessage-deflate" if deflate else b"")
         conn.sendall(_head("400 Bad Request", len(body)) + body)
         return
-    if parts[0] == "feed":
-        pieces = feeds.get(("feed", int(parts[1]), int(parts[2])))  # built before the clock starts
+    if feed_key is not None and feed_key[0] == "feed":
+        pieces = feeds.get(feed_key)  # built before the clock starts
         conn.sendall(_accept(key))
         _serve_feed(conn, pieces, rest)
-    elif parts[0].startswith("ticks"):
-        assert ticks_key is not None  # checked above
-        pieces = feeds.get(ticks_key)
+    elif feed_key is not None:
+        pieces = feeds.get(feed_key)
         conn.sendall(_accept(key, extensions))
         # Bytes sent before the client's start signal would wait in kernel buffers
         # before its clock starts, and make it look faster than it is.
