@@ -686,6 +686,26 @@ def test_send_from_another_thread_while_receiving(echo_url, codec):
     assert received == [f"{i}" if i % 2 else i.to_bytes(4, "big") for i in range(count)]
 
 
+def test_threads_waiting_to_read_are_woken_by_the_reader_that_finishes():
+    # Three threads call recv() at once: one reads, the others wait their turn, and each
+    # of the messages the server sends apart from one another reaches one of them.
+    def script(peer):
+        for index in range(3):
+            time.sleep(0.2)
+            peer.sendall(frame(Opcode.TEXT, f"message {index}".encode()))
+        close_politely(peer)
+
+    received = []
+    with RawServer(script) as server, connect(server.url) as ws:
+        threads = [threading.Thread(target=lambda: received.append(ws.recv(timeout=TIMEOUT))) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(TIMEOUT)
+        assert not any(thread.is_alive() for thread in threads)
+    assert sorted(received) == [f"message {index}" for index in range(3)]
+
+
 def test_big_sends_do_not_block_the_receiving_thread(echo_url):
     # Both directions carry megabytes at once: the reader must keep draining while
     # another thread's send waits for the server to read.

@@ -495,7 +495,7 @@ def raw_feed(job: Feed) -> float:
     if job.ssl_context is not None:
         sock = job.ssl_context.wrap_socket(sock, server_hostname=uri.hostname)
     with sock:
-        view = memoryview(bytearray(1 << 18))  # reused by every read
+        view = memoryview(bytearray(1 << 20))  # reused by every read; as large as wsfast reads
         recv_into = sock.recv_into
         start = perf_counter()
         sock.sendall(request)
