@@ -8,7 +8,6 @@ mistaken for a green run.
 import faulthandler
 import importlib
 import os
-import ssl
 
 import pytest
 from hypothesis import settings
@@ -61,10 +60,7 @@ def no_hang():
 @pytest.fixture(scope="module")
 def tls():
     """(server context, client context) trusting each other through a CA made for the tests."""
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_context)
-    client_context = ssl.create_default_context()
-    ca.configure_trust(client_context)
-    return server_context, client_context
+    pytest.importorskip("trustme")
+    from wsfast.cli import _throwaway_tls  # the contexts `python -m wsfast demo --tls` uses
+
+    return _throwaway_tls()

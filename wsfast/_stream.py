@@ -49,8 +49,11 @@ if hasattr(select, "poll"):
             return True
         poller = select.poll()
         poller.register(fd, (select.POLLIN if read else 0) | (select.POLLOUT if write else 0))
+        return bool(poller.poll(_poll_milliseconds(timeout)))
+
+    def _poll_milliseconds(timeout: float | None) -> int | None:
         # poll() counts whole milliseconds; rounding up never wakes before the deadline.
-        return bool(poller.poll(None if timeout is None else math.ceil(timeout * 1000)))
+        return None if timeout is None else math.ceil(timeout * 1000)
 
 else:  # Windows
 
@@ -113,7 +116,7 @@ class Stream:
             else:
                 poller.register(fd, mask)
             self._poll_mask = mask
-        return bool(poller.poll(None if timeout is None else math.ceil(timeout * 1000)))
+        return bool(poller.poll(_poll_milliseconds(timeout)))
 
     @property
     def buffered(self) -> bool:

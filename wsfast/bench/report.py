@@ -3,8 +3,9 @@
 Two ratios put each rate in context, both within one run: "vs best peer" divides by the
 fastest contestant that is neither wsfast nor a floor, and "vs floor" by the case's
 floor, the limit that no client can pass (``raw-tcp``, ``raw-tls``: reading the same
-bytes over the same TCP or TLS; ``zlib``: only decompressing the payloads). When a case has several floors, a
-client has to do all their work in its one thread, so their times add up.
+bytes over the same TCP or TLS; ``zlib``: only decompressing the payloads). When a case
+has several floors, a client has to do all their work in its one thread, so their times
+add up.
 """
 
 from __future__ import annotations
