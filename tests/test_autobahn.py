@@ -5,7 +5,8 @@ every server in ``autobahn/run.py``'s table against its fuzzing client.
 Skipped when ``kosoku`` is not installed (it comes with the ``test`` extra). The script
 reads kosoku's JSON reports and fails on any case in groups 1-10 and in the
 permessage-deflate groups 12 and 13 (messages up to 16 KiB; the larger ones only with
-``--cases '12.*' --cases '13.*'``) that is not OK or INFORMATIONAL: NON-STRICT fails.
+``--cases '12.*' --cases '13.*'``) that is not OK or INFORMATIONAL (NON-STRICT fails), also
+when it runs again alone.
 """
 
 import os
