@@ -667,6 +667,66 @@ def test_reading_pauses_while_messages_pile_up():
     run(main(), timeout=20)
 
 
+def test_reading_pauses_while_large_messages_pile_up():
+    # Messages larger than a read arrive in pieces (straight into their payload): every
+    # piece counts towards the limit, not only the one that completes the message.
+    count, size, limit = 40, 3 * 1024 * 1024, 1024 * 1024
+    progress = {"sent": 0}
+
+    async def script(peer):
+        for i in range(count):
+            peer.send(BINARY, i.to_bytes(4, "big") * (size // 4))
+            progress["sent"] = i + 1
+            await peer.writer.drain()
+
+    async def main():
+        async with raw_server(script) as (url, done), connect(url, max_queued_bytes=limit) as ws:
+            await wait_until(lambda: not ws._transport.is_reading())
+            await asyncio.sleep(0.2)
+            queued = sum(map(len, ws._messages))
+            assert limit < queued + len(ws._messages) * 64 <= limit + size + 2 * len(ws._view)
+            assert progress["sent"] < count
+            for i in range(count):
+                assert await ws.recv() == i.to_bytes(4, "big") * (size // 4)
+            await done
+
+    run(main(), timeout=30)
+
+
+def test_on_uvloop_reading_pauses_while_the_woken_receiver_has_not_run():
+    # uvloop reads up to 32 times before a woken recv() runs: reading pauses once
+    # _BURST_BYTES wait for it, and no message is lost.
+    uvloop = pytest.importorskip("uvloop")
+    from wsfast.asyncio.connection import _BURST_BYTES, _MAX_READ_SIZE, _MESSAGE_OVERHEAD
+    from wsfast.bench.runner import Server
+
+    count, size = 200_000, 100
+
+    async def main(port):
+        longest = 0
+        async with connect(f"ws://127.0.0.1:{port}/feed/{count}/{size}", max_queued_bytes=None) as ws:
+            drained = False  # before, the reads that came before the first recv() wait
+            for _ in range(count):
+                message = await ws.recv()
+                assert len(message) == size
+                if drained:
+                    longest = max(longest, len(ws._messages))
+                drained = drained or not ws._messages
+            with pytest.raises(ConnectionClosedOK):
+                await ws.recv()
+            assert len(ws._backlog._charges) <= 2  # taken reads are forgotten: no growth
+        return longest
+
+    server = Server(idle=30)
+    try:
+        server.prepare(f"feed/{count}/{size}", timeout=30)
+        longest = uvloop.run(asyncio.wait_for(main(server.port), 30))
+    finally:
+        server.close()
+    # What waited before the last two reads (those that paused), and those two reads.
+    assert longest <= _BURST_BYTES // (size + _MESSAGE_OVERHEAD) + 2 * _MAX_READ_SIZE // (size + 2)
+
+
 def test_close_reads_past_unread_messages():
     async def handler(ws):
         with contextlib.suppress(websockets.ConnectionClosed):

@@ -29,6 +29,7 @@ from ..enums import CloseCode
 from ..exceptions import ConnectionClosed, ConnectionClosedOK
 from ..keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, Keepalive
 from ..protocol import Close, Connection, Ping, Pong, State
+from ._backlog import Backlog
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -67,6 +68,10 @@ _MAX_READ_SIZE = 1024 * 1024
 # Each queued message also costs a Python object and a queue slot; counting this
 # keeps a flood of tiny messages within the read limit too.
 _MESSAGE_OVERHEAD = 64
+# Reading pauses when this much waits for a recv() woken by an earlier read that has not
+# run yet: uvloop reads up to 32 times in a row before it runs, and it would then find
+# its first messages out of the cache. Reading resumes once it took three quarters.
+_BURST_BYTES = 512 * 1024
 # A message in a batch costs only its offset and its text flag.
 _BATCHED_OVERHEAD = 9
 
@@ -132,6 +137,7 @@ class WebSocket:
     # A server holds thousands of these: without slots, each would carry a 1.6 KB dict.
     __slots__ = (
         "_abort_timer",
+        "_backlog",
         "_batching",
         "_callback_error",
         "_close_timeout",
@@ -151,13 +157,13 @@ class WebSocket:
         "_opened",
         "_pings",
         "_protocol",
-        "_queued",
         "_reading_paused",
         "_receiving",
         "_resume_below",
         "_send_timeout",
         "_time",
         "_transport",
+        "_unqueued",
         "_unsent_ping",
         "_unsent_pong",
         "_view",
@@ -217,7 +223,8 @@ class WebSocket:
         self._messages: collections.deque[str | bytes] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
         self._receiving = True
-        self._queued = 0  # bytes of queued messages and their overhead, or more
+        self._backlog = Backlog()  # bytes of the queued messages and their overhead, or more
+        self._unqueued = 0  # bytes read since the last read that queued messages
         self._resume_below = 0  # resume reading once no more messages than this wait
         self._high_water = math.inf if max_queued_bytes is None else max_queued_bytes
         self._reading_paused = False
@@ -314,7 +321,7 @@ class WebSocket:
             await self._wait_for_messages(timeout)
         batch = list(messages)
         messages.clear()
-        self._queued = 0
+        self._backlog.reset()
         if self._reading_paused:
             self._resume_reading()
         return batch
@@ -364,8 +371,9 @@ class WebSocket:
             if batch is None:
                 break
             taken.extend(batch)
-        self._messages.extendleft(reversed(taken))
-        self._queued += sum(map(len, taken)) + _MESSAGE_OVERHEAD * len(taken)
+        messages = self._messages
+        messages.extendleft(reversed(taken))
+        self._backlog.reset(len(messages), sum(map(len, messages)) + _MESSAGE_OVERHEAD * len(messages))
 
     def __aiter__(self) -> Self:
         return self
@@ -632,6 +640,7 @@ class WebSocket:
 
     def _data_received(self, nbytes: int) -> None:
         self._keepalive.received(self._time())
+        self._unqueued += nbytes
         window = self._window
         if window is not None:
             self._window = None
@@ -672,7 +681,7 @@ class WebSocket:
             events = self._conn.receive_data(data)
             if events:
                 if self._on_message is None:
-                    self._queue(events, data)
+                    self._queue(events)
                 else:
                     self._deliver(events)
         self._after_receiving()
@@ -680,6 +689,7 @@ class WebSocket:
     def _receive_batch(self, data: Buffer) -> None:
         """Parse received bytes into the Connection's batches (for recv_batch)."""
         conn = self._conn
+        self._unqueued = 0  # batches count their own bytes
         events = conn.receive_batch(data)
         if events:
             self._messages_only(events)  # only control events: the messages wait in batches
@@ -690,25 +700,27 @@ class WebSocket:
                 self._resume_below = len(self._messages) // 4
             self._wake_receiver()
 
-    def _queue(self, events: list[_Event], data: Buffer) -> None:
+    def _queue(self, events: list[_Event]) -> None:
         queued: list[str | bytes]
         queued = self._messages_only(events) if self._conn.last_controls else events  # type: ignore[assignment]  # no control event
+        if not queued:
+            return
         messages = self._messages
         messages.extend(queued)
-        # Uncompressed, the bytes received bound the payloads they completed (over all
-        # calls, every payload byte is one of them): cheaper than adding up lengths.
-        payloads = sum(map(len, queued)) if self._handshake.deflate_params else memoryview(data).nbytes
-        self._queued += payloads + _MESSAGE_OVERHEAD * len(queued)
-        if self._queued > self._high_water and not self._reading_paused:
-            # The count only grows (recv() keeps no account, for speed): count what is
-            # really left before pausing, then resume once a quarter of it is left.
-            self._queued = sum(map(len, messages)) + _MESSAGE_OVERHEAD * len(messages)
-            if self._queued > self._high_water:
-                self._transport.pause_reading()
-                self._reading_paused = True
-                self._resume_below = len(messages) // 4
-        if messages:
-            self._wake_receiver()
+        count = len(queued)
+        # Uncompressed, the bytes read since the last messages bound the payloads they
+        # completed: cheaper than adding up lengths.
+        nbytes = sum(map(len, queued)) if self._handshake.deflate_params else self._unqueued
+        self._unqueued = 0
+        backlog = self._backlog
+        backlog.charge(count, nbytes + _MESSAGE_OVERHEAD * count)
+        waiter = self._waiter  # done: woken by an earlier read, recv() has not run since
+        limit = min(self._high_water, _BURST_BYTES) if waiter is not None and waiter.done() else self._high_water
+        if backlog.settle(len(messages)) > limit and not self._reading_paused:
+            self._transport.pause_reading()
+            self._reading_paused = True
+            self._resume_below = len(messages) // 4
+        self._wake_receiver()
 
     def _deliver(self: Self, events: list[_Event]) -> None:
         """Hand each message to on_message; a callback that raises closes with 1011."""
