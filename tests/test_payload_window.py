@@ -190,3 +190,20 @@ def test_a_window_for_a_huge_header_reserves_little(codec):
         tracemalloc.stop()
     assert peak < 1024 * 1024
     assert window is None or len(window) < 1024 * 1024
+
+
+@pytest.mark.parametrize("how", ["close frame", "invalid UTF-8", "eof"])
+def test_no_window_once_a_connection_stops_receiving(codec, how):
+    """Bytes after the end of receiving are dropped: none is read into a payload."""
+    conn = Connection(client=True, max_message_size=None, codec=codec)
+    if how == "close frame":
+        conn.receive_data(bytes([0x88, 0]) + wire_of(codec, True, bytes(100_000))[:1000])
+    elif how == "invalid UTF-8":
+        conn.receive_data(codec.encode_frame(Opcode.TEXT, b"\xff" * 100_000)[:1000])
+        assert conn.error is not None
+    else:
+        conn.receive_data(wire_of(codec, True, bytes(100_000))[:1000])
+        if codec.__name__.endswith("_compiled"):
+            assert conn.payload_window() is not None
+        conn.receive_eof()
+    assert conn.payload_window() is None

@@ -176,6 +176,19 @@ def test_send_accepts_bytes_like(codec, client):
     assert receiver.receive_data(sender.data_to_send()) == [b"ab", b"cd", array.array("H", [1, 2]).tobytes()]
 
 
+def test_send_picks_text_or_binary(codec, client):
+    sender, receiver = make(codec, client), make(codec, not client)
+    for message in ("héllo", b"ab", bytearray(b"cd"), memoryview(b"ef"), array.array("H", [1, 2])):
+        sender.send(message)
+    expected = ["héllo", b"ab", b"cd", b"ef", array.array("H", [1, 2]).tobytes()]
+    assert receiver.receive_data(sender.data_to_send()) == expected
+    with pytest.raises(TypeError, match="send\\(\\) needs a str or a bytes-like object, not int"):
+        sender.send(3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="contiguous"):
+        sender.send(memoryview(b"abcd")[::2])
+    assert sender.data_to_send() == b""
+
+
 def test_send_type_errors(codec):
     conn = make(codec)
     with pytest.raises(TypeError):

@@ -375,7 +375,7 @@ class WebSocket:
             self._full = False
             self._connection_lost()
             return True
-        self._keepalive.received(monotonic())
+        self._keepalive.last_received = monotonic()
         if window is None:
             self._full = size == len(self._buffer)
             data = self._view[:size]
@@ -455,17 +455,7 @@ class WebSocket:
         begun or the connection dropped, and TypeError for anything but str or a
         bytes-like object.
         """
-        conn = self._conn
-        if type(message) is bytes:
-            self._send(conn.send_binary, message, timeout)
-        elif isinstance(message, str):
-            self._send(conn.send_text, message, timeout)
-        else:
-            try:
-                memoryview(message)
-            except TypeError:
-                raise TypeError(f"send() needs a str or a bytes-like object, not {type(message).__name__}") from None
-            self._send(conn.send_binary, message, timeout)
+        self._send(self._conn.send, message, timeout)
 
     def ping(self, payload: str | Buffer = b"", timeout: float | None = _SEND_TIMEOUT) -> None:
         """Send a ping (at most 125 bytes; a str is sent as UTF-8). The peer's pong shows

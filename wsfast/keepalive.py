@@ -33,7 +33,7 @@ class Keepalive:
     None means pings only measure :attr:`latency` and never fail the connection.
     """
 
-    __slots__ = ("_last_received", "_next_ping", "_ping_payload", "_ping_sent", "interval", "latency", "timeout")
+    __slots__ = ("_next_ping", "_ping_payload", "_ping_sent", "interval", "last_received", "latency", "timeout")
 
     def __init__(self, interval: float | None, timeout: float | None, now: float) -> None:
         check_keepalive_options(interval, timeout)
@@ -44,18 +44,16 @@ class Keepalive:
         self._next_ping = math.inf if interval is None else now + interval
         self._ping_payload: bytes | None = None  # of the ping waiting for its pong
         self._ping_sent = 0.0
-        self._last_received = now
+        self.last_received = now
+        """When bytes last arrived from the peer: the I/O layer sets it on every read (an
+        attribute, not a method, as reads are the hot path)."""
 
     @property
     def deadline(self) -> float:
         """The time of the next thing to do: a ping to send, or a pong overdue."""
         if self._ping_payload is not None and self.timeout is not None:
-            return min(self._next_ping, max(self._ping_sent, self._last_received) + self.timeout)
+            return min(self._next_ping, max(self._ping_sent, self.last_received) + self.timeout)
         return self._next_ping
-
-    def received(self, now: float) -> None:
-        """Bytes arrived from the peer."""
-        self._last_received = now
 
     def ping_due(self, now: float) -> bytes | None:
         """The payload of a ping to send now, or None. Call it once :attr:`deadline` has
@@ -75,12 +73,12 @@ class Keepalive:
         return (
             self._ping_payload is not None
             and self.timeout is not None
-            and now >= max(self._ping_sent, self._last_received) + self.timeout
+            and now >= max(self._ping_sent, self.last_received) + self.timeout
         )
 
     def pong_received(self, payload: bytes, now: float) -> bool:
         """A pong arrived; True (and :attr:`latency` updated) if it answers the keepalive ping."""
-        self._last_received = now
+        self.last_received = now
         if payload != self._ping_payload:
             return False
         self._ping_payload = None

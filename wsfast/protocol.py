@@ -33,7 +33,7 @@ from .exceptions import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
     from types import ModuleType
     from typing import Literal, Protocol, TypeAlias, TypeVar
 
@@ -69,7 +69,6 @@ _PONG = Opcode.PONG.value
 _MAX_REASON = 123  # a close payload is at most 125 bytes, two of them the code
 _CLEAN_CODES = (1000, 1001, 1005)
 _NEW_UTF8_DECODER = codecs.getincrementaldecoder("utf-8")
-_KEY_POOL_SIZE = 4096  # mask keys come from one urandom call per 1024 frames
 _MAX_PENDING_PONGS = 16  # answers to pings kept while the I/O layer takes none
 # The second byte of a UTF-8 character is 80..BF, except after these first bytes
 # (RFC 3629 §4): no overlong forms, surrogates or code points past U+10FFFF.
@@ -156,6 +155,19 @@ class Close:
         return f"Close({self.code!r}, {self.reason!r})"
 
 
+def _no_window() -> None:
+    return None
+
+
+def _mask_keys() -> Iterator[bytes]:
+    """Fresh random mask keys, 1024 from each urandom call: resuming a generator costs a
+    frame less than a method per message sent."""
+    while True:
+        pool = os.urandom(4096)
+        for pos in range(0, 4096, 4):
+            yield pool[pos : pos + 4]
+
+
 class Connection:
     """One side of an open WebSocket connection.
 
@@ -228,8 +240,13 @@ class Connection:
         or :meth:`receive_frames` call processed: with none, its events are all messages."""
         self._close_sent = False
         self._receiving = True  # False once a close frame arrived or the connection failed
-        self._key_pool = b""
-        self._key_pos = _KEY_POOL_SIZE  # the pool is filled on first use
+        self._mask_keys = _mask_keys()
+        self.payload_window: Callable[[], memoryview | None] = self._parser.payload_window
+        """A function returning a writable memoryview to read the next bytes of a large
+        incoming payload into, or None; pass what was read to :meth:`receive_data` as
+        usual (``window[:n]``), which then skips copying it. See
+        ``FrameParser.payload_window``. The parser's own method (one call less on every
+        read) until receiving stops, then one that returns None."""
         # The fragmented message being received: its opcode, parts, size, text decoder.
         self._message_opcode: int | None = None
         self._parts: list[Any] = []  # all str (decoded text) or all bytes
@@ -320,12 +337,6 @@ class Connection:
         a larger batch received before is split.
         """
         return None if self._batches is None else self._batches.take(max_bytes)
-
-    def payload_window(self) -> memoryview | None:
-        """A writable memoryview to read the next bytes of a large incoming payload into,
-        or None; pass what was read to :meth:`receive_data` as usual (``window[:n]``),
-        which then skips copying it. See ``FrameParser.payload_window``."""
-        return self._parser.payload_window() if self._receiving else None
 
     def receive_frames(self, data: Buffer) -> list[Frame]:
         """Like :meth:`receive_data`, but return the validated frames themselves."""
@@ -524,7 +535,7 @@ class Connection:
             raise InvalidUTF8("close reason is not valid UTF-8") from None
         self.close_code = code
         self.close_reason = reason
-        self._receiving = False
+        self._stop_receiving()
         if not self._close_sent:
             # Echo the close (RFC 6455 §5.5.1); an empty close is answered with an empty one.
             self._queue_close(None if code == 1005 else code, reason)
@@ -541,16 +552,20 @@ class Connection:
         if self.close_code is None:
             self.close_code = 1006
             self.close_reason = ""
-        self._receiving = False
+        self._stop_receiving()
         self.state = _CLOSED
         self.close_transport = True
 
     def _fail(self, exc: ProtocolError) -> None:
         """The peer broke the protocol: stop receiving; :meth:`fail` sends the close."""
         self.error = exc
-        self._receiving = False
+        self._stop_receiving()
         if self._close_sent:
             self.fail()  # no close frame to wait for
+
+    def _stop_receiving(self) -> None:
+        self._receiving = False
+        self.payload_window = _no_window
 
     def fail(self) -> None:
         """Fail the connection after the peer broke the protocol (RFC 6455 §7.1.7): queue
@@ -572,6 +587,19 @@ class Connection:
 
     # Sending -----------------------------------------------------------------------
 
+    def send(self, message: str | Buffer) -> None:
+        """Send a message: text for a ``str``, binary for any bytes-like object."""
+        if type(message) is bytes:
+            self._send_message(_BINARY, message)
+        elif isinstance(message, str):
+            self._send_message(_TEXT, message.encode())
+        else:
+            try:
+                view = memoryview(message)
+            except TypeError:
+                raise TypeError(f"send() needs a str or a bytes-like object, not {type(message).__name__}") from None
+            self._send_message(_BINARY, view.cast("B"))  # lengths in bytes, whatever the item type
+
     def send_text(self, text: str) -> None:
         """Send a text message."""
         if not isinstance(text, str):
@@ -580,11 +608,9 @@ class Connection:
 
     def send_binary(self, data: Buffer) -> None:
         """Send a binary message from any bytes-like object."""
-        if type(data) is not bytes:
-            if isinstance(data, str):
-                raise TypeError("send_binary needs a bytes-like object, not str; use send_text")
-            data = memoryview(data).cast("B")  # lengths in bytes, whatever the item type
-        self._send_message(_BINARY, data)
+        if isinstance(data, str):
+            raise TypeError("send_binary needs a bytes-like object, not str; use send_text")
+        self.send(data)
 
     def _send_message(self, opcode: int, payload: bytes | memoryview) -> None:
         if self.state is not _OPEN:
@@ -598,7 +624,7 @@ class Connection:
         if limit is None or len(payload) <= limit:
             # One frame, encoded right here: this is the hot path.
             if self.client:
-                frame = self._encode_frame(opcode, payload, rsv=rsv, mask_key=self._mask_key())
+                frame = self._encode_frame(opcode, payload, rsv=rsv, mask_key=next(self._mask_keys))
             else:
                 frame = self._encode_frame(opcode, payload, rsv=rsv)
             self._outgoing.append(frame)
@@ -665,24 +691,15 @@ class Connection:
 
     def _encode_control(self, opcode: int, payload: Buffer) -> bytes:
         if self.client:
-            return self._encode_frame(opcode, payload, mask_key=self._mask_key())
+            return self._encode_frame(opcode, payload, mask_key=next(self._mask_keys))
         return self._encode_frame(opcode, payload)
 
     def _send_frame(self, opcode: int, payload: Buffer, fin: bool = True, rsv: int = 0) -> None:
         if self.client:
-            frame = self._encode_frame(opcode, payload, fin=fin, rsv=rsv, mask_key=self._mask_key())
+            frame = self._encode_frame(opcode, payload, fin=fin, rsv=rsv, mask_key=next(self._mask_keys))
         else:
             frame = self._encode_frame(opcode, payload, fin=fin, rsv=rsv)
         self._outgoing.append(frame)
-
-    def _mask_key(self) -> bytes:
-        """A fresh random mask key, from a pool refilled by one urandom call at a time."""
-        pos = self._key_pos
-        if pos == _KEY_POOL_SIZE:
-            self._key_pool = os.urandom(_KEY_POOL_SIZE)
-            pos = 0
-        self._key_pos = pos + 4
-        return self._key_pool[pos : pos + 4]
 
     def data_to_send(self) -> bytes:
         """Return and forget the bytes queued for sending (b"" when there are none).

@@ -519,7 +519,7 @@ class WebSocketProtocol(asyncio.Protocol):
         events = conn.receive_data(data)
         keepalive = self._keepalive
         if keepalive is not None:
-            keepalive.received(self._loop.time())
+            keepalive.last_received = self._loop.time()
         messages: list[str | bytes]
         messages = self._messages_only(events) if conn.last_controls else events  # type: ignore[assignment]  # no control event
         # Messages that arrive after the application closed are dropped, unread.

@@ -446,10 +446,7 @@ class WebSocket:
         ``await send()``, which lets a full buffer drain first.
         """
         conn = self._conn
-        if isinstance(message, str):
-            conn.send_text(message)
-        else:
-            conn.send_binary(message)
+        conn.send(message)
         self._transport.write(conn.data_to_send())
 
     def ping(self, payload: str | Buffer = b"") -> asyncio.Future[float]:
@@ -611,7 +608,7 @@ class WebSocket:
         keepalive = self._keepalive
         now = self._time()
         if self._reading_paused:
-            keepalive.received(now)  # unread messages wait: the peer's silence proves nothing
+            keepalive.last_received = now  # unread messages wait: the peer's silence proves nothing
         if keepalive.expired(now):
             self._fail_keepalive()
             return
@@ -639,7 +636,7 @@ class WebSocket:
         return self._view
 
     def _data_received(self, nbytes: int) -> None:
-        self._keepalive.received(self._time())
+        self._keepalive.last_received = self._time()
         self._unqueued += nbytes
         window = self._window
         if window is not None:
@@ -684,7 +681,9 @@ class WebSocket:
                     self._queue(events)
                 else:
                     self._deliver(events)
-        self._after_receiving()
+        conn = self._conn
+        if conn.last_controls or conn.error is not None:  # else there is nothing to answer
+            self._after_receiving()
 
     def _receive_batch(self, data: Buffer) -> None:
         """Parse received bytes into the Connection's batches (for recv_batch)."""
@@ -766,12 +765,12 @@ class WebSocket:
             waiter.set_result(None)
 
     def _after_receiving(self) -> None:
-        """Send automatic replies unless the peer reads nothing, and act when it closed
-        or broke the protocol."""
+        """After control frames or a violation: send the automatic replies unless the
+        peer reads nothing, and act when it closed or broke the protocol."""
         conn = self._conn
         if conn.error is not None:
             self._fail_after_messages()
-        if not self._writing_paused:
+        if conn.last_controls and not self._writing_paused:
             data = conn.data_to_send()
             if data:
                 self._transport.write(data)
