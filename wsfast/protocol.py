@@ -69,6 +69,7 @@ _PONG = Opcode.PONG.value
 _MAX_REASON = 123  # a close payload is at most 125 bytes, two of them the code
 _CLEAN_CODES = (1000, 1001, 1005)
 _NEW_UTF8_DECODER = codecs.getincrementaldecoder("utf-8")
+_KEY_POOL_SIZE = 4096  # mask keys come from one urandom call per 1024 frames
 _MAX_PENDING_PONGS = 16  # answers to pings kept while the I/O layer takes none
 # The second byte of a UTF-8 character is 80..BF, except after these first bytes
 # (RFC 3629 §4): no overlong forms, surrogates or code points past U+10FFFF.
@@ -160,11 +161,11 @@ def _no_window() -> None:
 
 
 def _mask_keys() -> Iterator[bytes]:
-    """Fresh random mask keys, 1024 from each urandom call: resuming a generator costs a
-    frame less than a method per message sent."""
+    """Fresh random mask keys, from a pool refilled by one urandom call at a time:
+    resuming a generator costs a frame less than a method per message sent."""
     while True:
-        pool = os.urandom(4096)
-        for pos in range(0, 4096, 4):
+        pool = os.urandom(_KEY_POOL_SIZE)
+        for pos in range(0, _KEY_POOL_SIZE, 4):
             yield pool[pos : pos + 4]
 
 
