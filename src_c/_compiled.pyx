@@ -7,7 +7,8 @@ from the caller's buffer; a payload that arrives in pieces is copied (and unmask
 piece by piece into the ``bytes`` object the frame will carry. Compressed messages
 are inflated with zlib's C API straight into the object they come out as. In
 ``feed_batch`` whole messages are copied (and unmasked) straight from the caller's
-buffer into the one a batch of them shares.
+buffer into the one a batch of them shares. ``Receiver`` (receiver.pxi) hands an
+asyncio connection's messages to ``recv()`` with no coroutine per message.
 """
 
 cimport cython
@@ -63,6 +64,7 @@ __all__ = [
     "Frame",
     "FrameParser",
     "Inflater",
+    "Receiver",
     "encode_frame",
     "mask",
     "mask_inplace",
@@ -1498,3 +1500,6 @@ cdef extern from "mask.h":
 def mask_kernel():
     """The masking kernel chosen for this CPU at import: "avx2", "sse2", "neon" or "generic"."""
     return wsfast_mask_kernel_name().decode("ascii")
+
+
+include "receiver.pxi"

@@ -1,5 +1,7 @@
 """Type stubs of the compiled frame codec (same API as ``wsfast._pure``)."""
 
+import collections
+from collections.abc import Coroutine
 from typing import Any, Final, final, overload
 
 from typing_extensions import Buffer, Self, disjoint_base
@@ -12,6 +14,7 @@ __all__ = [
     "Frame",
     "FrameParser",
     "Inflater",
+    "Receiver",
     "encode_frame",
     "mask",
     "mask_inplace",
@@ -110,6 +113,20 @@ class FrameParser:
     @property
     def last_batch_count(self) -> int:
         """How many messages the last feed_batch() call added to its batch."""
+
+@disjoint_base
+class Receiver:
+    """Base of :class:`wsfast.asyncio.WebSocket`: the queue of received messages."""
+
+    @property
+    def _messages(self) -> collections.deque[str | bytes]: ...
+    _reading_paused: bool
+    _resume_below: int
+    def recv(self, timeout: float | None = None) -> Coroutine[Any, Any, str | bytes]: ...
+    def __anext__(self) -> Coroutine[Any, Any, str | bytes]: ...
+    def __aiter__(self) -> Self: ...
+    async def _wait_for_messages(self, timeout: float | None) -> None: ...
+    def _resume_reading(self) -> None: ...
 
 def encode_frame(
     opcode: int, payload: Buffer = b"", *, fin: bool = True, rsv: int = 0, mask_key: Buffer | None = None

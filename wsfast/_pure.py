@@ -16,6 +16,7 @@ from operator import index
 from struct import Struct
 from typing import TYPE_CHECKING, overload
 
+from ._receiver import Receiver
 from .batch import DEFAULT_MAX_BYTES, Batch
 from .enums import Opcode
 from .exceptions import InvalidUTF8, PayloadTooBig, ProtocolError
@@ -35,6 +36,7 @@ __all__ = [
     "Frame",
     "FrameParser",
     "Inflater",
+    "Receiver",
     "encode_frame",
     "mask",
     "mask_inplace",

@@ -15,7 +15,6 @@ Connection, which keeps only the latest few: a ping flood cannot grow memory.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import math
 import socket
@@ -23,10 +22,11 @@ import struct
 from typing import TYPE_CHECKING, Any, cast
 
 from .._codec import DEFAULT_MAX_SIZE
+from .._codec import codec as chosen_codec
 from .._io import DEFAULT_SEND_TIMEOUT
 from ..batch import DEFAULT_MAX_BYTES, Batch
 from ..enums import CloseCode
-from ..exceptions import ConnectionClosed, ConnectionClosedOK
+from ..exceptions import ConnectionClosed
 from ..keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, Keepalive
 from ..protocol import Close, Connection, Ping, Pong, State
 from ._backlog import Backlog
@@ -114,7 +114,7 @@ class _Protocol(asyncio.BufferedProtocol):
         self._ws._resume_writing()
 
 
-class WebSocket:
+class WebSocket(chosen_codec.Receiver):
     """An open WebSocket connection: the base of :class:`wsfast.asyncio.Client` and of
     the :class:`wsfast.asyncio.ServerConnection` a server's handler receives.
 
@@ -152,14 +152,11 @@ class WebSocket:
         "_keepalive_timer",
         "_loop",
         "_lost_reason",
-        "_messages",
         "_on_message",
         "_opened",
         "_pings",
         "_protocol",
-        "_reading_paused",
         "_receiving",
-        "_resume_below",
         "_send_timeout",
         "_time",
         "_transport",
@@ -192,6 +189,7 @@ class WebSocket:
     ) -> None:
         if max_queued_bytes is not None and max_queued_bytes < 0:
             raise ValueError("max_queued_bytes must be >= 0 or None")
+        super().__init__()  # the queue of received messages, behind recv() and async for
         loop = self._loop = asyncio.get_running_loop()
         self._handshake = handshake
         self._connection_options: _ConnectionOptions = {
@@ -218,16 +216,13 @@ class WebSocket:
         self._keepalive = Keepalive(ping_interval, ping_timeout, loop.time())
         self._keepalive_timer: asyncio.TimerHandle | None = None
 
-        # Receiving: messages wait in _messages; _waiter wakes the coroutine that
-        # waits for one; _receiving is False once no more messages can arrive.
-        self._messages: collections.deque[str | bytes] = collections.deque()
+        # Receiving: messages wait in the Receiver's _messages; _waiter wakes the coroutine
+        # that waits for one; _receiving is False once no more messages can arrive.
         self._waiter: asyncio.Future[None] | None = None
         self._receiving = True
         self._backlog = Backlog()  # bytes of the queued messages and their overhead, or more
         self._unqueued = 0  # bytes read since the last read that queued messages
-        self._resume_below = 0  # resume reading once no more messages than this wait
         self._high_water = math.inf if max_queued_bytes is None else max_queued_bytes
-        self._reading_paused = False
         self._batching = False  # messages are parsed into batches (recv_batch)
         self._on_message = on_message
         self._callback_error: Exception | None = None  # what on_message raised
@@ -295,21 +290,6 @@ class WebSocket:
 
     # Receiving ---------------------------------------------------------------------
 
-    async def recv(self, timeout: float | None = None) -> str | bytes:
-        """Return the next message: ``str`` for text, ``bytes`` for binary.
-
-        Waits at most ``timeout`` seconds (None: no limit), then raises TimeoutError.
-        Raises :class:`~wsfast.ConnectionClosed` once the connection has closed and every
-        message received before has been returned. Cancelling it loses no message.
-        """
-        messages = self._messages
-        if not messages:
-            await self._wait_for_messages(timeout)
-        message = messages.popleft()
-        if self._reading_paused and len(messages) <= self._resume_below:
-            self._resume_reading()
-        return message
-
     async def recv_many(self, timeout: float | None = None) -> list[str | bytes]:
         """Return every message received so far as a list, waiting only if there is none.
 
@@ -374,22 +354,6 @@ class WebSocket:
         messages = self._messages
         messages.extendleft(reversed(taken))
         self._backlog.reset(len(messages), sum(map(len, messages)) + _MESSAGE_OVERHEAD * len(messages))
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> str | bytes:
-        # recv() inlined: one coroutine per message instead of two.
-        messages = self._messages
-        if not messages:
-            try:
-                await self._wait_for_messages(None)
-            except ConnectionClosedOK:
-                raise StopAsyncIteration from None
-        message = messages.popleft()
-        if self._reading_paused and len(messages) <= self._resume_below:
-            self._resume_reading()
-        return message
 
     async def _wait_for_messages(self, timeout: float | None, batching: bool = False) -> None:
         """Return once a message is queued (into batches when ``batching``, which

@@ -1,0 +1,173 @@
+# The base of wsfast.asyncio.WebSocket (same API and behaviour as wsfast._receiver):
+# its recv() and __anext__ return an awaitable of their own, not a coroutine, so that a
+# message already queued is taken with no coroutine frame made and torn down. Included
+# by _compiled.pyx.
+
+cdef extern from "receiving.h":
+    ctypedef object (*step_func "wsfast_step")(object self, object arg, bint *yielded)
+    void install_send "wsfast_install_send"(object type, step_func step)
+    int coro_send "wsfast_coro_send"(object coro, object arg, PyObject **result) except -1
+
+from cpython.ref cimport Py_XDECREF
+
+import collections.abc
+
+from wsfast.exceptions import ConnectionClosedOK
+
+cdef enum:
+    # The states of a _Receiving, as of a coroutine: not started, waiting in the
+    # subclass's _wait_for_messages(), finished.
+    RECEIVING_FRESH
+    RECEIVING_WAITING
+    RECEIVING_DONE
+
+
+@cython.auto_pickle(False)  # a connection's queue
+cdef class Receiver:
+    """Base of :class:`wsfast.asyncio.WebSocket`: the queue of received messages.
+
+    Subclasses queue messages in ``_messages`` and provide two methods: the coroutine
+    ``_wait_for_messages(timeout)``, which returns once a message is queued (or raises),
+    and ``_resume_reading()``, called while ``_reading_paused`` once taking a message
+    leaves no more than ``_resume_below`` queued.
+    """
+
+    cdef readonly object _messages
+    cdef object _popleft  # the queue's bound popleft, called once per message
+    cdef public bint _reading_paused
+    cdef public Py_ssize_t _resume_below
+
+    def __cinit__(self):  # takes no arguments: it ignores the subclass's
+        self._messages = collections.deque()
+        self._popleft = self._messages.popleft
+        self._reading_paused = False
+        self._resume_below = 0
+
+    def recv(self, timeout=None):
+        """Return the next message: ``str`` for text, ``bytes`` for binary.
+
+        Waits at most ``timeout`` seconds (None: no limit), then raises TimeoutError.
+        Raises :class:`~wsfast.ConnectionClosed` once the connection has closed and every
+        message received before has been returned. Cancelling it loses no message. What
+        it returns can be awaited or given to ``asyncio.create_task()``, like a coroutine.
+        """
+        cdef _Receiving receiving = _Receiving.__new__(_Receiving)
+        receiving._receiver = self
+        receiving._timeout = timeout
+        return receiving
+
+    def __anext__(self):
+        cdef _Receiving receiving = _Receiving.__new__(_Receiving)
+        receiving._receiver = self
+        receiving._iterating = True
+        return receiving
+
+    def __aiter__(self):
+        return self
+
+    async def _wait_for_messages(self, timeout):
+        raise NotImplementedError
+
+    def _resume_reading(self):
+        raise NotImplementedError
+
+
+@cython.final
+@cython.freelist(8)
+@cython.auto_pickle(False)
+cdef class _Receiving:
+    """The awaitable of one Receiver.recv() or __anext__(): a coroutine to asyncio."""
+
+    cdef Receiver _receiver
+    cdef object _timeout
+    cdef object _waiting  # the coroutine _wait_for_messages(), while it runs
+    cdef int _state
+    cdef bint _iterating  # for __anext__: the end of the messages stops the iteration
+
+    def __await__(self):
+        return self
+
+    def __next__(self):
+        return self.send(None)
+
+    def send(self, value):
+        cdef bint yielded = False
+        result = receiving_step(self, value, &yielded)
+        if yielded:
+            return result
+        raise StopIteration(result)
+
+    def throw(self, typ, val=None, tb=None):
+        if self._state == RECEIVING_WAITING:
+            try:
+                # The one-argument form where it suffices: the others are deprecated.
+                value = self._waiting.throw(typ) if val is None and tb is None else self._waiting.throw(typ, val, tb)
+            except StopIteration:
+                self._waiting = None
+                raise StopIteration(self._take())
+            except BaseException as exc:
+                self._failed(exc)
+                raise
+            return value
+        self._state = RECEIVING_DONE  # thrown in before it started, or after it finished
+        if val is None:
+            val = typ() if isinstance(typ, type) else typ
+        raise val.with_traceback(tb) if tb is not None else val
+
+    def close(self):
+        if self._state == RECEIVING_WAITING:
+            self._waiting.close()
+        self._state = RECEIVING_DONE
+        self._waiting = None
+
+    cdef object _forward(self, object arg, bint *yielded):
+        """Send ``arg`` into the waiting coroutine; take the message once it returns."""
+        cdef PyObject *result = NULL
+        try:
+            if coro_send(self._waiting, arg, &result):
+                yielded[0] = True
+                value = <object>result
+                Py_XDECREF(result)
+                return value
+        except BaseException as exc:
+            self._failed(exc)
+            raise
+        Py_XDECREF(result)  # the coroutine's None
+        self._waiting = None
+        return self._take()
+
+    cdef object _take(self):
+        cdef Receiver receiver = self._receiver
+        self._state = RECEIVING_DONE
+        message = receiver._popleft()
+        if receiver._reading_paused and len(receiver._messages) <= receiver._resume_below:
+            receiver._resume_reading()
+        return message
+
+    cdef _failed(self, BaseException exc):
+        """The wait raised ``exc``: finished; the end of the messages ends an iteration."""
+        self._state = RECEIVING_DONE
+        self._waiting = None
+        if self._iterating and isinstance(exc, ConnectionClosedOK):
+            raise StopAsyncIteration from None
+
+
+cdef object receiving_step(object awaitable, object arg, bint *yielded):
+    """One step of a _Receiving, for both send() and the am_send slot."""
+    cdef _Receiving receiving = <_Receiving>awaitable
+    if receiving._state == RECEIVING_WAITING:
+        return receiving._forward(arg, yielded)
+    if receiving._state == RECEIVING_DONE:
+        raise RuntimeError("cannot reuse already awaited coroutine")
+    if arg is not None:
+        raise TypeError("can't send non-None value to a just-started coroutine")
+    cdef Receiver receiver = receiving._receiver
+    if len(receiver._messages):
+        return receiving._take()
+    receiving._state = RECEIVING_WAITING
+    receiving._waiting = receiver._wait_for_messages(receiving._timeout)
+    return receiving._forward(None, yielded)
+
+
+install_send(_Receiving, receiving_step)
+collections.abc.Coroutine.register(_Receiving)
