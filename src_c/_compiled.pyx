@@ -7,8 +7,9 @@ from the caller's buffer; a payload that arrives in pieces is copied (and unmask
 piece by piece into the ``bytes`` object the frame will carry. Compressed messages
 are inflated with zlib's C API straight into the object they come out as. In
 ``feed_batch`` whole messages are copied (and unmasked) straight from the caller's
-buffer into the one a batch of them shares. ``Receiver`` (receiver.pxi) hands an
-asyncio connection's messages to ``recv()`` with no coroutine per message.
+buffer into the one a batch of them shares. ``BlockingReceiver`` and ``Receiver``
+(receiver.pxi) hand the clients' messages to ``recv()`` with no Python frame (nor
+coroutine) per message.
 """
 
 cimport cython
@@ -61,6 +62,7 @@ from wsfast.exceptions import InvalidUTF8, PayloadTooBig, ProtocolError
 __all__ = [
     "DEFAULT_MAX_SIZE",
     "BatchBuilder",
+    "BlockingReceiver",
     "Frame",
     "FrameParser",
     "Inflater",

@@ -1,7 +1,7 @@
-# The base of wsfast.asyncio.WebSocket (same API and behaviour as wsfast._receiver):
-# its recv() and __anext__ return an awaitable of their own, not a coroutine, so that a
-# message already queued is taken with no coroutine frame made and torn down. Included
-# by _compiled.pyx.
+# The bases of the blocking and the asyncio WebSocket (same API and behaviour as
+# wsfast._receiver): a message already queued is taken with no Python frame run. The
+# asyncio Receiver's recv() and __anext__ return an awaitable of their own, not a
+# coroutine, so that none is made and torn down. Included by _compiled.pyx.
 
 cdef extern from "receiving.h":
     ctypedef object (*step_func "wsfast_step")(object self, object arg, bint *yielded)
@@ -20,6 +20,51 @@ cdef enum:
     RECEIVING_FRESH
     RECEIVING_WAITING
     RECEIVING_DONE
+
+
+@cython.auto_pickle(False)  # a connection's queue
+cdef class BlockingReceiver:
+    """Base of the connections of the blocking client and server: the queue of received
+    messages.
+
+    Subclasses queue messages in ``_messages`` and provide ``_fill(queue, timeout)``,
+    which reads until ``queue`` holds something, or raises.
+    """
+
+    cdef readonly object _messages
+    cdef object _popleft  # the queue's bound popleft, called once per message
+
+    def __cinit__(self):  # takes no arguments: it ignores the subclass's
+        self._messages = collections.deque()
+        self._popleft = self._messages.popleft
+
+    def recv(self, timeout=None):
+        """Return the next message: ``str`` for text, ``bytes`` for binary.
+
+        Waits at most ``timeout`` seconds (None: no limit), then raises TimeoutError; the
+        connection stays usable. Once the connection has closed and every message received
+        before has been returned, raises :class:`~wsfast.ConnectionClosedOK` after a normal
+        close, else :class:`~wsfast.ConnectionClosedError` (whose ``__cause__`` is the
+        :class:`~wsfast.ProtocolError` when the peer broke the protocol).
+        """
+        if not len(self._messages):
+            self._fill(self._messages, timeout)
+        return self._popleft()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        """The next message; iteration ends when the peer closes normally."""
+        if not len(self._messages):
+            try:
+                self._fill(self._messages, None)
+            except ConnectionClosedOK:
+                raise StopIteration from None
+        return self._popleft()
+
+    def _fill(self, queue, timeout):
+        raise NotImplementedError
 
 
 @cython.auto_pickle(False)  # a connection's queue

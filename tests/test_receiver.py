@@ -1,6 +1,7 @@
-"""The Receiver behind the asyncio connection's recv() and ``async for``, on both twins:
-what recv() returns behaves as a coroutine would, taking a queued message needs no wait,
-and no message is ever lost to a cancelled or abandoned recv()."""
+"""The receivers behind the clients' recv() and iteration, on both twins. The asyncio
+Receiver: what recv() returns behaves as a coroutine would, taking a queued message needs
+no wait, and no message is ever lost to a cancelled or abandoned recv(). The
+BlockingReceiver: it reads only when no message is queued."""
 
 import asyncio
 
@@ -209,3 +210,41 @@ def test_reading_resumes_once_few_enough_messages_wait(Queue):
         assert not queue._reading_paused
 
     run(main())
+
+
+@pytest.fixture
+def BlockingQueue(codec):
+    class BlockingQueue(codec.BlockingReceiver):
+        """Its reads take the next item of ``arrivals``: messages, or what to raise."""
+
+        def __init__(self, *arrivals):
+            super().__init__()
+            self.arrivals = list(arrivals)
+            self.fills = []  # the timeout of every read
+
+        def _fill(self, queue, timeout):
+            self.fills.append(timeout)
+            arrived = self.arrivals.pop(0)
+            if isinstance(arrived, BaseException):
+                raise arrived
+            queue.extend(arrived)
+
+    return BlockingQueue
+
+
+def test_blocking_recv_reads_only_when_no_message_is_queued(BlockingQueue):
+    queue = BlockingQueue(["a", b"b"], TimeoutError("timed out"), ["c"])
+    assert queue.recv(1.5) == "a"
+    assert queue.recv() == b"b"
+    with pytest.raises(TimeoutError):
+        queue.recv(0.1)
+    assert queue.recv() == "c"
+    assert queue.fills == [1.5, 0.1, None]
+
+
+def test_iterating_ends_when_the_connection_closes_normally(BlockingQueue):
+    queue = BlockingQueue(["a", "b"], ["c"], ConnectionClosedOK(1000))
+    assert list(queue) == ["a", "b", "c"]
+    failing = BlockingQueue(["a"], ConnectionClosedError(1006))
+    with pytest.raises(ConnectionClosedError):
+        list(failing)

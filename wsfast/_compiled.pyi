@@ -1,7 +1,7 @@
 """Type stubs of the compiled frame codec (same API as ``wsfast._pure``)."""
 
 import collections
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sized
 from typing import Any, Final, final, overload
 
 from typing_extensions import Buffer, Self, disjoint_base
@@ -11,6 +11,7 @@ from .batch import Batch
 __all__ = [
     "DEFAULT_MAX_SIZE",
     "BatchBuilder",
+    "BlockingReceiver",
     "Frame",
     "FrameParser",
     "Inflater",
@@ -113,6 +114,17 @@ class FrameParser:
     @property
     def last_batch_count(self) -> int:
         """How many messages the last feed_batch() call added to its batch."""
+
+@disjoint_base
+class BlockingReceiver:
+    """Base of the connections of the blocking client and server: received messages."""
+
+    @property
+    def _messages(self) -> collections.deque[str | bytes]: ...
+    def recv(self, timeout: float | None = None) -> str | bytes: ...
+    def __iter__(self) -> Self: ...
+    def __next__(self) -> str | bytes: ...
+    def _fill(self, queue: Sized, timeout: float | None) -> None: ...
 
 @disjoint_base
 class Receiver:

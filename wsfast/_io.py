@@ -22,11 +22,12 @@ import threading
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
+from ._codec import codec as chosen_codec
 from ._stream import Stream, seconds_until, wait
 from .batch import DEFAULT_MAX_BYTES, Batch
 from .deflate import DeflateParams
 from .enums import CloseCode
-from .exceptions import ConnectionClosedError, ConnectionClosedOK
+from .exceptions import ConnectionClosedError
 from .keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, Keepalive
 from .protocol import Connection, Pong, State
 
@@ -85,7 +86,7 @@ def time_left(deadline: float) -> float | None:
     return left
 
 
-class WebSocket:
+class WebSocket(chosen_codec.BlockingReceiver):
     """An open WebSocket connection: the base of :class:`wsfast.client.Client` and of the
     connections a :class:`wsfast.server.Server` hands to its handler.
 
@@ -120,7 +121,7 @@ class WebSocket:
         # Bytes that came with the handshake: the first read processes them, once it is
         # known whether messages or frames are wanted.
         self._leftover = leftover
-        self._messages: collections.deque[str | bytes] = collections.deque()
+        super().__init__()  # the queue of received messages, behind recv() and iteration
         self._frames: collections.deque[Frame] = collections.deque()
         self._frame_mode = False
         self._batching = False  # the reading thread parses messages into batches (recv_batch)
@@ -182,20 +183,6 @@ class WebSocket:
 
     # Receiving ---------------------------------------------------------------------
 
-    def recv(self, timeout: float | None = None) -> str | bytes:
-        """Return the next message: ``str`` for text, ``bytes`` for binary.
-
-        Waits at most ``timeout`` seconds (None: no limit), then raises TimeoutError; the
-        connection stays usable. Once the connection has closed and every message received
-        before has been returned, raises :class:`~wsfast.ConnectionClosedOK` after a normal
-        close, else :class:`~wsfast.ConnectionClosedError` (whose ``__cause__`` is the
-        :class:`~wsfast.ProtocolError` when the peer broke the protocol).
-        """
-        messages = self._messages
-        if not messages:
-            self._fill(messages, timeout)
-        return messages.popleft()
-
     def recv_many(self, timeout: float | None = None) -> list[str | bytes]:
         """Return every message received so far as a list, waiting (like :meth:`recv`)
         only if there is none: the fastest way to consume a high-rate feed."""
@@ -252,19 +239,6 @@ class WebSocket:
         if not frames:
             self._fill(frames, timeout)
         return frames.popleft()
-
-    def __iter__(self) -> Self:
-        return self
-
-    def __next__(self) -> str | bytes:
-        """The next message; iteration ends when the peer closes normally."""
-        messages = self._messages
-        if not messages:
-            try:
-                self._fill(messages, None)
-            except ConnectionClosedOK:
-                raise StopIteration from None
-        return messages.popleft()
 
     def _fill(self, queue: Sized, timeout: float | None, batching: bool = False) -> None:
         """Read until ``queue`` (a deque, or the Connection's batches when ``batching``)

@@ -16,7 +16,7 @@ from operator import index
 from struct import Struct
 from typing import TYPE_CHECKING, overload
 
-from ._receiver import Receiver
+from ._receiver import BlockingReceiver, Receiver
 from .batch import DEFAULT_MAX_BYTES, Batch
 from .enums import Opcode
 from .exceptions import InvalidUTF8, PayloadTooBig, ProtocolError
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_SIZE",
     "BatchBuilder",
+    "BlockingReceiver",
     "Frame",
     "FrameParser",
     "Inflater",

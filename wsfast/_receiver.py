@@ -1,9 +1,10 @@
-"""The messages an asyncio connection received and has not handed out yet, and the calls
-that hand them out one at a time: the pure twin of the compiled codec's ``Receiver``.
+"""The messages a connection received and has not handed out yet, and the calls that
+hand them out one at a time: the pure twin of the compiled codec's ``Receiver`` (asyncio)
+and ``BlockingReceiver``.
 
-In the compiled twin :meth:`Receiver.recv` and ``__anext__`` return an awaitable of their
-own instead of a coroutine: taking a message already queued then costs no coroutine
-frame, which is most of the time of a message on a fast feed.
+In the compiled twin these calls run no Python frame when a message is queued, which is
+most of the time of a message on a fast feed: there :meth:`Receiver.recv` and
+``__anext__`` return an awaitable of their own instead of a coroutine.
 """
 
 from __future__ import annotations
@@ -14,7 +15,51 @@ from typing import TYPE_CHECKING
 from .exceptions import ConnectionClosedOK
 
 if TYPE_CHECKING:
+    from collections.abc import Sized
+
     from typing_extensions import Self
+
+
+class BlockingReceiver:
+    """Base of the connections of the blocking client and server: the queue of received
+    messages.
+
+    Subclasses queue messages in ``_messages`` and provide ``_fill(queue, timeout)``,
+    which reads until ``queue`` holds something, or raises.
+    """
+
+    def __init__(self) -> None:
+        self._messages: collections.deque[str | bytes] = collections.deque()
+
+    def recv(self, timeout: float | None = None) -> str | bytes:
+        """Return the next message: ``str`` for text, ``bytes`` for binary.
+
+        Waits at most ``timeout`` seconds (None: no limit), then raises TimeoutError; the
+        connection stays usable. Once the connection has closed and every message received
+        before has been returned, raises :class:`~wsfast.ConnectionClosedOK` after a normal
+        close, else :class:`~wsfast.ConnectionClosedError` (whose ``__cause__`` is the
+        :class:`~wsfast.ProtocolError` when the peer broke the protocol).
+        """
+        messages = self._messages
+        if not messages:
+            self._fill(messages, timeout)
+        return messages.popleft()
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> str | bytes:
+        """The next message; iteration ends when the peer closes normally."""
+        messages = self._messages
+        if not messages:
+            try:
+                self._fill(messages, None)
+            except ConnectionClosedOK:
+                raise StopIteration from None
+        return messages.popleft()
+
+    def _fill(self, queue: Sized, timeout: float | None) -> None:
+        raise NotImplementedError
 
 
 class Receiver:
