@@ -140,6 +140,8 @@ class Client(WebSocket):
     :attr:`deflate_params`) and, for ``wss://``, the server's :attr:`certificate`.
     """
 
+    __slots__ = ("certificate", "response_headers")
+
     def __init__(
         self,
         stream: Stream,

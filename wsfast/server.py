@@ -53,6 +53,8 @@ class ServerConnection(WebSocket):
     :class:`~wsfast._io.WebSocket` (timeouts and keepalive).
     """
 
+    __slots__ = ("path", "request_headers")
+
     def __init__(
         self,
         stream: Stream,
