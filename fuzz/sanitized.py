@@ -41,6 +41,7 @@ CODEC_TESTS = [
     "test_twins_buffers.py",
     "test_protocol.py",
     "test_deflate.py",
+    "test_receiver.py",
 ]
 
 
