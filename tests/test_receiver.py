@@ -19,7 +19,7 @@ def Queue(codec):
     class Queue(codec.Receiver):
         """Messages put by the test; the wait returns once one is put, or raises ``end``."""
 
-        __slots__ = ("arrived", "end", "resumed", "waits")
+        __slots__ = ("arrived", "end", "resumed", "waits", "waits_ended")
 
         def __init__(self):
             super().__init__()
@@ -27,6 +27,7 @@ def Queue(codec):
             self.end = None  # what the wait raises once woken with no message
             self.resumed = 0
             self.waits = []  # the timeout of every wait
+            self.waits_ended = 0  # waits that returned, raised or were closed
 
         def put(self, *messages):
             self._messages.extend(messages)
@@ -38,11 +39,14 @@ def Queue(codec):
 
         async def _wait_for_messages(self, timeout):
             self.waits.append(timeout)
-            while not self._messages and self.end is None:
-                self.arrived.clear()
-                await asyncio.wait_for(self.arrived.wait(), timeout)
-            if not self._messages:
-                raise self.end
+            try:
+                while not self._messages and self.end is None:
+                    self.arrived.clear()
+                    await asyncio.wait_for(self.arrived.wait(), timeout)
+                if not self._messages:
+                    raise self.end
+            finally:
+                self.waits_ended += 1
 
         def _resume_reading(self):
             self.resumed += 1
@@ -138,7 +142,9 @@ def test_closing_a_waiting_recv_closes_its_wait(Queue):
         receiving = queue.recv()
         future = receiving.send(None)  # waits: yields what the wait awaits
         assert isinstance(future, asyncio.Future)
+        assert queue.waits_ended == 0
         receiving.close()
+        assert queue.waits_ended == 1
         with pytest.raises(RuntimeError, match="cannot reuse"):
             receiving.send(None)
 
@@ -240,6 +246,14 @@ def test_blocking_recv_reads_only_when_no_message_is_queued(BlockingQueue):
         queue.recv(0.1)
     assert queue.recv() == "c"
     assert queue.fills == [1.5, 0.1, None]
+
+
+def test_the_receivers_have_no_instance_dict(codec):
+    """Both twins: a connection is only what its slots hold."""
+    for base in (codec.BlockingReceiver, codec.Receiver):
+        receiver = type("Sub", (base,), {"__slots__": ()})()
+        with pytest.raises(AttributeError):
+            receiver.anything = 1
 
 
 def test_iterating_ends_when_the_connection_closes_normally(BlockingQueue):

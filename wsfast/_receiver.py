@@ -28,6 +28,8 @@ class BlockingReceiver:
     which reads until ``queue`` holds something, or raises.
     """
 
+    __slots__ = ("_messages",)
+
     def __init__(self) -> None:
         self._messages: collections.deque[str | bytes] = collections.deque()
 
