@@ -11,7 +11,8 @@ import argparse
 import dataclasses
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from wsfast.deflate import DeflateOptions
 

@@ -13,7 +13,6 @@ import argparse
 import os
 import statistics
 import time
-from typing import Optional
 
 import wsfast
 
@@ -44,7 +43,7 @@ def bench_echo(ws: wsfast.Client, count: int, size: int) -> None:
     )
 
 
-def bench_feed(ws: wsfast.Client, count: int, subscribe: Optional[str] = None) -> None:
+def bench_feed(ws: wsfast.Client, count: int, subscribe: str | None = None) -> None:
     if subscribe is not None:
         ws.send(subscribe)
     received = size = 0
@@ -61,7 +60,7 @@ def bench_feed(ws: wsfast.Client, count: int, subscribe: Optional[str] = None) -
     print(f"feed: {received / elapsed:,.0f} messages/s, {size / elapsed / 1e6:,.1f} MB/s over {received:,}")
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Benchmark a WebSocket server with wsfast's client.")
     parser.add_argument("url")
     parser.add_argument("mode", choices=("echo", "feed"))

@@ -16,7 +16,6 @@ and reads their echoes through one of two layers:
 import argparse
 import os
 import socket
-from typing import Optional
 
 import wsfast
 from wsfast.handshake import ClientHandshake
@@ -99,7 +98,7 @@ def echo_with_codec(url: str, count: int) -> int:
     return echoes
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Echo messages through wsfast's sans-I/O layers.")
     parser.add_argument("url", nargs="?", default=os.environ.get("ECHO_URL", "ws://127.0.0.1:8765/"))
     parser.add_argument("--layer", choices=("protocol", "codec"), default="protocol")

@@ -10,7 +10,6 @@ import argparse
 import signal
 import ssl
 import threading
-from typing import Optional
 
 import wsfast
 
@@ -21,14 +20,14 @@ def handler(ws: wsfast.ServerConnection) -> None:
         ws.send(message)  # text comes back as text, binary as binary
 
 
-def server_context(certfile: str, keyfile: Optional[str] = None) -> ssl.SSLContext:
+def server_context(certfile: str, keyfile: str | None = None) -> ssl.SSLContext:
     """A TLS context for a server: its certificate chain and private key (PEM files)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(certfile, keyfile)
     return context
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Echo every WebSocket message back.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")

@@ -9,7 +9,6 @@ It stops on Ctrl-C, on SIGTERM and after ``--duration`` seconds; every client ge
 import argparse
 import asyncio
 import signal
-from typing import Optional
 
 import wsfast.asyncio
 
@@ -19,7 +18,7 @@ async def handler(ws: wsfast.asyncio.ServerConnection) -> None:
         await ws.send(message)
 
 
-async def serve(host: str, port: int, duration: Optional[float] = None) -> None:
+async def serve(host: str, port: int, duration: float | None = None) -> None:
     async with wsfast.asyncio.serve(handler, host, port, max_connections=10_000) as server:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -30,7 +29,7 @@ async def serve(host: str, port: int, duration: Optional[float] = None) -> None:
         await server.serve_forever()  # returns once every client got its 1001
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Echo every WebSocket message back.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")

@@ -11,7 +11,6 @@ application code does not change. Two endpoints: ``/echo`` sends every text mess
 import argparse
 import socket
 import threading
-from typing import Optional
 
 import uvicorn
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
@@ -37,7 +36,7 @@ async def ticks(websocket: WebSocket, count: int = 100) -> None:
     await websocket.close()
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve a FastAPI app with wsfast's WebSockets.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")

@@ -18,7 +18,6 @@ import argparse
 import json
 import logging
 import os
-from typing import Optional
 
 import wsfast
 
@@ -56,7 +55,7 @@ def consume(url: str, symbol: str, count: int = 0) -> int:
     return received
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Consume a feed of ticks, reconnecting as needed.")
     parser.add_argument("url", nargs="?", default=os.environ.get("FEED_URL", "ws://127.0.0.1:8765/"))
     parser.add_argument("--symbol", default="ABC")

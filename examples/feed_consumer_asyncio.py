@@ -20,7 +20,6 @@ import asyncio
 import json
 import logging
 import os
-from typing import Optional
 
 import wsfast
 import wsfast.asyncio
@@ -59,7 +58,7 @@ async def consume(url: str, symbol: str, count: int = 0) -> int:
     return received
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Consume a feed of ticks, reconnecting as needed.")
     parser.add_argument("url", nargs="?", default=os.environ.get("FEED_URL", "ws://127.0.0.1:8765/"))
     parser.add_argument("--symbol", default="ABC")

@@ -14,7 +14,6 @@ import random
 import signal
 import threading
 from collections.abc import Callable
-from typing import Optional
 
 import wsfast
 
@@ -48,7 +47,7 @@ def make_handler(rate: float, per_connection: int) -> Callable[[wsfast.ServerCon
     return handler
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve JSON price ticks over WebSocket.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")

@@ -11,19 +11,18 @@ import argparse
 import os
 import ssl
 import sys
-from typing import Optional
 
 import wsfast
 
 
-def client_context(cafile: Optional[str] = None) -> ssl.SSLContext:
+def client_context(cafile: str | None = None) -> ssl.SSLContext:
     """Certificate and host name verification, against ``cafile`` or the system's CAs."""
     context = ssl.create_default_context(cafile=cafile)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Connect over wss:// and show the server's certificate.")
     parser.add_argument("url", nargs="?", default=os.environ.get("ECHO_URL", "wss://127.0.0.1:8765/"))
     parser.add_argument("--cafile", help="PEM file of the CA certificates to trust")

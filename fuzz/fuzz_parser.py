@@ -15,6 +15,7 @@ AddressSanitizer and UndefinedBehaviorSanitizer, which turn memory errors into c
 
 from __future__ import annotations
 
+import itertools
 import struct
 import sys
 from pathlib import Path
@@ -51,7 +52,7 @@ def decode(data: bytes):
 
 def pieces(wire: bytes, cuts) -> list[bytes]:
     bounds = sorted({0, len(wire), *(min(cut, len(wire)) for cut in cuts)})
-    return [wire[a:b] for a, b in zip(bounds, bounds[1:])]
+    return [wire[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def plain(items) -> list:

@@ -12,7 +12,6 @@ typedef PyObject *(*wsfast_step)(PyObject *self, PyObject *arg, int *yielded);
 
 static wsfast_step wsfast_receiving_step;
 
-#if PY_VERSION_HEX >= 0x030A0000
 static PySendResult wsfast_receiving_send(PyObject *self, PyObject *arg, PyObject **result)
 {
     int yielded = 0;
@@ -21,31 +20,20 @@ static PySendResult wsfast_receiving_send(PyObject *self, PyObject *arg, PyObjec
         return PYGEN_ERROR;
     return yielded ? PYGEN_NEXT : PYGEN_RETURN;
 }
-#endif
 
-/* Gives `type` (which has am_await) an am_send slot that runs `step`. Before Python
- * 3.10 there is no such slot: `await` then goes through __next__. */
+/* Gives `type` (which has am_await) an am_send slot that runs `step`. */
 static void wsfast_install_send(PyObject *type, wsfast_step step)
 {
     wsfast_receiving_step = step;
-#if PY_VERSION_HEX >= 0x030A0000
     ((PyTypeObject *)type)->tp_as_async->am_send = wsfast_receiving_send;
-#endif
 }
 
 /* Sends `arg` into a coroutine: 1 when it yielded *result, 0 when it returned *result,
  * -1 with an exception set. */
 static int wsfast_coro_send(PyObject *coro, PyObject *arg, PyObject **result)
 {
-#if PY_VERSION_HEX >= 0x030A0000
     PySendResult status = PyIter_Send(coro, arg, result);
     return status == PYGEN_ERROR ? -1 : status == PYGEN_NEXT;
-#else
-    *result = PyObject_CallMethod(coro, "send", "O", arg);
-    if (*result != NULL)
-        return 1;
-    return _PyGen_FetchStopIterationValue(result) == 0 ? 0 : -1;
-#endif
 }
 
 #endif

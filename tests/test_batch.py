@@ -645,7 +645,7 @@ def test_feed_batch_agrees_with_feed_messages(twins, items, cuts, client, max_by
             for kind, payload in items
         )
         points = sorted({cut % (len(wire) + 1) for cut in cuts})
-        chunks = [wire[a:b] for a, b in zip([0, *points], [*points, len(wire)])]
+        chunks = [wire[a:b] for a, b in zip([0, *points], [*points, len(wire)], strict=True)]
         expected, failure = [], None
         parser = codec.FrameParser(client=client)
         try:
@@ -853,7 +853,7 @@ def test_receive_batch_agrees_with_receive_data(twins, items, cuts, client, defl
             elif kind == "close":
                 wire += frame(codec, Opcode.CLOSE, (1000).to_bytes(2, "big"), client=client)
         points = sorted({cut % (len(wire) + 1) for cut in cuts})
-        chunks = [wire[a:b] for a, b in zip([0, *points], [*points, len(wire)])]
+        chunks = [wire[a:b] for a, b in zip([0, *points], [*points, len(wire)], strict=True)]
         reference = new(client)
         events = [event for chunk in chunks for event in reference.receive_data(chunk)]
         conn = new(client)

@@ -1,6 +1,7 @@
 """The peer benchmark runner, on a tiny scale: it measures, reports and writes its JSON;
 and the pieces its real-wire cases rest on: the ticks, the server's deflate feed and offers."""
 
+import itertools
 import json
 import subprocess
 import sys
@@ -108,7 +109,7 @@ def test_ticks_are_deterministic_compact_json():
     decoded = [json.loads(tick) for tick in feed]
     assert len({item["sym"] for item in decoded}) > 5
     assert len({item["px"] for item in decoded}) > 100
-    assert all(a["ts"] < b["ts"] for a, b in zip(decoded, decoded[1:]))
+    assert all(a["ts"] < b["ts"] for a, b in itertools.pairwise(decoded))
 
 
 def test_json_text_is_json_of_the_exact_size():

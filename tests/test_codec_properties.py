@@ -58,7 +58,7 @@ def encode(opcode, payload, fin, rsv, key):
 def split(data, cuts):
     """data cut at the given offsets (in any order, repeats allowed) into consecutive pieces."""
     bounds = sorted({0, len(data), *(cut % (len(data) + 1) for cut in cuts)})
-    return [data[a:b] for a, b in zip(bounds, bounds[1:])]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def as_tuples(frames):

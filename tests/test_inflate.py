@@ -83,7 +83,7 @@ def chunkings(data: bytes, seed: int, count: int = 30):
     rng = random.Random(seed)
     for _ in range(count):
         cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randrange(1, 12))))
-        yield [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)])]
+        yield [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
 
 
 def connection(codec, client=True, max_message_size=None, params=None) -> Connection:
@@ -718,7 +718,7 @@ def conversations(draw):
         else:
             payload = content
         cuts = sorted(draw(st.lists(st.integers(0, len(payload)), max_size=3)))
-        pieces = [payload[a:b] for a, b in zip([0, *cuts], [*cuts, len(payload)])]
+        pieces = [payload[a:b] for a, b in zip([0, *cuts], [*cuts, len(payload)], strict=True)]
         for i, piece in enumerate(pieces):
             last = i == len(pieces) - 1
             frames.append((opcode if i == 0 else CONTINUATION, last, i == 0 and mode != "plain", piece))
@@ -736,7 +736,7 @@ def test_twins_and_zlib_agree(twins, conversation, cuts):
     client, bits, reset, max_size, frames = conversation
     wire = b"".join(encode(opcode, payload, fin, rsv1, client) for opcode, fin, rsv1, payload in frames)
     points = sorted({cut % (len(wire) + 1) for cut in cuts})
-    chunks = [wire[a:b] for a, b in zip([0, *points], [*points, len(wire)])]
+    chunks = [wire[a:b] for a, b in zip([0, *points], [*points, len(wire)], strict=True)]
     expected_events, expected_code = reference(frames, bits=bits, reset=reset, max_size=max_size)
     params = DeflateParams(reset, reset, bits, bits)
     results = []

@@ -152,7 +152,7 @@ def streams(draw):
 
 def split(data, cuts):
     points = sorted({cut % (len(data) + 1) for cut in cuts})
-    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)])]
+    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
 
 
 @settings(max_examples=300)

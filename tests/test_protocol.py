@@ -4,6 +4,7 @@ The ``codec`` fixture (tests/conftest.py) runs every test with both codec twins.
 """
 
 import array
+import itertools
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -162,7 +163,7 @@ def test_any_messages_any_fragmentation_any_chunking(codec, messages, frame_size
         wire = sender.data_to_send()
         bounds = sorted({0, len(wire), *(cut % (len(wire) + 1) for cut in cuts)})
         events = []
-        for start, stop in zip(bounds, bounds[1:]):
+        for start, stop in itertools.pairwise(bounds):
             events += receiver.receive_data(wire[start:stop])
         assert events == [*messages, Ping(b"p")]
         assert receiver.error is None

@@ -7,6 +7,7 @@ them, or raise the same exception with the same message.
 """
 
 import array
+import itertools
 import math
 import mmap
 import sys
@@ -239,7 +240,7 @@ def chunked_streams(draw):
             wire += _encode(opcode, payload, fin, None if client else KEY)
     cuts = sorted(draw(st.lists(st.integers(0, len(wire)), max_size=6)))
     bounds = [0, *cuts, len(wire)]
-    pieces = [draw(exporters(wire[a:b])) for a, b in zip(bounds, bounds[1:])]
+    pieces = [draw(exporters(wire[a:b])) for a, b in itertools.pairwise(bounds)]
     return client, wire, pieces
 
 
@@ -295,7 +296,7 @@ def compressed(draw):
 def test_inflating_any_buffer(twins, messages):
     texts, makers = messages
     inflaters = [codec.Inflater(15) for codec in twins]
-    for text, make in zip(texts, makers):
+    for text, make in zip(texts, makers, strict=False):
         results = [outcome(lambda: inflater.inflate(make(), True, None)) for inflater in inflaters]
         assert results[0] == results[1] == ("result", text)
 
@@ -309,7 +310,7 @@ def test_parser_inflating_any_buffer(twins, messages, cuts):
     for codec in twins:
         parser = codec.FrameParser(client=True, max_size=None, allowed_rsv=4, inflater=codec.Inflater(15))
         results.append(
-            [outcome(lambda: parser.feed_messages(bytearray(wire[a:b]))) for a, b in zip(bounds, bounds[1:])]
+            [outcome(lambda: parser.feed_messages(bytearray(wire[a:b]))) for a, b in itertools.pairwise(bounds)]
         )
     assert results[0] == results[1]
 

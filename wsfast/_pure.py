@@ -52,7 +52,7 @@ _OPCODE_NAMES = {op.value: op.name for op in Opcode}
 
 def _opcode_of(value: SupportsIndex) -> int:
     """``value`` as a frame opcode: an integer within 0..15 (four bits on the wire)."""
-    value = int(index(value))  # int(): Python 3.9's index() returns an IntEnum member as is
+    value = index(value)
     if not 0 <= value <= 15:
         raise ValueError(f"opcode must be within 0..15, not {value}")
     return value

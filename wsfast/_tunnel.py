@@ -60,7 +60,7 @@ def blame_proxy(proxy: Proxy, doing: str) -> Iterator[None]:
     caused by it); a ProxyError or a timeout goes through as it is."""
     try:
         yield
-    except (ProxyError, TimeoutError, socket.timeout):
+    except (ProxyError, TimeoutError):
         raise
     except OSError as exc:
         raise ProxyError(f"{doing} the proxy {proxy} failed: {exc}") from exc

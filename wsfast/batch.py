@@ -218,7 +218,7 @@ class Batch:
     def __iter__(self) -> Iterator[str | bytes]:
         data = self._data
         offsets = self._offsets
-        for start, end, text in zip(offsets, offsets[1:], self._is_text):
+        for start, end, text in zip(offsets, offsets[1:], self._is_text, strict=False):
             yield str(data[start:end], "utf-8") if text else data[start:end].tobytes()
 
     def __eq__(self, other: object) -> bool:

@@ -252,7 +252,7 @@ def connect(
     logger.debug("connecting to %s", url)
     try:
         sock = open_socket(uri.host, uri.port, resolve_proxy(proxy, uri), deadline)
-    except socket.timeout:
+    except TimeoutError:
         raise TimeoutError(f"connecting to {url} timed out") from None
     try:
         if tcp_nodelay:

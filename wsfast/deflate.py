@@ -20,7 +20,7 @@ import dataclasses
 import re
 import zlib
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Optional, Union, cast
+from typing import TYPE_CHECKING, cast
 
 from . import _codec
 from .exceptions import InvalidHeader
@@ -55,8 +55,8 @@ _QUOTED_PAIR = re.compile(r"\\(.)")
 _WINDOW_BITS = re.compile(r"[89]|1[0-5]")
 
 # A Sec-WebSocket-Extensions header: its value, the values of repeated ones, or None.
-ExtensionsHeader = Union[str, Iterable[str], None]
-Extension = tuple[str, list[tuple[str, Optional[str]]]]
+ExtensionsHeader = str | Iterable[str] | None
+Extension = tuple[str, list[tuple[str, str | None]]]
 """One extension of a Sec-WebSocket-Extensions header: its name and (param, value) pairs."""
 
 

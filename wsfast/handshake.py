@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Protocol, TypeVar, Union, overload
+from typing import TYPE_CHECKING, Protocol, TypeVar, overload
 
 from .exceptions import InvalidHandshake, InvalidHeader, InvalidStatus
 
@@ -56,7 +56,7 @@ class _HeaderItems(Protocol):
     def items(self) -> Iterable[tuple[str, str]]: ...
 
 
-HeadersLike = Union[_HeaderItems, Iterable[tuple[str, str]]]
+HeadersLike = _HeaderItems | Iterable[tuple[str, str]]
 """Headers as the API takes them: a dict, a :class:`Headers`, or (name, value) pairs."""
 
 

@@ -20,7 +20,7 @@ import logging
 import re
 from collections.abc import Iterable
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Union, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
 from uvicorn.logging import TRACE_LOG_LEVEL
@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from .deflate import DeflateParams
 
     # What receive() hands the application.
-    _ReceiveEvent = Union[WebSocketConnectEvent, WebSocketReceiveEvent, WebSocketDisconnectEvent]
+    _ReceiveEvent = WebSocketConnectEvent | WebSocketReceiveEvent | WebSocketDisconnectEvent
 
 __all__ = ["WebSocketProtocol"]
 

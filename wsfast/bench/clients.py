@@ -22,10 +22,10 @@ import socket
 import ssl
 import urllib.parse
 import zlib
-from collections.abc import Awaitable, Coroutine, Sized
+from collections.abc import Awaitable, Callable, Coroutine, Sized
 from dataclasses import dataclass
 from time import perf_counter, perf_counter_ns
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     import aiohttp

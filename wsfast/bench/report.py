@@ -190,7 +190,7 @@ def chart(results: list[Result], path: str) -> str:
     # Room for nine bars a panel, more when a case has more contestants.
     row_height = max(4.05, 0.3 * max(len(rs) for rs in cases.values()))
     fig, axes = plt.subplots(rows, columns, figsize=(7 * columns, row_height * rows + 0.6), squeeze=False)
-    for ax, (name, in_case) in zip(axes.flat, cases.items()):
+    for ax, (name, in_case) in zip(axes.flat, cases.items(), strict=False):
         ranked = sorted(in_case, key=_measured)
         values = [_measured(r) for r in ranked]
         bars = ax.barh([r.contestant for r in ranked], values, color=[_color(r) for r in ranked])

@@ -38,7 +38,7 @@ import sys
 import time
 import zlib
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Union, cast
+from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
     import io
@@ -103,7 +103,7 @@ def _recv(conn: socket.socket, awaited: str) -> bytes:
     """Up to 64 KiB from ``conn``; a timeout names what the server was waiting for."""
     try:
         return conn.recv(65536)
-    except socket.timeout:
+    except TimeoutError:
         raise TimeoutError(f"no {awaited} from the client in {_IO_TIMEOUT:g} s") from None
 
 
@@ -143,7 +143,7 @@ def _head(status: str, length: int = 0) -> bytes:
 # ("feed", count, size) or ("ticks", count, deflate)
 _FeedKey = tuple[str, int, int]
 # What a feed sends, in turn.
-_Pieces = Sequence[Union[bytes, memoryview]]
+_Pieces = Sequence[bytes | memoryview]
 
 
 class _FeedCache:
