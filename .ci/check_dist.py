@@ -9,7 +9,9 @@
   sdist, the tests of ``codec_info()``, of the C kernels and of masking and encoding
   pass against it, and the benchmarks are collected.
 
-Usage: ``python .ci/check_dist.py [--keep DIR]`` (``.ci/run`` runs it; about 2 minutes).
+Usage: ``python .ci/check_dist.py [--keep DIR] [--lock FILE]`` (``.ci/run`` runs it, with
+``--lock .ci/constraints.txt``; about 2 minutes). With ``--lock``, the fresh environment's
+tools are the lock's pinned, hash-checked ones, and so are the wheel's build requirements.
 """
 
 import argparse
@@ -148,6 +150,7 @@ def check_wheel(wheel):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", type=Path, metavar="DIR", help="copy the sdist and the wheel into DIR")
+    parser.add_argument("--lock", type=Path, metavar="FILE", help="install pinned tools from this lock file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="wsfast-dist-") as scratch:
         work = Path(scratch)
@@ -157,6 +160,8 @@ def main():
             "WSFAST_REQUIRE_EXTENSION": "1",
         }  # a failed build must not pass as pure
         env.pop("WSFAST_NO_EXTENSIONS", None)
+        if args.lock:
+            env["PIP_BUILD_CONSTRAINT"] = str(args.lock.resolve())
 
         step("building the sdist")
         run(
@@ -193,18 +198,11 @@ def main():
         check_wheel(wheel)
 
         step("installing the wheel and trying it")
-        run(
-            python,
-            "-m",
-            "pip",
-            "install",
-            wheel,
-            "pytest",
-            "pytest-benchmark",
-            "hypothesis",
-            env=env,
-            quiet=True,
-        )
+        if args.lock:  # every pinned tool, hash-checked, then the wheel alone
+            run(python, "-m", "pip", "install", "--require-hashes", "--no-deps", "-r", args.lock, env=env, quiet=True)
+            run(python, "-m", "pip", "install", "--no-deps", wheel, env=env, quiet=True)
+        else:
+            run(python, "-m", "pip", "install", wheel, "pytest", "pytest-benchmark", "hypothesis", env=env, quiet=True)
         outside = work / "elsewhere"
         outside.mkdir()
         run(python, "-c", SMOKE, cwd=outside, env=env)
