@@ -25,7 +25,8 @@ class BlockingReceiver:
     messages.
 
     Subclasses queue messages in ``_messages`` and provide ``_fill(queue, timeout)``,
-    which reads until ``queue`` holds something, or raises.
+    which reads until ``queue`` holds something, or raises. Threads may call recv() at
+    once: the deque is thread-safe, and one that finds its message taken waits again.
     """
 
     __slots__ = ("_messages",)
@@ -43,9 +44,13 @@ class BlockingReceiver:
         :class:`~wsfast.ProtocolError` when the peer broke the protocol).
         """
         messages = self._messages
-        if not messages:
-            self._fill(messages, timeout)
-        return messages.popleft()
+        while True:
+            if not messages:
+                self._fill(messages, timeout)
+            try:
+                return messages.popleft()
+            except IndexError:  # a recv() in another thread took it first: wait again
+                pass
 
     def __iter__(self) -> Self:
         return self
@@ -53,12 +58,16 @@ class BlockingReceiver:
     def __next__(self) -> str | bytes:
         """The next message; iteration ends when the peer closes normally."""
         messages = self._messages
-        if not messages:
+        while True:
+            if not messages:
+                try:
+                    self._fill(messages, None)
+                except ConnectionClosedOK:
+                    raise StopIteration from None
             try:
-                self._fill(messages, None)
-            except ConnectionClosedOK:
-                raise StopIteration from None
-        return messages.popleft()
+                return messages.popleft()
+            except IndexError:  # another thread took it first
+                pass
 
     def _fill(self, queue: Sized, timeout: float | None) -> None:
         raise NotImplementedError
