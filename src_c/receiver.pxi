@@ -10,12 +10,14 @@ cdef extern from "receiving.h":
 
 from cpython.exc cimport PyErr_Clear, PyErr_ExceptionMatches
 from cpython.ref cimport Py_DECREF, Py_XDECREF
+from libc.math cimport INFINITY
 
 cdef extern from "Python.h":
     # Raw: NULL with the exception set, which _popped() looks at without a try block's cost.
     PyObject *_call_no_args "PyObject_CallNoArgs"(object callable)
 
 import collections.abc
+from time import monotonic
 
 from wsfast.exceptions import ConnectionClosedOK
 
@@ -73,12 +75,17 @@ cdef class BlockingReceiver:
         :class:`~wsfast.ProtocolError` when the peer broke the protocol).
         """
         cdef PyObject *message
+        cdef double deadline = INFINITY  # set on the first wait with a timeout
         while True:
             if not len(self._messages):
+                if deadline == INFINITY and timeout is not None:
+                    deadline = monotonic() + timeout
                 self._fill(self._messages, timeout)
             message = _call_no_args(self._popleft)
             if _popped(message):
                 return _owned(message)
+            if deadline != INFINITY:  # wait again, for what is left of the timeout
+                timeout = max(0.0, deadline - monotonic())
 
     def __iter__(self):
         return self

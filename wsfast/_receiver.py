@@ -10,6 +10,7 @@ most of the time of a message on a fast feed: there :meth:`Receiver.recv` and
 from __future__ import annotations
 
 import collections
+from time import monotonic
 from typing import TYPE_CHECKING
 
 from .exceptions import ConnectionClosedOK
@@ -44,13 +45,18 @@ class BlockingReceiver:
         :class:`~wsfast.ProtocolError` when the peer broke the protocol).
         """
         messages = self._messages
+        deadline = None
         while True:
             if not messages:
+                if deadline is None and timeout is not None:
+                    deadline = monotonic() + timeout
                 self._fill(messages, timeout)
             try:
                 return messages.popleft()
-            except IndexError:  # a recv() in another thread took it first: wait again
+            except IndexError:  # a recv() in another thread took it first
                 pass
+            if deadline is not None:  # wait again, for what is left of the timeout
+                timeout = max(0.0, deadline - monotonic())
 
     def __iter__(self) -> Self:
         return self
