@@ -42,6 +42,7 @@ CODEC_TESTS = [
     "test_protocol.py",
     "test_deflate.py",
     "test_receiver.py",
+    "test_threads.py",
 ]
 
 

@@ -1,5 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 # cython: embedsignature=True
+# cython: freethreading_compatible = True
 """The compiled frame codec: same API and behaviour as the pure-Python ``wsfast._pure``.
 
 Masking runs in C kernels chosen for the CPU at import. Frames are parsed straight
@@ -10,6 +11,11 @@ are inflated with zlib's C API straight into the object they come out as. In
 buffer into the one a batch of them shares. ``BlockingReceiver`` and ``Receiver``
 (receiver.pxi) hand the clients' messages to ``recv()`` with no Python frame (nor
 coroutine) per message.
+
+Free-threaded Python: nothing here is shared between objects but constants and the
+masking kernel, chosen once at import. A parser, an inflater or a batch builder is used
+by one thread at a time; a second thread entering one meanwhile gets a RuntimeError
+(see _Busy), never corrupted memory.
 """
 
 cimport cython
@@ -148,7 +154,41 @@ cdef uint64_t NO_LIMIT = INT64_MAX
 
 _OPCODE_NAMES = {op.value: op.name for op in Opcode}
 
+# Chosen once, here: the import runs before any thread can mask.
 wsfast_mask_init()
+
+cdef extern from *:
+    """
+    #ifdef Py_GIL_DISABLED
+    #define WSFAST_FREE_THREADED 1
+    #else
+    #define WSFAST_FREE_THREADED 0
+    #endif
+    """
+    # True on a free-threaded build, where another thread may resize a bytearray meanwhile.
+    const bint FREE_THREADED "WSFAST_FREE_THREADED"
+
+
+# A parser, an inflater and a batch builder keep C state (raw pointers into buffers they
+# own) that two threads at once would corrupt. Each has a busy flag, set for the length
+# of every call that touches that state: a second thread gets a RuntimeError instead.
+# The critical section (a no-op with the GIL) makes testing and setting the flag one step.
+
+cdef inline int _enter(object owner, bint *busy) except -1:
+    """Mark ``owner``, whose flag ``busy`` is, in use; RuntimeError if it already is."""
+    cdef bint taken
+    with cython.critical_section(owner):
+        taken = busy[0]
+        busy[0] = True
+    if taken:
+        raise RuntimeError(f"{type(owner).__name__} used from two threads at once; "
+                           "use each from one thread at a time")
+    return 0
+
+
+cdef inline void _leave(object owner, bint *busy) noexcept:
+    with cython.critical_section(owner):
+        busy[0] = False
 
 
 cdef inline unsigned char _with_bit(unsigned char bits, unsigned char bit, bint on):
@@ -185,7 +225,7 @@ cdef class Frame:
 
     def __init__(self, opcode, payload=b"", fin=True, rsv1=False, rsv2=False, rsv3=False):
         self._opcode = _opcode_of(opcode)
-        self._payload = _bytes_of(payload)
+        self._set_payload(_bytes_of(payload))
         self._bits = (FIN if fin else 0) | (RSV1 if rsv1 else 0) | (RSV2 if rsv2 else 0) | (RSV3 if rsv3 else 0)
 
     @property
@@ -197,14 +237,26 @@ cdef class Frame:
     def opcode(self, value):
         self._opcode = _opcode_of(value)
 
+    # The payload is the one reference a frame holds: one thread replacing it while
+    # another reads it would free it under the reader, so both happen in the frame's
+    # critical section (a no-op with the GIL). The other fields are single bytes.
+
+    cdef inline bytes _get_payload(self):
+        with cython.critical_section(self):
+            return self._payload
+
+    cdef inline void _set_payload(self, bytes payload) noexcept:
+        with cython.critical_section(self):
+            self._payload = payload
+
     @property
     def payload(self):
         """The payload, unmasked."""
-        return self._payload
+        return self._get_payload()
 
     @payload.setter
     def payload(self, value):
-        self._payload = _bytes_of(value)
+        self._set_payload(_bytes_of(value))
 
     @property
     def fin(self):
@@ -250,7 +302,7 @@ cdef class Frame:
     @property
     def text(self):
         """The payload decoded as UTF-8; for a close frame, the reason after the code."""
-        cdef object payload = self._payload
+        cdef object payload = self._get_payload()
         if self._opcode == 8:
             return payload[2:].decode()
         return payload.decode()
@@ -258,7 +310,7 @@ cdef class Frame:
     @property
     def close_code(self):
         """A close frame's status code (1005 when it carries none); None for other frames."""
-        cdef object payload = self._payload
+        cdef object payload = self._get_payload()
         if self._opcode != 8:
             return None
         if len(payload) < 2:
@@ -266,16 +318,16 @@ cdef class Frame:
         return int.from_bytes(payload[:2], "big")
 
     def __len__(self):
-        return len(<object>self._payload)
+        return len(<object>self._get_payload())
 
     def __getitem__(self, index):
-        return (<object>self._payload)[index]
+        return (<object>self._get_payload())[index]
 
     def __eq__(self, other):
         # Compares public attributes only, so frames of both codec twins compare equal.
         if type(other) is Frame:
             return (self._opcode == (<Frame>other)._opcode and self._bits == (<Frame>other)._bits
-                    and <object>self._payload == <object>(<Frame>other)._payload)
+                    and <object>self._get_payload() == <object>(<Frame>other)._get_payload())
         try:
             return (
                 self.opcode == other.opcode
@@ -289,10 +341,10 @@ cdef class Frame:
             return NotImplemented
 
     def __hash__(self):
-        return hash((self.opcode, self.fin, self.rsv1, self.rsv2, self.rsv3, self._payload))
+        return hash((self.opcode, self.fin, self.rsv1, self.rsv2, self.rsv3, self._get_payload()))
 
     def __repr__(self):
-        cdef object payload = self._payload
+        cdef object payload = self._get_payload()
         name = _OPCODE_NAMES.get(self._opcode, str(self._opcode))
         flags = "".join(f" rsv{i}" for i, bit in enumerate((self.rsv1, self.rsv2, self.rsv3), 1) if bit)
         shown = payload if len(payload) <= 32 else payload[:32] + b"..."
@@ -366,7 +418,9 @@ def mask_inplace(buffer, key):
     cdef Py_buffer view
     cdef unsigned char k[4]
     cdef unsigned char *scratch
-    if type(buffer) is bytearray:  # the common case, without the buffer protocol's cost
+    # The common case, without the buffer protocol's cost; on a free-threaded build the
+    # buffer protocol keeps another thread from resizing the bytearray meanwhile.
+    if not FREE_THREADED and type(buffer) is bytearray:
         _load_key(key, k)
         wsfast_mask(<unsigned char *>PyByteArray_AS_STRING(buffer),
                     <const unsigned char *>PyByteArray_AS_STRING(buffer),
@@ -527,6 +581,7 @@ cdef class Inflater:
     cdef z_stream _stream
     cdef bint _ready  # inflateInit2 succeeded: inflateEnd is due
     cdef bint _unflushed  # the current stream got data that only the trailer completes
+    cdef bint _busy  # a call is inflating (see _enter)
     cdef PyObject *_text  # owned: what text is inflated into before decoding; NULL or small
 
     def __cinit__(self, window_bits=15, *, no_context_takeover=False):
@@ -568,6 +623,7 @@ cdef class Inflater:
         """Inflate one frame's payload into a new bytes object, producing less than ``limit``."""
         cdef PyObject *buf = NULL
         cdef _Output out = _Output(&buf, 0, limit)
+        _enter(self, &self._busy)
         try:
             _reserve(&buf, _first_room(n, limit))
             self._run(data, n, fin, &out)
@@ -577,11 +633,13 @@ cdef class Inflater:
             return <bytes>buf
         finally:
             Py_CLEAR(buf)
+            _leave(self, &self._busy)
 
     cdef str _to_text(self, const unsigned char *data, Py_ssize_t n, Py_ssize_t limit):
         """Inflate a whole text message's payload and decode it (strict UTF-8): the only
         Python object made is the str."""
         cdef _Output out = _Output(&self._text, 0, limit)
+        _enter(self, &self._busy)
         try:
             if self._text == NULL:
                 _reserve(&self._text, _first_room(n, limit))
@@ -590,6 +648,7 @@ cdef class Inflater:
         finally:
             if self._text != NULL and Py_SIZE(self._text) > TEXT_ROOM_KEPT:
                 Py_CLEAR(self._text)
+            _leave(self, &self._busy)
 
     cdef int _run(self, const unsigned char *data, Py_ssize_t n, bint fin, _Output *out) except -1:
         """Inflate one frame's payload into ``out``; at the end of a message, the trailer."""
@@ -823,6 +882,7 @@ cdef class BatchBuilder:
     # batch reuses those its consumer dropped. Fresh memory costs the kernel a page
     # fault per 4 KiB, more than copying the messages into it does.
     cdef list _spares
+    cdef bint _busy  # a call (or a parser's feed_batch) is filling or taking (see _enter)
 
     def __cinit__(self):
         self._sealed = collections.deque()
@@ -850,10 +910,12 @@ cdef class BatchBuilder:
 
     def append(self, message):
         """Add a message: ``str`` for text, any bytes-like object for binary."""
-        if isinstance(message, str):
-            self._add_bytes((<str>message).encode("utf-8"), True)
-        else:
-            self._add_bytes(_bytes_of(message), False)
+        payload = (<str>message).encode("utf-8") if isinstance(message, str) else _bytes_of(message)
+        _enter(self, &self._busy)
+        try:
+            self._add_bytes(payload, isinstance(message, str))
+        finally:
+            _leave(self, &self._busy)
 
     def take(self, max_bytes=None):
         """The oldest batch held (the one being filled, once it is the only one), or None.
@@ -864,6 +926,13 @@ cdef class BatchBuilder:
         """
         if max_bytes is not None:
             max_bytes = _max_bytes_of(max_bytes)
+        _enter(self, &self._busy)
+        try:
+            return self._take(max_bytes)
+        finally:
+            _leave(self, &self._busy)
+
+    cdef object _take(self, object max_bytes):
         if not self._sealed:
             if not self._count:
                 return None
@@ -1066,8 +1135,16 @@ Streaming frame parser: feed it bytes in any chunking, get complete frames back.
     # fragmented message is open (it blocks that).
     cdef bint _inline
     cdef bint _open
+    cdef bint _busy  # a call is parsing, or using the payload arriving (see _enter)
 
     def __init__(self, *, client=True, max_size=DEFAULT_MAX_SIZE, allowed_rsv=0, inflater=None):
+        _enter(self, &self._busy)  # __init__ called again drops the payload arriving
+        try:
+            self._init(client, max_size, allowed_rsv, inflater)
+        finally:
+            _leave(self, &self._busy)
+
+    cdef int _init(self, client, max_size, allowed_rsv, inflater) except -1:
         cdef uint64_t limit = _limit_of(max_size)
         rsv = index(allowed_rsv)
         if not 0 <= rsv <= 7:
@@ -1085,6 +1162,7 @@ Streaming frame parser: feed it bytes in any chunking, get complete frames back.
         self._masked = not self.client
         self._reset()
         self._error = None
+        return 0
 
     def __dealloc__(self):
         Py_CLEAR(self._payload)
@@ -1113,6 +1191,13 @@ Streaming frame parser: feed it bytes in any chunking, get complete frames back.
         writing into it never reaches a delivered frame. None also when the memory
         cannot be had: the next ``feed`` then raises :class:`PayloadTooBig`.
         """
+        _enter(self, &self._busy)
+        try:
+            return self._payload_window()
+        finally:
+            _leave(self, &self._busy)
+
+    cdef object _payload_window(self):
         cdef Py_ssize_t length, capacity, end
         cdef _PayloadWindow window
         if self._payload == NULL or self._header.length < WINDOW_FROM:
@@ -1143,11 +1228,18 @@ Streaming frame parser: feed it bytes in any chunking, get complete frames back.
         It lets a receiver check a frame before it is complete (text for UTF-8, say);
         passing as ``start`` how much it checked already keeps that linear.
         """
-        cdef Frame frame
-        cdef Py_ssize_t begin
         start = index(start)
         if start < 0:
             raise ValueError("start must be >= 0")
+        _enter(self, &self._busy)
+        try:
+            return self._partial_frame(start)
+        finally:
+            _leave(self, &self._busy)
+
+    cdef object _partial_frame(self, object start):
+        cdef Frame frame
+        cdef Py_ssize_t begin
         if self._payload == NULL:
             return None
         begin = self._filled if start > self._filled else start
@@ -1186,7 +1278,21 @@ Streaming frame parser: feed it bytes in any chunking, get complete frames back.
         """
         return self._feed(data, True, batch)
 
-    cdef list _feed(self, object data, bint messages, BatchBuilder batch=None):
+    cdef list _feed(self, object data, bint messages, BatchBuilder batch):
+        """Parse ``data`` with this parser (and ``batch``, if any) marked busy."""
+        _enter(self, &self._busy)
+        try:
+            if batch is None:
+                return self._feed_owned(data, messages, None)
+            _enter(batch, &batch._busy)
+            try:
+                return self._feed_owned(data, messages, batch)
+            finally:
+                _leave(batch, &batch._busy)
+        finally:
+            _leave(self, &self._busy)
+
+    cdef list _feed_owned(self, object data, bint messages, BatchBuilder batch):
         cdef Py_buffer view
         cdef list frames = []
         if self._error is not None:

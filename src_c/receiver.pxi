@@ -8,9 +8,16 @@ cdef extern from "receiving.h":
     void install_send "wsfast_install_send"(object type, step_func step)
     int coro_send "wsfast_coro_send"(object coro, object arg, PyObject **result) except -1
 
-from cpython.ref cimport Py_XDECREF
+from cpython.exc cimport PyErr_Clear, PyErr_ExceptionMatches
+from cpython.ref cimport Py_DECREF, Py_XDECREF
+from libc.math cimport INFINITY
+
+cdef extern from "Python.h":
+    # Raw: NULL with the exception set, which _popped() looks at without a try block's cost.
+    PyObject *_call_no_args "PyObject_CallNoArgs"(object callable)
 
 import collections.abc
+from time import monotonic
 
 from wsfast.exceptions import ConnectionClosedOK
 
@@ -22,13 +29,33 @@ cdef enum:
     RECEIVING_DONE
 
 
+cdef inline int _popped(PyObject *message) except -1:
+    """1 when a popleft() returned ``message``; 0 when it found the queue empty because
+    another thread took the message between the length check and the popleft (wait
+    again); raises what else it raised."""
+    if message != NULL:
+        return 1
+    if not PyErr_ExceptionMatches(IndexError):
+        return -1
+    PyErr_Clear()
+    return 0
+
+
+cdef inline object _owned(PyObject *reference):
+    """The object of a new ``reference``, which it takes over."""
+    value = <object>reference
+    Py_DECREF(<object>reference)
+    return value
+
+
 @cython.auto_pickle(False)  # a connection's queue
 cdef class BlockingReceiver:
     """Base of the connections of the blocking client and server: the queue of received
     messages.
 
     Subclasses queue messages in ``_messages`` and provide ``_fill(queue, timeout)``,
-    which reads until ``queue`` holds something, or raises.
+    which reads until ``queue`` holds something, or raises. Threads may call recv() at
+    once: the deque is thread-safe, and one that finds its message taken waits again.
     """
 
     cdef readonly object _messages
@@ -47,21 +74,34 @@ cdef class BlockingReceiver:
         close, else :class:`~wsfast.ConnectionClosedError` (whose ``__cause__`` is the
         :class:`~wsfast.ProtocolError` when the peer broke the protocol).
         """
-        if not len(self._messages):
-            self._fill(self._messages, timeout)
-        return self._popleft()
+        cdef PyObject *message
+        cdef double deadline = INFINITY  # set on the first wait with a timeout
+        while True:
+            if not len(self._messages):
+                if deadline == INFINITY and timeout is not None:
+                    deadline = monotonic() + timeout
+                self._fill(self._messages, timeout)
+            message = _call_no_args(self._popleft)
+            if _popped(message):
+                return _owned(message)
+            if deadline != INFINITY:  # wait again, for what is left of the timeout
+                timeout = max(0.0, deadline - monotonic())
 
     def __iter__(self):
         return self
 
     def __next__(self):
         """The next message; iteration ends when the peer closes normally."""
-        if not len(self._messages):
-            try:
-                self._fill(self._messages, None)
-            except ConnectionClosedOK:
-                raise StopIteration from None
-        return self._popleft()
+        cdef PyObject *message
+        while True:
+            if not len(self._messages):
+                try:
+                    self._fill(self._messages, None)
+                except ConnectionClosedOK:
+                    raise StopIteration from None
+            message = _call_no_args(self._popleft)
+            if _popped(message):
+                return _owned(message)
 
     def _fill(self, queue, timeout):
         raise NotImplementedError

@@ -88,6 +88,21 @@ def test_bench_runner_measures_the_real_wire_cases(tmp_path):
     assert "vs floor" in result.stdout
 
 
+def test_bench_runner_measures_thread_scaling(tmp_path):
+    # threads-feed-100 on a tiny scale: a rate per thread count, and its ratio to one thread.
+    out = tmp_path / "threads.json"
+    result, report = run_bench(out, ["--threads", "1,2", "--scale", "0.0005", "--repeats", "1"], timeout=120)
+    assert report["case"] == "threads-feed-100"
+    assert report["count"] == 500
+    rows = report["results"]
+    assert [row["threads"] for row in rows] == [1, 2]
+    for row in rows:
+        assert not row["errors"], row
+        assert row["rate"] > 0
+    assert rows[0]["ratio"] == 1
+    assert "threads-feed-100" in result.stdout
+
+
 def test_contestants_without_permessage_deflate_are_skipped_in_deflate_cases():
     from wsfast.bench.runner import CASES, NO_DEFLATE, _new_result
 

@@ -4,6 +4,7 @@ no wait, and no message is ever lost to a cancelled or abandoned recv(). The
 BlockingReceiver: it reads only when no message is queued."""
 
 import asyncio
+import time
 
 import pytest
 
@@ -221,7 +222,8 @@ def test_reading_resumes_once_few_enough_messages_wait(Queue):
 @pytest.fixture
 def BlockingQueue(codec):
     class BlockingQueue(codec.BlockingReceiver):
-        """Its reads take the next item of ``arrivals``: messages, or what to raise."""
+        """Its reads take the next item of ``arrivals``: messages, what to raise, or a
+        function to call instead (which queues nothing)."""
 
         def __init__(self, *arrivals):
             super().__init__()
@@ -233,6 +235,9 @@ def BlockingQueue(codec):
             arrived = self.arrivals.pop(0)
             if isinstance(arrived, BaseException):
                 raise arrived
+            if callable(arrived):
+                arrived()
+                return
             queue.extend(arrived)
 
     return BlockingQueue
@@ -246,6 +251,21 @@ def test_blocking_recv_reads_only_when_no_message_is_queued(BlockingQueue):
         queue.recv(0.1)
     assert queue.recv() == "c"
     assert queue.fills == [1.5, 0.1, None]
+
+
+def test_a_recv_whose_message_another_thread_took_waits_again(BlockingQueue):
+    # A read that returns with nothing queued: a recv() in another thread took what it
+    # brought. This one waits again, for what is left of its timeout.
+    def taken_by_another_thread():
+        time.sleep(0.2)
+
+    queue = BlockingQueue(taken_by_another_thread, ["a"])
+    assert queue.recv(1.0) == "a"
+    first, second = queue.fills
+    assert first == 1.0
+    assert 0 < second <= 0.8
+    iterated = BlockingQueue(taken_by_another_thread, ["b"], ConnectionClosedOK(1000))
+    assert list(iterated) == ["b"]
 
 
 def test_the_receivers_have_no_instance_dict(codec):

@@ -216,11 +216,16 @@ class WebSocket(chosen_codec.BlockingReceiver):
         """Return every message received so far as a list, waiting (like :meth:`recv`)
         only if there is none: the fastest way to consume a high-rate feed."""
         messages = self._messages
-        if not messages:
-            self._fill(messages, timeout)
-        batch = list(messages)
-        messages.clear()
-        return batch
+        while True:
+            if not messages:
+                self._fill(messages, timeout)
+            # The reading thread queues under _conn_lock: none of its messages can land
+            # between the copy and the clear (and be lost).
+            with self._conn_lock:
+                batch = list(messages)
+                messages.clear()
+            if batch:  # else a recv_many() in another thread took them first
+                return batch
 
     def recv_batch(self, timeout: float | None = None, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Batch:
         """Return every message received so far as one :class:`~wsfast.Batch`: their
@@ -254,7 +259,7 @@ class WebSocket(chosen_codec.BlockingReceiver):
                 if batch is None:
                     break
                 taken.extend(batch)
-        self._messages.extendleft(reversed(taken))
+            self._messages.extendleft(reversed(taken))
 
     def recv_frame(self, timeout: float | None = None) -> Frame:
         """Return the next frame as it came on the wire, control frames included.

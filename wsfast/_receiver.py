@@ -10,6 +10,7 @@ most of the time of a message on a fast feed: there :meth:`Receiver.recv` and
 from __future__ import annotations
 
 import collections
+from time import monotonic
 from typing import TYPE_CHECKING
 
 from .exceptions import ConnectionClosedOK
@@ -25,7 +26,8 @@ class BlockingReceiver:
     messages.
 
     Subclasses queue messages in ``_messages`` and provide ``_fill(queue, timeout)``,
-    which reads until ``queue`` holds something, or raises.
+    which reads until ``queue`` holds something, or raises. Threads may call recv() at
+    once: the deque is thread-safe, and one that finds its message taken waits again.
     """
 
     __slots__ = ("_messages",)
@@ -43,9 +45,18 @@ class BlockingReceiver:
         :class:`~wsfast.ProtocolError` when the peer broke the protocol).
         """
         messages = self._messages
-        if not messages:
-            self._fill(messages, timeout)
-        return messages.popleft()
+        deadline = None
+        while True:
+            if not messages:
+                if deadline is None and timeout is not None:
+                    deadline = monotonic() + timeout
+                self._fill(messages, timeout)
+            try:
+                return messages.popleft()
+            except IndexError:  # a recv() in another thread took it first
+                pass
+            if deadline is not None:  # wait again, for what is left of the timeout
+                timeout = max(0.0, deadline - monotonic())
 
     def __iter__(self) -> Self:
         return self
@@ -53,12 +64,16 @@ class BlockingReceiver:
     def __next__(self) -> str | bytes:
         """The next message; iteration ends when the peer closes normally."""
         messages = self._messages
-        if not messages:
+        while True:
+            if not messages:
+                try:
+                    self._fill(messages, None)
+                except ConnectionClosedOK:
+                    raise StopIteration from None
             try:
-                self._fill(messages, None)
-            except ConnectionClosedOK:
-                raise StopIteration from None
-        return messages.popleft()
+                return messages.popleft()
+            except IndexError:  # another thread took it first
+                pass
 
     def _fill(self, queue: Sized, timeout: float | None) -> None:
         raise NotImplementedError

@@ -160,7 +160,8 @@ def _worker_env(contestant: str) -> dict[str, str]:
     return env
 
 
-def _run_worker(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+def run_worker(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Run the measurement ``spec`` in a fresh worker process; its result dict."""
     try:
         done = subprocess.run(
             [sys.executable, "-m", "wsfast.bench.worker", json.dumps(spec)],
@@ -349,7 +350,7 @@ def _run_network(
         shift = repeat % len(in_case)
         for result in in_case[shift:] + in_case[:shift]:
             if not result.skip:
-                outcome = _run_worker({**spec, "contestant": result.contestant}, timeout)
+                outcome = run_worker({**spec, "contestant": result.contestant}, timeout)
                 _record(result, outcome)
                 log(f"  run {repeat + 1}/{repeats} {result.contestant}: {_describe(result, outcome)}")
 
@@ -372,7 +373,7 @@ def _run_codec(
                 "cases": list(todo),
                 "min_time": min_time,
             }
-            outcome = _run_worker(spec, timeout)
+            outcome = run_worker(spec, timeout)
             for case, result in todo.items():
                 own = outcome["cases"][case] if "cases" in outcome else outcome
                 _record(result, own)
@@ -468,6 +469,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     parser.add_argument("--png", metavar="PATH", help="draw a bar chart (needs matplotlib)")
     parser.add_argument("--list", action="store_true", help="list cases and contestants, then exit")
+    parser.add_argument(
+        "--threads",
+        nargs="?",
+        const="1,2,4",
+        metavar="N,N,...",
+        help="instead of the cases: the thread-scaling benchmark (threads-feed-100), one feed "
+        "of 100-byte messages per thread (1,000,000 each, times --scale) for each thread count "
+        "(default 1,2,4); meant for a free-threaded interpreter",
+    )
     args = parser.parse_args(argv)
 
     if args.list:
@@ -477,6 +487,8 @@ def main(argv: list[str] | None = None) -> int:
     scale, repeats, min_time = args.scale, args.repeats, 0.2
     if args.quick:
         scale, repeats, min_time = min(scale, 0.1), min(repeats, 3), 0.05
+    if args.threads:
+        return _thread_scaling(args, scale, repeats, sys.argv if argv is None else ["bench", *argv], parser)
     default_cases = QUICK_CASES if args.quick else CASE_NAMES
     wanted = [name.strip() for name in (args.cases or ",".join(default_cases)).split(",") if name.strip()]
     unknown = sorted(set(wanted) - set(CASE_NAMES))
@@ -496,4 +508,38 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.json}")
     if args.png:
         print(report.chart(results, args.png))
+    return 0
+
+
+def _thread_scaling(
+    args: argparse.Namespace, scale: float, repeats: int, command: list[str], parser: argparse.ArgumentParser
+) -> int:
+    """``--threads``: run wsfast.bench.threads, with the compiled twin unless
+    ``--contestants wsfast-python`` asks for the pure one."""
+    from . import threads
+
+    try:
+        counts = [int(n) for n in args.threads.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        parser.error("--threads takes thread counts, such as 1,2,4")
+    contestant = "wsfast-python" if args.contestants.strip() == "wsfast-python" else "wsfast-c"
+    count = max(1, round(threads.COUNT * scale))
+    started, machine = time.time(), _machine()
+    rows = threads.run(count, counts, max(1, repeats), args.timeout, contestant, _progress)
+    print(threads.table(rows, count))
+    if args.json:
+        document = {
+            "machine": machine,
+            "command": command,
+            "started": started,
+            "case": f"threads-feed-{threads.SIZE}",
+            "contestant": contestant,
+            "count": count,
+            "results": rows,
+        }
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
+        print(f"wrote {args.json}")
     return 0

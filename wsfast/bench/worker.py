@@ -12,7 +12,8 @@ A network spec has ``kind`` (feed or echo), ``url``, ``count``, ``size``, ``json
 ``path`` and, for feeds, ``total``: the bytes (or characters) all messages add up to.
 With ``uvicorn`` set, the contestant is a uvicorn WebSocket implementation: the worker
 starts that server, sends wsfast's client to its ``path`` and adds ``server_rss_mb``, the
-server's peak memory, to the line.
+server's peak memory, to the line. A ``threads`` spec (:mod:`wsfast.bench.threads`) has
+``urls`` and ``count``: one feed per URL, each received on its own thread.
 """
 
 from __future__ import annotations
@@ -273,6 +274,10 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         for case in spec["cases"]:
             results[case] = _guarded(functools.partial(run, contestant, case, min_time))
         return {"cases": results}
+    if spec["kind"] == "threads":
+        from .threads import measure as threads_measure
+
+        return _guarded(lambda: threads_measure(spec))
     return _guarded(lambda: _network(spec))
 
 
