@@ -114,25 +114,38 @@ def test_many_threads_receiving_from_one_connection(echo_url, codec):
     assert sorted(received) == sorted(message(0, index) for index in range(count))
 
 
-def test_recv_many_in_one_thread_while_another_reads(echo_url, codec):
-    # Consumers share the queue with the reading thread: nothing is lost, and none is
-    # handed an empty list (the others took every message while it waited).
+RECEIVING_STYLES = {
+    "recv": lambda ws: [ws.recv(timeout=0.5)],
+    "recv_many": lambda ws: ws.recv_many(timeout=0.5),
+    "recv_batch": lambda ws: list(ws.recv_batch(timeout=0.5)),
+}
+
+
+@pytest.mark.parametrize(
+    "styles", [("recv_many",) * 3, ("recv_many", "recv", "recv_batch", "recv")], ids=["recv_many", "mixed"]
+)
+def test_consumers_of_one_queue_in_several_threads(echo_url, codec, styles):
+    # Consumers share the queue with the reading thread: no message is lost or handed out
+    # twice, and none gets an empty list (the others took every message while it waited).
     count = 400
     with connect(echo_url, codec=codec) as ws:
         for index in range(count):
             ws.send(message(0, index))
         received = []
 
-        def consumer():
-            while True:
-                try:
-                    batch = ws.recv_many(timeout=0.5)
-                except TimeoutError:
-                    return
-                assert batch
-                received.extend(batch)
+        def consumer(take):
+            def consume():
+                while True:
+                    try:
+                        batch = take(ws)
+                    except TimeoutError:
+                        return
+                    assert batch
+                    received.extend(batch)
 
-        run_threads([consumer] * 3)
+            return consume
+
+        run_threads([consumer(RECEIVING_STYLES[style]) for style in styles])
     assert sorted(received) == sorted(message(0, index) for index in range(count))
 
 

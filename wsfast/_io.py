@@ -212,21 +212,6 @@ class WebSocket(chosen_codec.BlockingReceiver):
 
     # Receiving ---------------------------------------------------------------------
 
-    def recv_many(self, timeout: float | None = None) -> list[str | bytes]:
-        """Return every message received so far as a list, waiting (like :meth:`recv`)
-        only if there is none: the fastest way to consume a high-rate feed."""
-        messages = self._messages
-        while True:
-            if not messages:
-                self._fill(messages, timeout)
-            # The reading thread queues under _conn_lock: none of its messages can land
-            # between the copy and the clear (and be lost).
-            with self._conn_lock:
-                batch = list(messages)
-                messages.clear()
-            if batch:  # else a recv_many() in another thread took them first
-                return batch
-
     def recv_batch(self, timeout: float | None = None, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Batch:
         """Return every message received so far as one :class:`~wsfast.Batch`: their
         payloads back to back in one buffer, with no Python object per message. Waits
@@ -242,7 +227,9 @@ class WebSocket(chosen_codec.BlockingReceiver):
         conn = self._conn
         while True:
             if self._messages:
-                return Batch._from_queue(self._messages, max_bytes)
+                batch = Batch._from_queue(self._messages, max_bytes)
+                if batch is not None:  # else a recv() in another thread took them first
+                    return batch
             with self._conn_lock:
                 conn.batches.max_bytes = max_bytes
                 batch = conn.take_batch(max_bytes)

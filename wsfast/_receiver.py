@@ -58,6 +58,30 @@ class BlockingReceiver:
             if deadline is not None:  # wait again, for what is left of the timeout
                 timeout = max(0.0, deadline - monotonic())
 
+    def recv_many(self, timeout: float | None = None) -> list[str | bytes]:
+        """Return every message received so far as a list, waiting (like :meth:`recv`)
+        only if there is none: the fastest way to consume a high-rate feed."""
+        messages = self._messages
+        deadline = None
+        while True:
+            if not messages:
+                if deadline is None and timeout is not None:
+                    deadline = monotonic() + timeout
+                self._fill(messages, timeout)
+            # One message at a time: a recv() in another thread may pop between a copy
+            # and a clear, and its message would be handed out twice.
+            popleft = messages.popleft
+            taken = []
+            try:
+                for _ in range(len(messages)):
+                    taken.append(popleft())
+            except IndexError:  # another thread took the last ones
+                pass
+            if taken:
+                return taken
+            if deadline is not None:
+                timeout = max(0.0, deadline - monotonic())
+
     def __iter__(self) -> Self:
         return self
 

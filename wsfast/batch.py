@@ -296,14 +296,21 @@ class Batch:
     # For the receivers ---------------------------------------------------------------
 
     @classmethod
-    def _from_queue(cls, queue: deque[str | bytes], max_bytes: int) -> Batch:
-        """A batch of the messages at the left of ``queue`` (a deque of str and bytes,
-        not empty), popped: as many as fit in ``max_bytes``, and at least one."""
-        taken = [queue.popleft()]
+    def _from_queue(cls, queue: deque[str | bytes], max_bytes: int) -> Batch | None:
+        """A batch of the messages at the left of ``queue`` (a deque of str and bytes),
+        popped: as many as fit in ``max_bytes``, and at least one; None if the queue is
+        empty (other threads may pop from it meanwhile: each pop is taken as it comes)."""
+        try:
+            taken = [queue.popleft()]
+        except IndexError:
+            return None
         size = _payload_size(taken[0])
-        while queue and size + _payload_size(queue[0]) <= max_bytes:
-            size += _payload_size(queue[0])
-            taken.append(queue.popleft())
+        try:
+            while size + _payload_size(queue[0]) <= max_bytes:
+                size += _payload_size(queue[0])
+                taken.append(queue.popleft())
+        except IndexError:  # the queue ran out
+            pass
         return cls.from_messages(taken)
 
     def _split(self, max_bytes: int) -> list[Batch]:

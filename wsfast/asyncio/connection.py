@@ -324,8 +324,9 @@ class WebSocket(chosen_codec.Receiver):
             conn.batches.max_bytes = max_bytes
             await self._wait_for_messages(timeout, batching=True)
         batch: Batch | None
-        if self._messages:
+        if self._messages:  # one task takes them: nothing else pops meanwhile
             batch = Batch._from_queue(self._messages, max_bytes)
+            assert batch is not None
         else:
             batch = conn.take_batch(max_bytes)
             assert batch is not None  # messages were batched
