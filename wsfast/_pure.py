@@ -591,8 +591,8 @@ class BatchBuilder:
         self._filled += size
 
     def _seal(self) -> None:
-        """Close the batch being filled and queue it."""
-        batch = Batch._join(self._parts, self._flags)
+        """Close the batch being filled and queue it, a newline after every payload."""
+        batch = Batch._join(self._parts, self._flags, lines=True)
         self._sealed.append(batch)
         self._sealed_count += len(self._flags)
         self._sealed_bytes += self._filled
