@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 import operator
 from array import array
-from itertools import accumulate, repeat
+from itertools import accumulate, pairwise, repeat
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -28,10 +28,9 @@ if TYPE_CHECKING:
     from typing import SupportsIndex
 
     import numpy as np
+    from msgspec.json import Decoder
     from numpy.typing import DTypeLike, NDArray
     from typing_extensions import Buffer
-
-    from msgspec.json import Decoder
 
     T = TypeVar("T")
 
@@ -234,7 +233,7 @@ class Batch:
             if whole.count(b"\n") == len(self._is_text):  # only the separators: drop them at C speed
                 data = whole.replace(b"\n", b"")
             else:
-                data = b"".join([buffer[start : end - 1] for start, end in zip(bounds, bounds[1:], strict=False)])
+                data = b"".join([buffer[start : end - 1] for start, end in pairwise(bounds)])
             offsets = array("q", map(operator.sub, bounds, range(len(bounds))))
             self._packed = (memoryview(data), memoryview(offsets).toreadonly())
         return self._packed
@@ -262,7 +261,7 @@ class Batch:
         else:
             if self._lines is None:
                 buffer, bounds = self._buffer, self._bounds
-                joined = b"\n".join([buffer[start:end] for start, end in zip(bounds, bounds[1:], strict=False)] + [b""])
+                joined = b"\n".join([buffer[start:end] for start, end in pairwise(bounds)] + [b""])
                 self._newline = joined.count(b"\n") != count
                 self._lines = memoryview(joined)
             lines = self._lines
