@@ -3,6 +3,7 @@ to_polars(), what pyarrow reads of it, and wsfast.pipeline's decoded batches."""
 
 from __future__ import annotations
 
+import array
 import asyncio
 import itertools
 import json
@@ -104,6 +105,39 @@ def test_ndjson_refuses_binary_messages_and_newlines_in_messages(codec):
     (batch,) = fed(codec, [b"\n\n", b"a\nb", "c"])
     assert list(batch) == [b"\n\n", b"a\nb", "c"] and bytes(batch.data) == b"\n\na\nbc"
     assert batch.offsets.tolist() == [0, 2, 5, 6] and batch == Batch.from_messages([b"\n\n", b"a\nb", "c"])
+
+
+def test_data_and_offsets_of_a_filled_batch_are_packed_alike_by_both_twins(twins):
+    pure, compiled = twins
+    cases = [[], [""], ["", "", "x"], TICKS, [b"\n\n", b"a\nb", "c", b""], [b"\n"] * 3, ["\u00e9" * 7, b"\xff"]]
+    for messages in cases:
+        (batch,) = fed(pure, messages) or [Batch._join([], b"", lines=True)]
+        packed = pure._pack_lines(batch._buffer, batch._bounds)
+        assert compiled._pack_lines(batch._buffer, batch._bounds) == packed
+        payloads = [m.encode() if isinstance(m, str) else m for m in messages]
+        assert packed[0] == b"".join(payloads)
+        assert memoryview(packed[1]).cast("q").tolist() == list(itertools.accumulate(map(len, payloads), initial=0))
+    for buffer, bounds in [
+        (b"a\n", [0, 1]),  # does not reach the end
+        (b"a\n", [1, 2]),  # does not start at 0
+        (b"a\nb\n", [0, 2, 2, 4]),  # a message without its newline
+        (b"a\nb\n", [0, 3, 2, 4]),  # falling
+        (b"a\n", [0, 5, 2]),  # past the end, then back
+        (b"a", [0]),
+    ]:
+        for twin in twins:
+            with pytest.raises(ValueError, match="bounds"):
+                twin._pack_lines(buffer, array.array("q", bounds))
+    for twin in twins:
+        with pytest.raises(ValueError, match="bounds"):
+            twin._pack_lines(b"a\n", b"\x00" * 12)  # not whole int64 values
+
+
+def test_packed_forms_are_made_once_and_read_only(codec):
+    (batch,) = fed(codec, TICKS)
+    assert batch.data is batch.data and batch.offsets is batch.offsets
+    assert batch.data.readonly and batch.offsets.readonly and batch.offsets.format == "q"
+    assert batch.offsets_numpy().tolist() == batch.offsets.tolist()
 
 
 def test_numpy_and_arrow_read_a_filled_batch(codec):

@@ -226,16 +226,13 @@ class Batch:
         return self._packed_buffers()[1]
 
     def _packed_buffers(self) -> tuple[memoryview, memoryview]:
-        """:attr:`data` and :attr:`offsets` of a batch with a newline after each payload."""
+        """:attr:`data` and :attr:`offsets` of a batch with a newline after each payload:
+        made once by the codec (a memcpy per message in the compiled one) and kept."""
         if self._packed is None:
-            buffer, bounds = self._buffer, self._bounds
-            whole = buffer.tobytes()
-            if whole.count(b"\n") == len(self._is_text):  # only the separators: drop them at C speed
-                data = whole.replace(b"\n", b"")
-            else:
-                data = b"".join([buffer[start : end - 1] for start, end in pairwise(bounds)])
-            offsets = array("q", map(operator.sub, bounds, range(len(bounds))))
-            self._packed = (memoryview(data), memoryview(offsets).toreadonly())
+            from ._codec import codec  # here: the codec imports this module
+
+            data, offsets = codec._pack_lines(self._buffer, self._bounds)
+            self._packed = (memoryview(data), memoryview(offsets).cast("q"))
         return self._packed
 
     @property
