@@ -3,8 +3,10 @@
 A :class:`Batch` holds the payloads of ``n`` messages back to back in one buffer
 (:attr:`Batch.data`), their ``n + 1`` int64 boundaries (:attr:`Batch.offsets`) and one
 byte per message telling text from binary (:attr:`Batch.is_text`). Messages become
-``bytes`` or ``str`` only when asked for one; :meth:`Batch.to_numpy` and
-:meth:`Batch.to_arrow` view the same memory as columns without copying the payloads.
+``bytes`` or ``str`` only when asked for one; :meth:`Batch.to_numpy` views the same
+memory as a column without copying the payloads, and :meth:`Batch.to_arrow` views
+:attr:`Batch.data` (which, for a batch the codec filled, is one copy of the payloads,
+made once in C).
 
 The codec's ``BatchBuilder`` fills batches as it parses, writing a newline after every
 payload as it goes: what it received is then newline-delimited JSON as it lies
@@ -212,7 +214,8 @@ class Batch:
 
         Shared for a batch built from buffers or messages; for one the codec filled,
         whose buffer has a newline after every payload, made on first use (a copy of
-        the payloads, kept with the batch). :attr:`ndjson` is that buffer as it is."""
+        the payloads, a memcpy each in the compiled codec, kept with the batch).
+        :attr:`ndjson` is that buffer as it is."""
         if not self._separator:
             return self._buffer
         return self._packed_buffers()[0]
@@ -220,7 +223,8 @@ class Batch:
     @property
     def offsets(self) -> memoryview:
         """``len(batch) + 1`` int64 positions (a read-only memoryview of format ``q``):
-        message ``i`` is ``data[offsets[i]:offsets[i + 1]]``."""
+        message ``i`` is ``data[offsets[i]:offsets[i + 1]]``. Shared or made as
+        :attr:`data` is, with it."""
         if not self._separator:
             return self._bounds
         return self._packed_buffers()[1]
@@ -359,7 +363,7 @@ class Batch:
         return records
 
     def offsets_numpy(self) -> NDArray[np.int64]:
-        """:attr:`offsets` as a read-only int64 numpy array (no copy)."""
+        """:attr:`offsets` as a read-only int64 numpy array over them (no copy of them)."""
         offsets: NDArray[np.int64] = _numpy().frombuffer(self.offsets, dtype="int64")
         return offsets
 
