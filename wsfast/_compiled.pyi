@@ -148,3 +148,6 @@ def mask(data: Buffer, key: Buffer) -> bytes: ...
 def mask_inplace(buffer: Buffer, key: Buffer) -> None: ...
 def mask_kernel() -> str:
     """The masking kernel chosen for this CPU at import: "avx2", "sse2", "neon" or "generic"."""
+
+def _pack_lines(buffer: Buffer, bounds: Buffer) -> tuple[bytes, bytes]:
+    """A newline-separated batch's payloads back to back, and their int64 offsets."""
