@@ -1,7 +1,8 @@
 # The bases of the blocking and the asyncio WebSocket (same API and behaviour as
 # wsfast._receiver): a message already queued is taken with no Python frame run. The
 # asyncio Receiver's recv() and __anext__ return an awaitable of their own, not a
-# coroutine, so that none is made and torn down. Included by _compiled.pyx.
+# coroutine, so that none is made and torn down. With a decode function, each message is
+# decoded as it is handed out, by a call from here. Included by _compiled.pyx.
 
 cdef extern from "receiving.h":
     ctypedef object (*step_func "wsfast_step")(object self, object arg, bint *yielded)
@@ -19,7 +20,7 @@ cdef extern from "Python.h":
 import collections.abc
 from time import monotonic
 
-from wsfast.exceptions import ConnectionClosedOK
+from wsfast.exceptions import ConnectionClosedOK, DecodeError
 
 cdef enum:
     # The states of a _Receiving, as of a coroutine: not started, waiting in the
@@ -48,8 +49,76 @@ cdef inline object _owned(PyObject *reference):
     return value
 
 
+cdef object _decoded(object decode, object message):
+    """``decode(message)``; a DecodeError carrying ``message`` when it raises."""
+    try:
+        return decode(message)
+    except Exception as exc:
+        raise DecodeError(message) from exc
+
+
 @cython.auto_pickle(False)  # a connection's queue
-cdef class BlockingReceiver:
+cdef class _MessageQueue:
+    """The queue of received messages of both receivers, and the decoding of what they
+    hand out: ``_decode`` is None (messages as received) or a function that each message
+    goes through, whose failure is the DecodeError raised for that message."""
+
+    cdef readonly object _messages
+    cdef object _popleft  # the queue's bound popleft, called once per message
+    cdef public object _decode
+    # What a _take_all() that returned the messages before it met: raised by the next call.
+    cdef readonly object _decode_failure
+
+    def __cinit__(self):  # takes no arguments: it ignores the subclass's
+        self._messages = collections.deque()
+        self._popleft = self._messages.popleft
+
+    cdef inline object _handed_out(self, object message):
+        return message if self._decode is None else _decoded(self._decode, message)
+
+    cdef int _raise_decode_failure(self) except -1:
+        failure = self._decode_failure
+        self._decode_failure = None
+        raise failure
+
+    def _take_all(self):
+        """Take every queued message, decoded with a decode function: up to one that
+        fails, which raises when it comes first, else is raised by the next call (the
+        messages after it stay queued). Raises that failure first if one is due."""
+        if self._decode_failure is not None:
+            self._raise_decode_failure()
+        if self._decode is not None:
+            return self._take_decoded()
+        messages = self._messages
+        # Copied and cleared at once (no other thread's recv() or append() can come in
+        # between: with the GIL, nothing here lets it go), so no message is handed out
+        # twice or lost.
+        with cython.critical_section(messages):
+            taken = list(messages)
+            messages.clear()
+        return taken
+
+    cdef list _take_decoded(self):
+        cdef list taken = []
+        cdef PyObject *message
+        decode = self._decode
+        for _ in range(len(self._messages)):
+            # One at a time, so that what follows a failure stays queued.
+            message = _call_no_args(self._popleft)
+            if not _popped(message):
+                break  # another thread took the rest
+            try:
+                taken.append(_decoded(decode, _owned(message)))
+            except DecodeError as failure:
+                if not taken:
+                    raise
+                self._decode_failure = failure
+                break
+        return taken
+
+
+@cython.auto_pickle(False)  # a connection's queue
+cdef class BlockingReceiver(_MessageQueue):
     """Base of the connections of the blocking client and server: the queue of received
     messages.
 
@@ -57,13 +126,6 @@ cdef class BlockingReceiver:
     which reads until ``queue`` holds something, or raises. Threads may call recv() at
     once: the deque is thread-safe, and one that finds its message taken waits again.
     """
-
-    cdef readonly object _messages
-    cdef object _popleft  # the queue's bound popleft, called once per message
-
-    def __cinit__(self):  # takes no arguments: it ignores the subclass's
-        self._messages = collections.deque()
-        self._popleft = self._messages.popleft
 
     def recv(self, timeout=None):
         """Return the next message: ``str`` for text, ``bytes`` for binary.
@@ -76,6 +138,8 @@ cdef class BlockingReceiver:
         """
         cdef PyObject *message
         cdef double deadline = INFINITY  # set on the first wait with a timeout
+        if self._decode_failure is not None:
+            self._raise_decode_failure()
         while True:
             if not len(self._messages):
                 if deadline == INFINITY and timeout is not None:
@@ -83,7 +147,7 @@ cdef class BlockingReceiver:
                 self._fill(self._messages, timeout)
             message = _call_no_args(self._popleft)
             if _popped(message):
-                return _owned(message)
+                return self._handed_out(_owned(message))
             if deadline != INFINITY:  # wait again, for what is left of the timeout
                 timeout = max(0.0, deadline - monotonic())
 
@@ -93,16 +157,11 @@ cdef class BlockingReceiver:
         cdef double deadline = INFINITY  # set on the first wait with a timeout
         messages = self._messages
         while True:
-            if not len(messages):
+            if not len(messages) and self._decode_failure is None:
                 if deadline == INFINITY and timeout is not None:
                     deadline = monotonic() + timeout
                 self._fill(messages, timeout)
-            # Copied and cleared at once (no other thread's recv() or append() can come
-            # in between: with the GIL, nothing here lets it go), so no message is handed
-            # out twice or lost.
-            with cython.critical_section(messages):
-                taken = list(messages)
-                messages.clear()
+            taken = self._take_all()
             if taken:  # else another thread took them first
                 return taken
             if deadline != INFINITY:
@@ -114,6 +173,8 @@ cdef class BlockingReceiver:
     def __next__(self):
         """The next message; iteration ends when the peer closes normally."""
         cdef PyObject *message
+        if self._decode_failure is not None:
+            self._raise_decode_failure()
         while True:
             if not len(self._messages):
                 try:
@@ -122,14 +183,14 @@ cdef class BlockingReceiver:
                     raise StopIteration from None
             message = _call_no_args(self._popleft)
             if _popped(message):
-                return _owned(message)
+                return self._handed_out(_owned(message))
 
     def _fill(self, queue, timeout):
         raise NotImplementedError
 
 
 @cython.auto_pickle(False)  # a connection's queue
-cdef class Receiver:
+cdef class Receiver(_MessageQueue):
     """Base of :class:`wsfast.asyncio.WebSocket`: the queue of received messages.
 
     Subclasses queue messages in ``_messages`` and provide two methods: the coroutine
@@ -138,14 +199,10 @@ cdef class Receiver:
     leaves no more than ``_resume_below`` queued.
     """
 
-    cdef readonly object _messages
-    cdef object _popleft  # the queue's bound popleft, called once per message
     cdef public bint _reading_paused
     cdef public Py_ssize_t _resume_below
 
     def __cinit__(self):  # takes no arguments: it ignores the subclass's
-        self._messages = collections.deque()
-        self._popleft = self._messages.popleft
         self._reading_paused = False
         self._resume_below = 0
 
@@ -248,7 +305,7 @@ cdef class _Receiving:
         message = receiver._popleft()
         if receiver._reading_paused and len(receiver._messages) <= receiver._resume_below:
             receiver._resume_reading()
-        return message
+        return receiver._handed_out(message)
 
     cdef _failed(self, BaseException exc):
         """The wait raised ``exc``: finished; the end of the messages ends an iteration."""
@@ -268,6 +325,9 @@ cdef object receiving_step(object awaitable, object arg, bint *yielded):
     if arg is not None:
         raise TypeError("can't send non-None value to a just-started coroutine")
     cdef Receiver receiver = receiving._receiver
+    if receiver._decode_failure is not None:
+        receiving._state = RECEIVING_DONE
+        receiver._raise_decode_failure()
     if len(receiver._messages):
         return receiving._take()
     receiving._state = RECEIVING_WAITING
