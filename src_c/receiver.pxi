@@ -128,7 +128,8 @@ cdef class BlockingReceiver(_MessageQueue):
     """
 
     def recv(self, timeout=None):
-        """Return the next message: ``str`` for text, ``bytes`` for binary.
+        """Return the next message: ``str`` for text, ``bytes`` for binary; with a
+        ``decode`` function, what it returns (it raising raises :class:`~wsfast.DecodeError`).
 
         Waits at most ``timeout`` seconds (None: no limit), then raises TimeoutError; the
         connection stays usable. Once the connection has closed and every message received
@@ -153,7 +154,9 @@ cdef class BlockingReceiver(_MessageQueue):
 
     def recv_many(self, timeout=None):
         """Return every message received so far as a list, waiting (like :meth:`recv`)
-        only if there is none: the fastest way to consume a high-rate feed."""
+        only if there is none: the fastest way to consume a high-rate feed. With
+        ``decode``, a message it fails on ends the list: the next call raises its
+        :class:`~wsfast.DecodeError` (at once when it comes first)."""
         cdef double deadline = INFINITY  # set on the first wait with a timeout
         messages = self._messages
         while True:
@@ -207,7 +210,8 @@ cdef class Receiver(_MessageQueue):
         self._resume_below = 0
 
     def recv(self, timeout=None):
-        """Return the next message: ``str`` for text, ``bytes`` for binary.
+        """Return the next message: ``str`` for text, ``bytes`` for binary; with a
+        ``decode`` function, what it returns (it raising raises :class:`~wsfast.DecodeError`).
 
         Waits at most ``timeout`` seconds (None: no limit), then raises TimeoutError.
         Raises :class:`~wsfast.ConnectionClosed` once the connection has closed and every

@@ -84,7 +84,8 @@ class BlockingReceiver(_MessageQueue):
     __slots__ = ()
 
     def recv(self, timeout: float | None = None) -> str | bytes:
-        """Return the next message: ``str`` for text, ``bytes`` for binary.
+        """Return the next message: ``str`` for text, ``bytes`` for binary; with a
+        ``decode`` function, what it returns (it raising raises :class:`~wsfast.DecodeError`).
 
         Waits at most ``timeout`` seconds (None: no limit), then raises TimeoutError; the
         connection stays usable. Once the connection has closed and every message received
@@ -111,7 +112,9 @@ class BlockingReceiver(_MessageQueue):
 
     def recv_many(self, timeout: float | None = None) -> list[str | bytes]:
         """Return every message received so far as a list, waiting (like :meth:`recv`)
-        only if there is none: the fastest way to consume a high-rate feed."""
+        only if there is none: the fastest way to consume a high-rate feed. With
+        ``decode``, a message it fails on ends the list: the next call raises its
+        :class:`~wsfast.DecodeError` (at once when it comes first)."""
         messages = self._messages
         deadline = None
         while True:
@@ -166,7 +169,8 @@ class Receiver(_MessageQueue):
         self._resume_below = 0  # resume reading once no more messages than this wait
 
     async def recv(self, timeout: float | None = None) -> str | bytes:
-        """Return the next message: ``str`` for text, ``bytes`` for binary.
+        """Return the next message: ``str`` for text, ``bytes`` for binary; with a
+        ``decode`` function, what it returns (it raising raises :class:`~wsfast.DecodeError`).
 
         Waits at most ``timeout`` seconds (None: no limit), then raises TimeoutError.
         Raises :class:`~wsfast.ConnectionClosed` once the connection has closed and every
