@@ -1,6 +1,7 @@
 """A peer in a network namespace of its own, behind a veth link the test can take down:
 the peer then goes silent with no FIN and no reset, as when a cable is pulled or a NAT
-entry expires. Needs root and iproute2 (``ip netns``); tests skip without them."""
+entry expires. Needs root and iproute2 (``ip netns``); tests skip without them, unless
+``WSFAST_REQUIRE_NETNS=1`` (``.ci/pythons`` sets it), which makes that a failure."""
 
 from __future__ import annotations
 
@@ -68,18 +69,24 @@ class Link:
         return subprocess.Popen(["ip", "netns", "exec", self.namespace, *command], **popen)
 
 
+def _skip(reason: str) -> None:
+    if os.environ.get("WSFAST_REQUIRE_NETNS"):
+        pytest.fail(f"WSFAST_REQUIRE_NETNS is set but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 @contextlib.contextmanager
 def isolated_link():
     """A fresh :class:`Link`, removed afterwards; skips the test when none can be made."""
     reason = available()
     if reason is not None:
-        pytest.skip(reason)
+        _skip(reason)
     link = Link(next(_COUNTER))
     try:
         link.up()
     except subprocess.SubprocessError as exc:
         link.remove()
-        pytest.skip(f"cannot make a network namespace here: {exc}")
+        _skip(f"cannot make a network namespace here: {exc}")
     try:
         yield link
     finally:
