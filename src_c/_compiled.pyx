@@ -1118,6 +1118,7 @@ Streaming frame parser: feed it bytes in any chunking, get complete frames back.
     cdef Py_ssize_t _inflate_limit  # what a whole compressed message may inflate to, plus one
     cdef unsigned _rsv_bits
     cdef int _masked  # 1 when frames must be masked: we parse a client's frames
+    cdef bint _text_in_place  # a whole text message becomes a str straight from the buffer
     # Start of a frame whose header has not fully arrived.
     cdef unsigned char _head[WSFAST_MAX_HEADER]
     cdef Py_ssize_t _head_len
@@ -1165,6 +1166,7 @@ Streaming frame parser: feed it bytes in any chunking, get complete frames back.
         self._limit = limit
         self._inflate_limit = PY_SSIZE_T_MAX if limit >= <uint64_t>PY_SSIZE_T_MAX else <Py_ssize_t>limit + 1
         self._masked = not self.client
+        self._text_in_place = not self._masked and not text_as_bytes
         self._reset()
         self._error = None
         return 0
@@ -1445,7 +1447,7 @@ Streaming frame parser: feed it bytes in any chunking, get complete frames back.
                 if message is not None:
                     frames.append(message)
                 return length
-            if h.opcode == 1 and not self._masked and not self.text_as_bytes and self._is_message(h):
+            if h.opcode == 1 and self._text_in_place and self._is_message(h):
                 frames.append(_decode_utf8(<const char *>src, length, NULL))  # no bytes in between
                 return length
             if self._masked:

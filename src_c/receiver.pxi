@@ -65,7 +65,8 @@ cdef class _MessageQueue:
 
     cdef readonly object _messages
     cdef object _popleft  # the queue's bound popleft, called once per message
-    cdef public object _decode
+    cdef object _decode_function  # _decode
+    cdef bint _decoding  # _decode is not None: the receivers' one test per message
     # What a _take_all() that returned the messages before it met: raised by the next call.
     cdef readonly object _decode_failure
 
@@ -73,21 +74,36 @@ cdef class _MessageQueue:
         self._messages = collections.deque()
         self._popleft = self._messages.popleft
 
-    cdef inline object _handed_out(self, object message):
-        return message if self._decode is None else _decoded(self._decode, message)
+    @property
+    def _decode(self):
+        return self._decode_function
+
+    @_decode.setter
+    def _decode(self, decode):
+        self._decode_function = decode
+        self._decoding = decode is not None
 
     cdef int _raise_decode_failure(self) except -1:
-        failure = self._decode_failure
-        self._decode_failure = None
-        raise failure
+        """Raise the failure a _take_all() left, if another thread has not taken it."""
+        with cython.critical_section(self):
+            failure = self._decode_failure
+            self._decode_failure = None
+        if failure is not None:
+            raise failure
+        return 0
 
     def _take_all(self):
         """Take every queued message, decoded with a decode function: up to one that
         fails, which raises when it comes first, else is raised by the next call (the
         messages after it stay queued). Raises that failure first if one is due."""
+        return self._take()
+
+    cdef list _take(self):
+        """_take_all(), for the receivers' own calls: no attribute lookup."""
+        cdef list taken
         if self._decode_failure is not None:
             self._raise_decode_failure()
-        if self._decode is not None:
+        if self._decoding:
             return self._take_decoded()
         messages = self._messages
         # Copied and cleared at once (no other thread's recv() or append() can come in
@@ -101,7 +117,7 @@ cdef class _MessageQueue:
     cdef list _take_decoded(self):
         cdef list taken = []
         cdef PyObject *message
-        decode = self._decode
+        decode = self._decode_function
         for _ in range(len(self._messages)):
             # One at a time, so that what follows a failure stays queued.
             message = _call_no_args(self._popleft)
@@ -139,8 +155,8 @@ cdef class BlockingReceiver(_MessageQueue):
         """
         cdef PyObject *message
         cdef double deadline = INFINITY  # set on the first wait with a timeout
-        if self._decode_failure is not None:
-            self._raise_decode_failure()
+        if self._decoding:  # without, the one test more of every message
+            return self._recv_decoded(timeout)
         while True:
             if not len(self._messages):
                 if deadline == INFINITY and timeout is not None:
@@ -148,9 +164,14 @@ cdef class BlockingReceiver(_MessageQueue):
                 self._fill(self._messages, timeout)
             message = _call_no_args(self._popleft)
             if _popped(message):
-                return self._handed_out(_owned(message))
+                return _owned(message)
             if deadline != INFINITY:  # wait again, for what is left of the timeout
                 timeout = max(0.0, deadline - monotonic())
+
+    cdef object _recv_decoded(self, timeout):
+        if self._decode_failure is not None:
+            self._raise_decode_failure()
+        return _decoded(self._decode_function, _next_message(self, timeout))
 
     def recv_many(self, timeout=None):
         """Return every message received so far as a list, waiting (like :meth:`recv`)
@@ -158,13 +179,34 @@ cdef class BlockingReceiver(_MessageQueue):
         ``decode``, a message it fails on ends the list: the next call raises its
         :class:`~wsfast.DecodeError` (at once when it comes first)."""
         cdef double deadline = INFINITY  # set on the first wait with a timeout
+        if self._decoding:
+            return self._recv_many_decoded(timeout)
+        messages = self._messages
+        while True:
+            if not len(messages):
+                if deadline == INFINITY and timeout is not None:
+                    deadline = monotonic() + timeout
+                self._fill(messages, timeout)
+            # Copied and cleared at once (no other thread's recv() or append() can come
+            # in between: with the GIL, nothing here lets it go), so no message is handed
+            # out twice or lost.
+            with cython.critical_section(messages):
+                taken = list(messages)
+                messages.clear()
+            if taken:  # else another thread took them first
+                return taken
+            if deadline != INFINITY:
+                timeout = max(0.0, deadline - monotonic())
+
+    cdef list _recv_many_decoded(self, timeout):
+        cdef double deadline = INFINITY
         messages = self._messages
         while True:
             if not len(messages) and self._decode_failure is None:
                 if deadline == INFINITY and timeout is not None:
                     deadline = monotonic() + timeout
                 self._fill(messages, timeout)
-            taken = self._take_all()
+            taken = self._take()
             if taken:  # else another thread took them first
                 return taken
             if deadline != INFINITY:
@@ -176,8 +218,8 @@ cdef class BlockingReceiver(_MessageQueue):
     def __next__(self):
         """The next message; iteration ends when the peer closes normally."""
         cdef PyObject *message
-        if self._decode_failure is not None:
-            self._raise_decode_failure()
+        if self._decoding:
+            return self._next_decoded()
         while True:
             if not len(self._messages):
                 try:
@@ -186,10 +228,47 @@ cdef class BlockingReceiver(_MessageQueue):
                     raise StopIteration from None
             message = _call_no_args(self._popleft)
             if _popped(message):
-                return self._handed_out(_owned(message))
+                return _owned(message)
+
+    cdef object _next_decoded(self):
+        if self._decode_failure is not None:
+            self._raise_decode_failure()
+        return _decoded(self._decode_function, _iterated_message(self))
 
     def _fill(self, queue, timeout):
         raise NotImplementedError
+
+
+cdef object _next_message(BlockingReceiver self, timeout):
+    """The next message of ``self`` as received, waiting as recv() does."""
+    cdef PyObject *message
+    cdef double deadline = INFINITY  # set on the first wait with a timeout
+    while True:
+        if not len(self._messages):
+            if deadline == INFINITY and timeout is not None:
+                deadline = monotonic() + timeout
+            self._fill(self._messages, timeout)
+        message = _call_no_args(self._popleft)
+        if _popped(message):
+            return _owned(message)
+        if deadline != INFINITY:  # wait again, for what is left of the timeout
+            timeout = max(0.0, deadline - monotonic())
+
+
+cdef object _iterated_message(BlockingReceiver self):
+    """The next message of ``self`` as received, for __next__: StopIteration at a
+    normal close."""
+    cdef PyObject *message
+    while True:
+        if not len(self._messages):
+            try:
+                self._fill(self._messages, None)
+            except ConnectionClosedOK:
+                raise StopIteration from None
+        message = _call_no_args(self._popleft)
+        if _popped(message):
+            return _owned(message)
+
 
 
 @cython.auto_pickle(False)  # a connection's queue
@@ -304,12 +383,19 @@ cdef class _Receiving:
         return self._take()
 
     cdef object _take(self):
+        """The next message, handed out (decoded with a decode function)."""
+        message = self._take_raw()
+        if not self._receiver._decoding:
+            return message
+        return _decoded(self._receiver._decode_function, message)
+
+    cdef inline object _take_raw(self):
         cdef Receiver receiver = self._receiver
         self._state = RECEIVING_DONE
         message = receiver._popleft()
         if receiver._reading_paused and len(receiver._messages) <= receiver._resume_below:
             receiver._resume_reading()
-        return receiver._handed_out(message)
+        return message
 
     cdef _failed(self, BaseException exc):
         """The wait raised ``exc``: finished; the end of the messages ends an iteration."""
@@ -329,11 +415,16 @@ cdef object receiving_step(object awaitable, object arg, bint *yielded):
     if arg is not None:
         raise TypeError("can't send non-None value to a just-started coroutine")
     cdef Receiver receiver = receiving._receiver
-    if receiver._decode_failure is not None:
-        receiving._state = RECEIVING_DONE
-        receiver._raise_decode_failure()
-    if len(receiver._messages):
-        return receiving._take()
+    if not receiver._decoding:  # the path of every message without decode: one test more
+        if len(receiver._messages):
+            return receiving._take_raw()
+    else:
+        if receiver._decode_failure is not None:
+            receiving._state = RECEIVING_DONE
+            receiver._raise_decode_failure()
+            receiving._state = RECEIVING_FRESH  # another thread raised it first
+        if len(receiver._messages):
+            return receiving._take()
     receiving._state = RECEIVING_WAITING
     receiving._waiting = receiver._wait_for_messages(receiving._timeout)
     return receiving._forward(None, yielded)

@@ -304,10 +304,17 @@ class WebSocket(chosen_codec.Receiver):
         call raises its :class:`~wsfast.DecodeError` (at once when it comes first).
         """
         messages = self._messages
-        if not messages and self._decode_failure is None:
-            await self._wait_for_messages(timeout)
-        batch = self._take_all()
-        self._backlog.settle(len(messages))
+        if self._decode is None:
+            if not messages:
+                await self._wait_for_messages(timeout)
+            batch = list(messages)
+            messages.clear()
+            self._backlog.reset()
+        else:  # up to a message that fails to decode, whose failure the next call raises
+            if not messages and self._decode_failure is None:
+                await self._wait_for_messages(timeout)
+            batch = self._take_all()
+            self._backlog.settle(len(messages))
         if self._reading_paused:
             self._resume_reading()
         return batch
