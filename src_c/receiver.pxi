@@ -239,7 +239,7 @@ cdef class BlockingReceiver(_MessageQueue):
         raise NotImplementedError
 
 
-cdef object _next_message(BlockingReceiver self, timeout):
+cdef inline object _next_message(BlockingReceiver self, timeout):
     """The next message of ``self`` as received, waiting as recv() does."""
     cdef PyObject *message
     cdef double deadline = INFINITY  # set on the first wait with a timeout
@@ -255,7 +255,7 @@ cdef object _next_message(BlockingReceiver self, timeout):
             timeout = max(0.0, deadline - monotonic())
 
 
-cdef object _iterated_message(BlockingReceiver self):
+cdef inline object _iterated_message(BlockingReceiver self):
     """The next message of ``self`` as received, for __next__: StopIteration at a
     normal close."""
     cdef PyObject *message
