@@ -1154,7 +1154,7 @@ cdef object _protocol_error(BaseException exc):
 @cython.auto_pickle(False)  # its C state must never come from outside
 @cython.embedsignature(False)  # Cython would show client as positional: the signature is written out
 cdef class FrameParser:
-    """FrameParser(*, client=True, max_size=DEFAULT_MAX_SIZE, allowed_rsv=0, inflater=None)
+    """FrameParser(*, client=True, max_size=DEFAULT_MAX_SIZE, allowed_rsv=0, inflater=None, text_as_bytes=False)
 --
 
 Streaming frame parser: feed it bytes in any chunking, get complete frames back.
@@ -1164,13 +1164,16 @@ Streaming frame parser: feed it bytes in any chunking, get complete frames back.
     header announces more than ``max_size`` payload bytes (None for no limit) is rejected
     before its payload is buffered. ``allowed_rsv`` lists the reserved bits an extension
     negotiated (4 for RSV1). With an :class:`Inflater` of this codec as ``inflater``,
-    :meth:`feed_messages` also inflates whole compressed messages. A violation raises
-    :class:`ProtocolError` carrying the close code, with the frames completed before it in
-    ``error.frames``; running out of memory raises :class:`PayloadTooBig`. The parser then
-    stays failed, and every later ``feed`` raises the same kind of error with no frames.
+    :meth:`feed_messages` also inflates whole compressed messages. With ``text_as_bytes``,
+    it delivers text messages as their payload ``bytes`` (checked as UTF-8) instead of
+    ``str``. A violation raises :class:`ProtocolError` carrying the close code, with the
+    frames completed before it in ``error.frames``; running out of memory raises
+    :class:`PayloadTooBig`. The parser then stays failed, and every later ``feed`` raises
+    the same kind of error with no frames.
     """
 
     cdef readonly bint client
+    cdef readonly bint text_as_bytes
     cdef readonly object max_size
     cdef readonly object allowed_rsv
     cdef readonly Inflater inflater
@@ -1178,6 +1181,7 @@ Streaming frame parser: feed it bytes in any chunking, get complete frames back.
     cdef Py_ssize_t _inflate_limit  # what a whole compressed message may inflate to, plus one
     cdef unsigned _rsv_bits
     cdef int _masked  # 1 when frames must be masked: we parse a client's frames
+    cdef bint _text_in_place  # a whole text message becomes a str straight from the buffer
     # Start of a frame whose header has not fully arrived.
     cdef unsigned char _head[WSFAST_MAX_HEADER]
     cdef Py_ssize_t _head_len
@@ -1200,14 +1204,15 @@ Streaming frame parser: feed it bytes in any chunking, get complete frames back.
     cdef bint _open
     cdef bint _busy  # a call is parsing, or using the payload arriving (see _enter)
 
-    def __init__(self, *, client=True, max_size=DEFAULT_MAX_SIZE, allowed_rsv=0, inflater=None):
+    def __init__(self, *, client=True, max_size=DEFAULT_MAX_SIZE, allowed_rsv=0, inflater=None,
+                 text_as_bytes=False):
         _enter(self, &self._busy)  # __init__ called again drops the payload arriving
         try:
-            self._init(client, max_size, allowed_rsv, inflater)
+            self._init(client, max_size, allowed_rsv, inflater, text_as_bytes)
         finally:
             _leave(self, &self._busy)
 
-    cdef int _init(self, client, max_size, allowed_rsv, inflater) except -1:
+    cdef int _init(self, client, max_size, allowed_rsv, inflater, text_as_bytes) except -1:
         cdef uint64_t limit = _limit_of(max_size)
         rsv = index(allowed_rsv)
         if not 0 <= rsv <= 7:
@@ -1219,10 +1224,12 @@ Streaming frame parser: feed it bytes in any chunking, get complete frames back.
         self.max_size = max_size
         self.allowed_rsv = rsv
         self.inflater = inflater
+        self.text_as_bytes = text_as_bytes
         self._rsv_bits = rsv
         self._limit = limit
         self._inflate_limit = PY_SSIZE_T_MAX if limit >= <uint64_t>PY_SSIZE_T_MAX else <Py_ssize_t>limit + 1
         self._masked = not self.client
+        self._text_in_place = not self._masked and not text_as_bytes
         self._reset()
         self._error = None
         return 0
@@ -1314,7 +1321,8 @@ Streaming frame parser: feed it bytes in any chunking, get complete frames back.
 
     def feed_messages(self, data):
         """Like :meth:`feed`, but deliver every complete message that came in one frame
-        as its payload: ``bytes`` for binary, ``str`` for text.
+        as its payload: ``bytes`` for binary, ``str`` for text (``bytes`` too with
+        ``text_as_bytes``).
 
         With an ``inflater``, a compressed message in one frame (RSV1 alone) comes
         inflated too, its decompressed size limited by ``max_size``. Messages must be
@@ -1502,7 +1510,7 @@ Streaming frame parser: feed it bytes in any chunking, get complete frames back.
                 if message is not None:
                     frames.append(message)
                 return length
-            if h.opcode == 1 and not self._masked and self._is_message(h):
+            if h.opcode == 1 and self._text_in_place and self._is_message(h):
                 frames.append(_decode_utf8(<const char *>src, length, NULL))  # no bytes in between
                 return length
             if self._masked:
@@ -1585,9 +1593,12 @@ Streaming frame parser: feed it bytes in any chunking, get complete frames back.
         if self._batch is not None:
             self._add_to_batch(h, self.inflater._to_bytes(payload, length, True, self._inflate_limit))
             return None
-        if h.opcode == 1:
+        if h.opcode == 1 and not self.text_as_bytes:
             return self.inflater._to_text(payload, length, self._inflate_limit)
-        return self.inflater._to_bytes(payload, length, True, self._inflate_limit)
+        message = self.inflater._to_bytes(payload, length, True, self._inflate_limit)
+        if h.opcode == 1:
+            _check_utf8(<const unsigned char *>PyBytes_AS_STRING(message), PyBytes_GET_SIZE(message))
+        return message
 
     cdef object _inflate_masked(self, const wsfast_header *h, const unsigned char *src, Py_ssize_t length):
         """Like _inflated, for a payload still masked: unmasked into scratch memory first."""
@@ -1634,10 +1645,12 @@ Streaming frame parser: feed it bytes in any chunking, get complete frames back.
         if self._is_message(h):
             if self._batch is not None:
                 return self._add_to_batch(h, payload)
-            if h.opcode == 1:
+            if h.opcode == 1 and not self.text_as_bytes:
                 frames.append(_decode_utf8(PyBytes_AS_STRING(payload), len(payload), NULL))
-            else:
-                frames.append(payload)
+                return 0
+            if h.opcode == 1:
+                _check_utf8(<const unsigned char *>PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload))
+            frames.append(payload)
             return 0
         self.last_frame_count += 1
         self._batch = None  # the caller handles this frame, and so everything after it

@@ -1,7 +1,8 @@
 # The bases of the blocking and the asyncio WebSocket (same API and behaviour as
 # wsfast._receiver): a message already queued is taken with no Python frame run. The
 # asyncio Receiver's recv() and __anext__ return an awaitable of their own, not a
-# coroutine, so that none is made and torn down. Included by _compiled.pyx.
+# coroutine, so that none is made and torn down. With a decode function, each message is
+# decoded as it is handed out, by a call from here. Included by _compiled.pyx.
 
 cdef extern from "receiving.h":
     ctypedef object (*step_func "wsfast_step")(object self, object arg, bint *yielded)
@@ -19,7 +20,7 @@ cdef extern from "Python.h":
 import collections.abc
 from time import monotonic
 
-from wsfast.exceptions import ConnectionClosedOK
+from wsfast.exceptions import ConnectionClosedOK, DecodeError
 
 cdef enum:
     # The states of a _Receiving, as of a coroutine: not started, waiting in the
@@ -48,8 +49,92 @@ cdef inline object _owned(PyObject *reference):
     return value
 
 
+cdef object _decoded(object decode, object message):
+    """``decode(message)``; a DecodeError carrying ``message`` when it raises."""
+    try:
+        return decode(message)
+    except Exception as exc:
+        raise DecodeError(message) from exc
+
+
 @cython.auto_pickle(False)  # a connection's queue
-cdef class BlockingReceiver:
+cdef class _MessageQueue:
+    """The queue of received messages of both receivers, and the decoding of what they
+    hand out: ``_decode`` is None (messages as received) or a function that each message
+    goes through, whose failure is the DecodeError raised for that message."""
+
+    cdef readonly object _messages
+    cdef object _popleft  # the queue's bound popleft, called once per message
+    cdef object _decode_function  # _decode
+    cdef bint _decoding  # _decode is not None: the receivers' one test per message
+    # What a _take_all() that returned the messages before it met: raised by the next call.
+    cdef readonly object _decode_failure
+
+    def __cinit__(self):  # takes no arguments: it ignores the subclass's
+        self._messages = collections.deque()
+        self._popleft = self._messages.popleft
+
+    @property
+    def _decode(self):
+        return self._decode_function
+
+    @_decode.setter
+    def _decode(self, decode):
+        self._decode_function = decode
+        self._decoding = decode is not None
+
+    cdef int _raise_decode_failure(self) except -1:
+        """Raise the failure a _take_all() left, if another thread has not taken it."""
+        with cython.critical_section(self):
+            failure = self._decode_failure
+            self._decode_failure = None
+        if failure is not None:
+            raise failure
+        return 0
+
+    def _take_all(self):
+        """Take every queued message, decoded with a decode function: up to one that
+        fails, which raises when it comes first, else is raised by the next call (the
+        messages after it stay queued). Raises that failure first if one is due."""
+        return self._take()
+
+    cdef list _take(self):
+        """_take_all(), for the receivers' own calls: no attribute lookup."""
+        cdef list taken
+        if self._decode_failure is not None:
+            self._raise_decode_failure()
+        if self._decoding:
+            return self._take_decoded()
+        messages = self._messages
+        # Copied and cleared at once (no other thread's recv() or append() can come in
+        # between: with the GIL, nothing here lets it go), so no message is handed out
+        # twice or lost.
+        with cython.critical_section(messages):
+            taken = list(messages)
+            messages.clear()
+        return taken
+
+    cdef list _take_decoded(self):
+        cdef list taken = []
+        cdef PyObject *message
+        decode = self._decode_function
+        for _ in range(len(self._messages)):
+            # One at a time, so that what follows a failure stays queued.
+            message = _call_no_args(self._popleft)
+            if not _popped(message):
+                break  # another thread took the rest
+            try:
+                taken.append(_decoded(decode, _owned(message)))
+            except DecodeError as failure:
+                if not taken:
+                    raise
+                self._decode_failure = failure
+                break
+        return taken
+
+
+@cython.auto_pickle(False)  # a connection's queue
+cdef class BlockingReceiver(_MessageQueue):
     """Base of the connections of the blocking client and server: the queue of received
     messages.
 
@@ -58,15 +143,9 @@ cdef class BlockingReceiver:
     once: the deque is thread-safe, and one that finds its message taken waits again.
     """
 
-    cdef readonly object _messages
-    cdef object _popleft  # the queue's bound popleft, called once per message
-
-    def __cinit__(self):  # takes no arguments: it ignores the subclass's
-        self._messages = collections.deque()
-        self._popleft = self._messages.popleft
-
     def recv(self, timeout=None):
-        """Return the next message: ``str`` for text, ``bytes`` for binary.
+        """Return the next message: ``str`` for text, ``bytes`` for binary; with a
+        ``decode`` function, what it returns (it raising raises :class:`~wsfast.DecodeError`).
 
         Waits at most ``timeout`` seconds (None: no limit), then raises TimeoutError; the
         connection stays usable. Once the connection has closed and every message received
@@ -76,6 +155,8 @@ cdef class BlockingReceiver:
         """
         cdef PyObject *message
         cdef double deadline = INFINITY  # set on the first wait with a timeout
+        if self._decoding:  # without, the one test more of every message
+            return self._recv_decoded(timeout)
         while True:
             if not len(self._messages):
                 if deadline == INFINITY and timeout is not None:
@@ -87,10 +168,19 @@ cdef class BlockingReceiver:
             if deadline != INFINITY:  # wait again, for what is left of the timeout
                 timeout = max(0.0, deadline - monotonic())
 
+    cdef object _recv_decoded(self, timeout):
+        if self._decode_failure is not None:
+            self._raise_decode_failure()
+        return _decoded(self._decode_function, _next_message(self, timeout))
+
     def recv_many(self, timeout=None):
         """Return every message received so far as a list, waiting (like :meth:`recv`)
-        only if there is none: the fastest way to consume a high-rate feed."""
+        only if there is none: the fastest way to consume a high-rate feed. With
+        ``decode``, a message it fails on ends the list: the next call raises its
+        :class:`~wsfast.DecodeError` (at once when it comes first)."""
         cdef double deadline = INFINITY  # set on the first wait with a timeout
+        if self._decoding:
+            return self._recv_many_decoded(timeout)
         messages = self._messages
         while True:
             if not len(messages):
@@ -108,12 +198,28 @@ cdef class BlockingReceiver:
             if deadline != INFINITY:
                 timeout = max(0.0, deadline - monotonic())
 
+    cdef list _recv_many_decoded(self, timeout):
+        cdef double deadline = INFINITY
+        messages = self._messages
+        while True:
+            if not len(messages) and self._decode_failure is None:
+                if deadline == INFINITY and timeout is not None:
+                    deadline = monotonic() + timeout
+                self._fill(messages, timeout)
+            taken = self._take()
+            if taken:  # else another thread took them first
+                return taken
+            if deadline != INFINITY:
+                timeout = max(0.0, deadline - monotonic())
+
     def __iter__(self):
         return self
 
     def __next__(self):
         """The next message; iteration ends when the peer closes normally."""
         cdef PyObject *message
+        if self._decoding:
+            return self._next_decoded()
         while True:
             if not len(self._messages):
                 try:
@@ -124,12 +230,49 @@ cdef class BlockingReceiver:
             if _popped(message):
                 return _owned(message)
 
+    cdef object _next_decoded(self):
+        if self._decode_failure is not None:
+            self._raise_decode_failure()
+        return _decoded(self._decode_function, _iterated_message(self))
+
     def _fill(self, queue, timeout):
         raise NotImplementedError
 
 
+cdef inline object _next_message(BlockingReceiver self, timeout):
+    """The next message of ``self`` as received, waiting as recv() does."""
+    cdef PyObject *message
+    cdef double deadline = INFINITY  # set on the first wait with a timeout
+    while True:
+        if not len(self._messages):
+            if deadline == INFINITY and timeout is not None:
+                deadline = monotonic() + timeout
+            self._fill(self._messages, timeout)
+        message = _call_no_args(self._popleft)
+        if _popped(message):
+            return _owned(message)
+        if deadline != INFINITY:  # wait again, for what is left of the timeout
+            timeout = max(0.0, deadline - monotonic())
+
+
+cdef inline object _iterated_message(BlockingReceiver self):
+    """The next message of ``self`` as received, for __next__: StopIteration at a
+    normal close."""
+    cdef PyObject *message
+    while True:
+        if not len(self._messages):
+            try:
+                self._fill(self._messages, None)
+            except ConnectionClosedOK:
+                raise StopIteration from None
+        message = _call_no_args(self._popleft)
+        if _popped(message):
+            return _owned(message)
+
+
+
 @cython.auto_pickle(False)  # a connection's queue
-cdef class Receiver:
+cdef class Receiver(_MessageQueue):
     """Base of :class:`wsfast.asyncio.WebSocket`: the queue of received messages.
 
     Subclasses queue messages in ``_messages`` and provide two methods: the coroutine
@@ -138,19 +281,16 @@ cdef class Receiver:
     leaves no more than ``_resume_below`` queued.
     """
 
-    cdef readonly object _messages
-    cdef object _popleft  # the queue's bound popleft, called once per message
     cdef public bint _reading_paused
     cdef public Py_ssize_t _resume_below
 
     def __cinit__(self):  # takes no arguments: it ignores the subclass's
-        self._messages = collections.deque()
-        self._popleft = self._messages.popleft
         self._reading_paused = False
         self._resume_below = 0
 
     def recv(self, timeout=None):
-        """Return the next message: ``str`` for text, ``bytes`` for binary.
+        """Return the next message: ``str`` for text, ``bytes`` for binary; with a
+        ``decode`` function, what it returns (it raising raises :class:`~wsfast.DecodeError`).
 
         Waits at most ``timeout`` seconds (None: no limit), then raises TimeoutError.
         Raises :class:`~wsfast.ConnectionClosed` once the connection has closed and every
@@ -243,6 +383,13 @@ cdef class _Receiving:
         return self._take()
 
     cdef object _take(self):
+        """The next message, handed out (decoded with a decode function)."""
+        message = self._take_raw()
+        if not self._receiver._decoding:
+            return message
+        return _decoded(self._receiver._decode_function, message)
+
+    cdef inline object _take_raw(self):
         cdef Receiver receiver = self._receiver
         self._state = RECEIVING_DONE
         message = receiver._popleft()
@@ -268,8 +415,16 @@ cdef object receiving_step(object awaitable, object arg, bint *yielded):
     if arg is not None:
         raise TypeError("can't send non-None value to a just-started coroutine")
     cdef Receiver receiver = receiving._receiver
-    if len(receiver._messages):
-        return receiving._take()
+    if not receiver._decoding:  # the path of every message without decode: one test more
+        if len(receiver._messages):
+            return receiving._take_raw()
+    else:
+        if receiver._decode_failure is not None:
+            receiving._state = RECEIVING_DONE
+            receiver._raise_decode_failure()
+            receiving._state = RECEIVING_FRESH  # another thread raised it first
+        if len(receiver._messages):
+            return receiving._take()
     receiving._state = RECEIVING_WAITING
     receiving._waiting = receiver._wait_for_messages(receiving._timeout)
     return receiving._forward(None, yielded)

@@ -1,12 +1,13 @@
 """Type stubs of the compiled frame codec (same API as ``wsfast._pure``)."""
 
 import collections
-from collections.abc import Coroutine, Sized
+from collections.abc import Callable, Coroutine, Sized
 from typing import Any, Final, final, overload
 
 from typing_extensions import Buffer, Self, disjoint_base
 
 from .batch import Batch
+from .exceptions import DecodeError
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
@@ -99,12 +100,20 @@ class FrameParser:
     @property
     def inflater(self) -> Inflater | None: ...
     @property
+    def text_as_bytes(self) -> bool: ...
+    @property
     def buffered(self) -> int: ...
     @property
     def last_frame_count(self) -> int:
         """How many items of the last feed_messages() result are Frame objects."""
     def __init__(
-        self, *, client: bool = True, max_size: int | None = ..., allowed_rsv: int = 0, inflater: Inflater | None = None
+        self,
+        *,
+        client: bool = True,
+        max_size: int | None = ...,
+        allowed_rsv: int = 0,
+        inflater: Inflater | None = None,
+        text_as_bytes: bool = False,
     ) -> None: ...
     def feed(self, data: Buffer) -> list[Frame]: ...
     def payload_window(self) -> memoryview | None: ...
@@ -116,11 +125,19 @@ class FrameParser:
         """How many messages the last feed_batch() call added to its batch."""
 
 @disjoint_base
-class BlockingReceiver:
-    """Base of the connections of the blocking client and server: received messages."""
+class _MessageQueue:
+    """The queue of received messages of both receivers, and the decoding of what they hand out."""
 
     @property
     def _messages(self) -> collections.deque[str | bytes]: ...
+    _decode: Callable[[bytes], Any] | None
+    @property
+    def _decode_failure(self) -> DecodeError | None: ...
+    def _take_all(self) -> list[Any]: ...
+
+class BlockingReceiver(_MessageQueue):
+    """Base of the connections of the blocking client and server: received messages."""
+
     def recv(self, timeout: float | None = None) -> str | bytes: ...
     def recv_many(self, timeout: float | None = None) -> list[str | bytes]: ...
     def __iter__(self) -> Self: ...
@@ -128,11 +145,9 @@ class BlockingReceiver:
     def _fill(self, queue: Sized, timeout: float | None) -> None: ...
 
 @disjoint_base
-class Receiver:
+class Receiver(_MessageQueue):
     """Base of :class:`wsfast.asyncio.WebSocket`: the queue of received messages."""
 
-    @property
-    def _messages(self) -> collections.deque[str | bytes]: ...
     _reading_paused: bool
     _resume_below: int
     def recv(self, timeout: float | None = None) -> Coroutine[Any, Any, str | bytes]: ...

@@ -138,7 +138,10 @@ class WebSocket(chosen_codec.BlockingReceiver):
         send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
         ping_interval: float | None = DEFAULT_PING_INTERVAL,
         ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+        decode: Callable[[bytes], Any] | None = None,
     ) -> None:
+        if decode is not None and not connection.text_as_bytes:
+            raise ValueError("decode takes bytes: it needs a Connection(text_as_bytes=True)")
         if not isinstance(stream, Stream):
             stream = Stream(stream)
         self._stream = stream
@@ -151,6 +154,7 @@ class WebSocket(chosen_codec.BlockingReceiver):
         # known whether messages or frames are wanted.
         self._leftover = leftover
         super().__init__()  # the queue of received messages, behind recv() and iteration
+        self._decode = decode  # what recv(), recv_many() and iteration hand out goes through it
         self._frames: collections.deque[Frame] = collections.deque()
         self._frame_mode = False
         self._batching = False  # the reading thread parses messages into batches (recv_batch)
@@ -224,6 +228,8 @@ class WebSocket(chosen_codec.BlockingReceiver):
         """
         if max_bytes < 1:
             raise ValueError("max_bytes must be >= 1")
+        if self._decode is not None:
+            raise RuntimeError("recv_batch() hands out raw payloads: not on a connection with decode")
         conn = self._conn
         while True:
             if self._messages:

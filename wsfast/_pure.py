@@ -718,10 +718,12 @@ class FrameParser:
     header announces more than ``max_size`` payload bytes (None for no limit) is rejected
     before its payload is buffered. ``allowed_rsv`` lists the reserved bits an extension
     negotiated (4 for RSV1). With an :class:`Inflater` of this codec as ``inflater``,
-    :meth:`feed_messages` also inflates whole compressed messages. A violation raises
-    :class:`ProtocolError` carrying the close code, with the frames completed before it in
-    ``error.frames``; running out of memory raises :class:`PayloadTooBig`. The parser then
-    stays failed, and every later ``feed`` raises the same kind of error with no frames.
+    :meth:`feed_messages` also inflates whole compressed messages. With ``text_as_bytes``,
+    it delivers text messages as their payload ``bytes`` (checked as UTF-8) instead of
+    ``str``. A violation raises :class:`ProtocolError` carrying the close code, with the
+    frames completed before it in ``error.frames``; running out of memory raises
+    :class:`PayloadTooBig`. The parser then stays failed, and every later ``feed`` raises
+    the same kind of error with no frames.
     """
 
     def __init__(
@@ -731,6 +733,7 @@ class FrameParser:
         max_size: int | None = DEFAULT_MAX_SIZE,
         allowed_rsv: int = 0,
         inflater: Inflater | None = None,
+        text_as_bytes: bool = False,
     ) -> None:
         limit = _limit_of(max_size)
         rsv = index(allowed_rsv)
@@ -743,6 +746,7 @@ class FrameParser:
         self.max_size = max_size
         self.allowed_rsv = rsv
         self.inflater = inflater
+        self.text_as_bytes = bool(text_as_bytes)
         self._limit = limit
         # What a whole compressed message may inflate to.
         self._inflate_limit = None if limit >= sys.maxsize else limit
@@ -802,7 +806,8 @@ class FrameParser:
 
     def feed_messages(self, data: Buffer) -> list[Frame | bytes | str]:
         """Like :meth:`feed`, but deliver every complete message that came in one frame
-        as its payload: ``bytes`` for binary, ``str`` for text.
+        as its payload: ``bytes`` for binary, ``str`` for text (``bytes`` too with
+        ``text_as_bytes``).
 
         With an ``inflater``, a compressed message in one frame (RSV1 alone) comes
         inflated too, its decompressed size limited by ``max_size``. Messages must be
@@ -902,6 +907,7 @@ class FrameParser:
         add = None if batch is None else batch._add
         inflater = self.inflater
         inline = messages and inflater is not None and not self._open  # inflate compressed messages here
+        text_as_bytes = self.text_as_bytes
         try:
             while end - pos >= 2:
                 head = first_bytes[buf[pos]]
@@ -956,7 +962,11 @@ class FrameParser:
                         add(payload, opcode & 1)
                         batched += 1
                         continue
-                    append(payload if opcode == 2 else payload.decode())
+                    if opcode == 2 or (text_as_bytes and payload.isascii()):
+                        append(payload)
+                    else:
+                        text = payload.decode()  # UnicodeDecodeError for invalid UTF-8
+                        append(payload if text_as_bytes else text)
                     continue
                 if compressed and inline:
                     payload = inflater.inflate(payload, True, self._inflate_limit)  # type: ignore[union-attr]  # inline implies one
@@ -966,7 +976,11 @@ class FrameParser:
                         add(payload, opcode & 1)
                         batched += 1
                         continue
-                    append(payload if opcode == 2 else payload.decode())
+                    if opcode == 2 or (text_as_bytes and payload.isascii()):
+                        append(payload)
+                    else:
+                        text = payload.decode()  # UnicodeDecodeError for invalid UTF-8
+                        append(payload if text_as_bytes else text)
                     continue
                 frame = new_frame(Frame)
                 frame._opcode = opcode

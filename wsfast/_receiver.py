@@ -4,24 +4,75 @@ and ``BlockingReceiver``.
 
 In the compiled twin these calls run no Python frame when a message is queued, which is
 most of the time of a message on a fast feed: there :meth:`Receiver.recv` and
-``__anext__`` return an awaitable of their own instead of a coroutine.
+``__anext__`` return an awaitable of their own instead of a coroutine. With a decode
+function, each message is decoded as it is handed out.
 """
 
 from __future__ import annotations
 
 import collections
 from time import monotonic
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from .exceptions import ConnectionClosedOK
+from .exceptions import ConnectionClosedOK, DecodeError
 
 if TYPE_CHECKING:
-    from collections.abc import Sized
+    from collections.abc import Callable, Sized
 
     from typing_extensions import Self
 
 
-class BlockingReceiver:
+def _decoded(decode: Callable[[bytes], Any], message: Any) -> Any:
+    """``decode(message)``; a DecodeError carrying ``message`` when it raises."""
+    try:
+        return decode(message)
+    except Exception as exc:
+        raise DecodeError(message) from exc
+
+
+class _MessageQueue:
+    """The queue of received messages of both receivers, and the decoding of what they
+    hand out: ``_decode`` is None (messages as received) or a function that each message
+    goes through, whose failure is the DecodeError raised for that message."""
+
+    __slots__ = ("_decode", "_decode_failure", "_messages")
+
+    def __init__(self) -> None:
+        self._messages: collections.deque[str | bytes] = collections.deque()
+        self._decode: Callable[[bytes], Any] | None = None
+        # What a _take_all() that returned the messages before it met: raised by the next call.
+        self._decode_failure: DecodeError | None = None
+
+    def _raise_decode_failure(self) -> None:
+        failure = self._decode_failure
+        if failure is not None:
+            self._decode_failure = None
+            raise failure
+
+    def _take_all(self) -> list[Any]:
+        """Take every queued message, decoded with a decode function: up to one that
+        fails, which raises when it comes first, else is raised by the next call (the
+        messages after it stay queued). Raises that failure first if one is due."""
+        self._raise_decode_failure()
+        decode = self._decode
+        # One message at a time: a recv() in another thread may pop between a copy and a
+        # clear, and its message would be handed out twice.
+        popleft = self._messages.popleft
+        taken: list[Any] = []
+        try:
+            for _ in range(len(self._messages)):
+                message = popleft()
+                taken.append(message if decode is None else _decoded(decode, message))
+        except IndexError:  # another thread took the last ones
+            pass
+        except DecodeError as failure:
+            if not taken:
+                raise
+            self._decode_failure = failure
+        return taken
+
+
+class BlockingReceiver(_MessageQueue):
     """Base of the connections of the blocking client and server: the queue of received
     messages.
 
@@ -30,13 +81,11 @@ class BlockingReceiver:
     once: the deque is thread-safe, and one that finds its message taken waits again.
     """
 
-    __slots__ = ("_messages",)
-
-    def __init__(self) -> None:
-        self._messages: collections.deque[str | bytes] = collections.deque()
+    __slots__ = ()
 
     def recv(self, timeout: float | None = None) -> str | bytes:
-        """Return the next message: ``str`` for text, ``bytes`` for binary.
+        """Return the next message: ``str`` for text, ``bytes`` for binary; with a
+        ``decode`` function, what it returns (it raising raises :class:`~wsfast.DecodeError`).
 
         Waits at most ``timeout`` seconds (None: no limit), then raises TimeoutError; the
         connection stays usable. Once the connection has closed and every message received
@@ -46,37 +95,34 @@ class BlockingReceiver:
         """
         messages = self._messages
         deadline = None
+        self._raise_decode_failure()
         while True:
             if not messages:
                 if deadline is None and timeout is not None:
                     deadline = monotonic() + timeout
                 self._fill(messages, timeout)
             try:
-                return messages.popleft()
+                message = messages.popleft()
             except IndexError:  # a recv() in another thread took it first
                 pass
+            else:
+                return message if self._decode is None else _decoded(self._decode, message)
             if deadline is not None:  # wait again, for what is left of the timeout
                 timeout = max(0.0, deadline - monotonic())
 
     def recv_many(self, timeout: float | None = None) -> list[str | bytes]:
         """Return every message received so far as a list, waiting (like :meth:`recv`)
-        only if there is none: the fastest way to consume a high-rate feed."""
+        only if there is none: the fastest way to consume a high-rate feed. With
+        ``decode``, a message it fails on ends the list: the next call raises its
+        :class:`~wsfast.DecodeError` (at once when it comes first)."""
         messages = self._messages
         deadline = None
         while True:
-            if not messages:
+            if not messages and self._decode_failure is None:
                 if deadline is None and timeout is not None:
                     deadline = monotonic() + timeout
                 self._fill(messages, timeout)
-            # One message at a time: a recv() in another thread may pop between a copy
-            # and a clear, and its message would be handed out twice.
-            popleft = messages.popleft
-            taken = []
-            try:
-                for _ in range(len(messages)):
-                    taken.append(popleft())
-            except IndexError:  # another thread took the last ones
-                pass
+            taken = self._take_all()
             if taken:
                 return taken
             if deadline is not None:
@@ -88,6 +134,7 @@ class BlockingReceiver:
     def __next__(self) -> str | bytes:
         """The next message; iteration ends when the peer closes normally."""
         messages = self._messages
+        self._raise_decode_failure()
         while True:
             if not messages:
                 try:
@@ -95,15 +142,17 @@ class BlockingReceiver:
                 except ConnectionClosedOK:
                     raise StopIteration from None
             try:
-                return messages.popleft()
+                message = messages.popleft()
             except IndexError:  # another thread took it first
                 pass
+            else:
+                return message if self._decode is None else _decoded(self._decode, message)
 
     def _fill(self, queue: Sized, timeout: float | None) -> None:
         raise NotImplementedError
 
 
-class Receiver:
+class Receiver(_MessageQueue):
     """Base of :class:`wsfast.asyncio.WebSocket`: the queue of received messages.
 
     Subclasses queue messages in ``_messages`` and provide two methods: the coroutine
@@ -112,15 +161,16 @@ class Receiver:
     leaves no more than ``_resume_below`` queued.
     """
 
-    __slots__ = ("_messages", "_reading_paused", "_resume_below")
+    __slots__ = ("_reading_paused", "_resume_below")
 
     def __init__(self) -> None:
-        self._messages: collections.deque[str | bytes] = collections.deque()
+        super().__init__()
         self._reading_paused = False
         self._resume_below = 0  # resume reading once no more messages than this wait
 
     async def recv(self, timeout: float | None = None) -> str | bytes:
-        """Return the next message: ``str`` for text, ``bytes`` for binary.
+        """Return the next message: ``str`` for text, ``bytes`` for binary; with a
+        ``decode`` function, what it returns (it raising raises :class:`~wsfast.DecodeError`).
 
         Waits at most ``timeout`` seconds (None: no limit), then raises TimeoutError.
         Raises :class:`~wsfast.ConnectionClosed` once the connection has closed and every
@@ -128,16 +178,18 @@ class Receiver:
         it returns can be awaited or given to ``asyncio.create_task()``, like a coroutine.
         """
         messages = self._messages
+        self._raise_decode_failure()
         if not messages:
             await self._wait_for_messages(timeout)
         message = messages.popleft()
         if self._reading_paused and len(messages) <= self._resume_below:
             self._resume_reading()
-        return message
+        return message if self._decode is None else _decoded(self._decode, message)
 
     async def __anext__(self) -> str | bytes:
         # recv() inlined: one coroutine per message instead of two.
         messages = self._messages
+        self._raise_decode_failure()
         if not messages:
             try:
                 await self._wait_for_messages(None)
@@ -146,7 +198,7 @@ class Receiver:
         message = messages.popleft()
         if self._reading_paused and len(messages) <= self._resume_below:
             self._resume_reading()
-        return message
+        return message if self._decode is None else _decoded(self._decode, message)
 
     def __aiter__(self) -> Self:
         return self

@@ -37,6 +37,7 @@ from .reconnect import Backoff, after_close, is_retryable
 from .uri import parse_uri
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import ModuleType
     from typing import TypedDict
 
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
         max_message_size: int | None
         max_frame_size: int | None
         codec: ModuleType | None
+        text_as_bytes: bool
 
     class _WebSocketOptions(TypedDict, total=False):
         """The options of :class:`~wsfast._io.WebSocket` that connect and serve take."""
@@ -56,6 +58,7 @@ if TYPE_CHECKING:
         send_timeout: float | None
         ping_interval: float | None
         ping_timeout: float | None
+        decode: Callable[[bytes], Any] | None
 
     class _ConnectOptions(_WebSocketOptions, total=False):
         """The keyword arguments of :func:`connect`."""
@@ -185,6 +188,7 @@ def connect(
     ping_interval: float | None = DEFAULT_PING_INTERVAL,
     ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
     codec: ModuleType | None = None,
+    decode: Callable[[bytes], Any] | None = None,
 ) -> Client:
     """Open a WebSocket connection to ``url`` (``ws://`` or ``wss://``) and return the
     :class:`Client`; ``with connect(url) as ws:`` closes it on the way out.
@@ -219,6 +223,12 @@ def connect(
       ping's round trip.
     - ``codec``: the frame codec module (``wsfast._pure`` or ``wsfast._compiled``), by
       default the one ``wsfast`` selected.
+    - ``decode``: a function applied to every message's payload as ``bytes`` (text and
+      binary alike; text is checked as UTF-8 first, and no ``str`` is made), so that
+      :meth:`~Client.recv`, :meth:`~Client.recv_many` and iteration return what it
+      returns: ``json.loads``, ``orjson.loads``, ``msgspec.json.Decoder(T).decode``...
+      When it raises, receiving raises :class:`~wsfast.DecodeError` for that message
+      and the connection stays open. :meth:`~Client.recv_batch` is then not available.
 
     Raises :class:`~wsfast.InvalidURI`, :class:`~wsfast.InvalidHandshake` (and its
     subclasses, e.g. :class:`~wsfast.InvalidStatus` for a non-101 answer), TimeoutError,
@@ -268,6 +278,7 @@ def connect(
             max_message_size=max_message_size,
             max_frame_size=max_frame_size,
             codec=codec,
+            text_as_bytes=decode is not None,
         )
     except TimeoutError:
         sock.close()
@@ -284,6 +295,7 @@ def connect(
         send_timeout=send_timeout,
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
+        decode=decode,
     )
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionClosedOK",
     "ConnectionClosedError",
+    "DecodeError",
 ]
 
 
@@ -138,3 +139,17 @@ class ConnectionClosedOK(ConnectionClosed):
 
 class ConnectionClosedError(ConnectionClosed):
     """The connection closed because of an error or without a clean close handshake."""
+
+
+class DecodeError(WebSocketError, ValueError):
+    """The ``decode`` function of a connection raised for a message: the application's
+    error, not the peer's, so the connection stays open and the messages after this one
+    can still be received.
+
+    ``message`` is the raw payload that failed (``bytes``, text and binary alike); the
+    decoder's exception is the ``__cause__``.
+    """
+
+    def __init__(self, message: bytes) -> None:
+        super().__init__(f"decode failed on a message of {len(message)} bytes")
+        self.message = message

@@ -178,7 +178,9 @@ class Connection:
     ``max_frame_size`` are split into fragments of at most that size. ``codec`` is the
     frame codec module, by default the compiled one when available. ``deflate`` is the
     :class:`~wsfast.deflate.PerMessageDeflate` of a connection that negotiated
-    compression, built for the same codec.
+    compression, built for the same codec. With ``text_as_bytes``, :meth:`receive_data`
+    returns text messages as their payload ``bytes``, checked as UTF-8 all the same, for
+    a consumer that decodes them from bytes (:meth:`receive_batch` is then not available).
 
     Nothing here raises because of what the peer sent: a violation sets :attr:`error`
     and stops receiving, and :meth:`fail` then queues the close frame with the matching
@@ -196,6 +198,7 @@ class Connection:
         max_frame_size: int | None = None,
         codec: ModuleType | None = None,
         deflate: PerMessageDeflate | None = None,
+        text_as_bytes: bool = False,
     ) -> None:
         if max_message_size is not None and not max_message_size >= 0:  # NaN fails too
             raise ValueError("max_message_size must be >= 0 or None")
@@ -208,6 +211,7 @@ class Connection:
         self.client = bool(client)
         self.max_message_size = max_message_size
         self.max_frame_size = max_frame_size
+        self.text_as_bytes = bool(text_as_bytes)
         self.state = _OPEN
         self.close_code: int | None = None
         self.close_reason: str | None = None
@@ -223,7 +227,11 @@ class Connection:
         # The parser inflates whole compressed messages itself, with the inflater that
         # _handle uses for the fragments of the others.
         self._parser: FrameParser = codec.FrameParser(
-            client=self.client, max_size=frame_limit, allowed_rsv=0 if deflate is None else 4, inflater=inflater
+            client=self.client,
+            max_size=frame_limit,
+            allowed_rsv=0 if deflate is None else 4,
+            inflater=inflater,
+            text_as_bytes=self.text_as_bytes,
         )
         # Then the parser's limit is the message limit: a whole message it delivers (an
         # inflated one too) needs no further check.
@@ -296,6 +304,8 @@ class Connection:
         copy each and no Python object; fragmented and compressed ones arrive whole too.
         Messages received before a violation are kept.
         """
+        if self.text_as_bytes:
+            raise RuntimeError("receive_batch() keeps text as text: not with text_as_bytes")
         self.last_controls = 0
         batches = self.batches
         if not self._receiving:
@@ -486,7 +496,10 @@ class Connection:
             if self._message_opcode is not None:
                 raise ProtocolError("new message started before the previous one finished")
             if frame.fin and self._fast_ok and not frame.rsv1:
-                return payload.decode("utf-8") if opcode == _TEXT else payload
+                if opcode != _TEXT:
+                    return payload
+                text = payload.decode("utf-8")
+                return payload if self.text_as_bytes else text
             self._message_opcode = opcode
             self._decoder = _NEW_UTF8_DECODER() if opcode == _TEXT else None
             self._inflating = frame.rsv1
@@ -501,13 +514,17 @@ class Connection:
         self._message_size = size
         # Text is decoded fragment by fragment so invalid UTF-8 fails at once.
         decoder = self._decoder
-        self._parts.append(payload if decoder is None else decoder.decode(payload, frame.fin))
+        if decoder is None:
+            self._parts.append(payload)
+        else:
+            text = decoder.decode(payload, frame.fin)
+            self._parts.append(payload if self.text_as_bytes else text)
         if not frame.fin:
             if decoder is not None:
                 _check_unfinished(decoder)
             return None
         parts = self._parts
-        message = "".join(parts) if decoder is not None else b"".join(parts)
+        message = "".join(parts) if decoder is not None and not self.text_as_bytes else b"".join(parts)
         self._message_opcode = None
         self._inflating = False
         self._parts = []

@@ -23,7 +23,7 @@ import ssl as ssl_module
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._codec import DEFAULT_MAX_SIZE
 from ._io import DEFAULT_SEND_TIMEOUT, WebSocket, deadline_after, logger
@@ -387,6 +387,7 @@ def serve(
     tcp_nodelay: bool = True,
     backlog: int = 128,
     codec: ModuleType | None = None,
+    decode: Callable[[bytes], Any] | None = None,
 ) -> Server:
     """Listen on ``host``:``port`` (0 picks a free port, see :attr:`Server.port`) and return
     the :class:`Server`; it accepts connections once :meth:`~Server.serve_forever` or
@@ -414,6 +415,11 @@ def serve(
     - ``max_connections``: clients beyond this many at once are answered HTTP 503
       (None: no limit); the server goes on serving the others.
     - ``codec``: the frame codec module, by default the one ``wsfast`` selected.
+    - ``decode``: a function applied to every message's payload as ``bytes`` (text is
+      checked as UTF-8 first), so that the connections' :meth:`~ServerConnection.recv`,
+      :meth:`~ServerConnection.recv_many` and iteration return what it returns, as for
+      :func:`wsfast.connect`; when it raises, receiving raises
+      :class:`~wsfast.DecodeError` for that message and the connection stays open.
 
     A request that is not a valid WebSocket upgrade is answered 400 (426 for an
     unsupported WebSocket version) and closed.
@@ -423,6 +429,7 @@ def serve(
         "max_message_size": max_message_size,
         "max_frame_size": max_frame_size,
         "codec": codec,
+        "text_as_bytes": decode is not None,
     }
     Connection(client=False, **connection_options)  # bad options fail here, not in every connection
     check_keepalive_options(ping_interval, ping_timeout)
@@ -446,5 +453,6 @@ def serve(
             "send_timeout": send_timeout,
             "ping_interval": ping_interval,
             "ping_timeout": ping_timeout,
+            "decode": decode,
         },
     )

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     class _ClientOptions(_WebSocketOptions, total=False):
         """The keyword arguments :class:`Client` passes on to :class:`WebSocket`."""
 
-        on_message: Callable[[Client, str | bytes], object] | None
+        on_message: Callable[[Client, Any], object] | None
 
 
 __all__ = ["DEFAULT_MAX_QUEUED_BYTES", "Client", "connect"]
@@ -139,7 +139,8 @@ def connect(
     ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
     backoff: Backoff | None = None,
     codec: ModuleType | None = None,
-    on_message: Callable[[Client, str | bytes], object] | None = None,
+    on_message: Callable[[Client, Any], object] | None = None,
+    decode: Callable[[bytes], Any] | None = None,
 ) -> _Connect:
     """Open a WebSocket connection to ``url`` (``ws://`` or ``wss://``).
 
@@ -211,6 +212,14 @@ def connect(
       be called before ``connect`` returns. It runs in the event loop, so it must not
       block; it can answer with :meth:`Client.send_nowait`. If it raises, the connection
       closes with 1011 and :meth:`Client.wait_closed` raises the exception.
+    - ``decode``: a function applied to every message's payload as ``bytes`` (text and
+      binary alike; text is checked as UTF-8 first, and no ``str`` is made), so that
+      :meth:`~WebSocket.recv`, :meth:`~WebSocket.recv_many`, ``async for`` and
+      ``on_message`` get what it returns: ``json.loads``, ``orjson.loads``,
+      ``msgspec.json.Decoder(T).decode``... When it raises, receiving raises
+      :class:`~wsfast.DecodeError` for that message and the connection stays open; with
+      ``on_message``, the DecodeError is logged (logger ``wsfast``, ERROR) and the
+      message skipped. :meth:`~WebSocket.recv_batch` is then not available.
 
     Raises :class:`~wsfast.InvalidURI`, :class:`~wsfast.InvalidHandshake` (and its
     subclasses, e.g. :class:`~wsfast.InvalidStatus` for a non-101 answer),
@@ -247,6 +256,7 @@ def connect(
             "ping_interval": ping_interval,
             "ping_timeout": ping_timeout,
             "on_message": on_message,
+            "decode": decode,
         },
     )
 

@@ -26,7 +26,7 @@ from .._codec import codec as chosen_codec
 from .._io import DEFAULT_SEND_TIMEOUT
 from ..batch import DEFAULT_MAX_BYTES, Batch
 from ..enums import CloseCode
-from ..exceptions import ConnectionClosed
+from ..exceptions import ConnectionClosed, DecodeError
 from ..keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, Keepalive
 from ..protocol import Close, Connection, Ping, Pong, State
 from ._backlog import Backlog
@@ -132,6 +132,9 @@ class WebSocket(chosen_codec.Receiver):
     event loop for each message as soon as it is parsed, instead of queuing it for
     :meth:`recv`: no task switch per message, the lowest latency asyncio allows. The
     callback may answer with :meth:`send_nowait`; :meth:`wait_closed` waits for the end.
+
+    Given ``decode``, every message's payload goes through ``decode(payload: bytes)`` and
+    what it returns is handed out instead (see :func:`wsfast.asyncio.connect`).
     """
 
     # A server holds thousands of these: without slots, each would carry a 1.6 KB dict.
@@ -169,7 +172,7 @@ class WebSocket(chosen_codec.Receiver):
         "_writing_paused",
     )
 
-    _on_message: Callable[[Self, str | bytes], object] | None
+    _on_message: Callable[[Self, Any], object] | None
 
     def __init__(
         self,
@@ -184,8 +187,9 @@ class WebSocket(chosen_codec.Receiver):
         ping_interval: float | None = DEFAULT_PING_INTERVAL,
         ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
         codec: ModuleType | None = None,
-        on_message: Callable[[Self, str | bytes], object] | None = None,
+        on_message: Callable[[Self, Any], object] | None = None,
         read_buffer: memoryview | None = None,
+        decode: Callable[[bytes], Any] | None = None,
     ) -> None:
         if max_queued_bytes is not None and max_queued_bytes < 0:
             raise ValueError("max_queued_bytes must be >= 0 or None")
@@ -196,6 +200,7 @@ class WebSocket(chosen_codec.Receiver):
             "max_message_size": max_message_size,
             "max_frame_size": max_frame_size,
             "codec": codec,
+            "text_as_bytes": decode is not None,
         }
         # Replaced once the handshake tells whether messages are compressed.
         self._conn = Connection(client=client, **self._connection_options)
@@ -225,6 +230,7 @@ class WebSocket(chosen_codec.Receiver):
         self._high_water = math.inf if max_queued_bytes is None else max_queued_bytes
         self._batching = False  # messages are parsed into batches (recv_batch)
         self._on_message = on_message
+        self._decode = decode  # what recv(), recv_many(), async for and on_message get goes through it
         self._callback_error: Exception | None = None  # what on_message raised
 
         # Sending: _writing_paused while the transport's buffer is over its high-water
@@ -294,14 +300,21 @@ class WebSocket(chosen_codec.Receiver):
         """Return every message received so far as a list, waiting only if there is none.
 
         The fastest way to consume a high-rate feed. Timeout and closing work as for
-        :meth:`recv`.
+        :meth:`recv`. With ``decode``, a message it fails on ends the list: the next
+        call raises its :class:`~wsfast.DecodeError` (at once when it comes first).
         """
         messages = self._messages
-        if not messages:
-            await self._wait_for_messages(timeout)
-        batch = list(messages)
-        messages.clear()
-        self._backlog.reset()
+        if self._decode is None:
+            if not messages:
+                await self._wait_for_messages(timeout)
+            batch = list(messages)
+            messages.clear()
+            self._backlog.reset()
+        else:  # up to a message that fails to decode, whose failure the next call raises
+            if not messages and self._decode_failure is None:
+                await self._wait_for_messages(timeout)
+            batch = self._take_all()
+            self._backlog.settle(len(messages))
         if self._reading_paused:
             self._resume_reading()
         return batch
@@ -319,6 +332,8 @@ class WebSocket(chosen_codec.Receiver):
         """
         if max_bytes < 1:
             raise ValueError("max_bytes must be >= 1")
+        if self._decode is not None:
+            raise RuntimeError("recv_batch() hands out raw payloads: not on a connection with decode")
         conn = self._conn
         if not self._messages and not conn.batched:
             conn.batches.max_bytes = max_bytes
@@ -691,10 +706,17 @@ class WebSocket(chosen_codec.Receiver):
         delivered: list[str | bytes]
         delivered = self._messages_only(events) if self._conn.last_controls else events  # type: ignore[assignment]  # no control event
         on_message = self._on_message
+        decode = self._decode
         remaining = iter(delivered)  # where to go on from after a callback raised
         while self._callback_error is None:
             try:
                 for event in remaining:
+                    if decode is not None:
+                        try:
+                            event = decode(event)  # type: ignore[arg-type]  # text comes as bytes with decode
+                        except Exception as exc:  # noqa: BLE001 - the application's decoder
+                            _log_decode_failure(event, exc)  # type: ignore[arg-type]  # as above
+                            continue
                     on_message(self, event)  # type: ignore[misc]  # _process() calls this only with a callback
                 return
             except Exception as exc:  # noqa: BLE001 - the application's callback: any failure closes with 1011
@@ -800,6 +822,14 @@ class WebSocket(chosen_codec.Receiver):
                 ping_waiter.exception()  # a ping nobody awaits must not log an error
         self._pings.clear()
         self._unsent_ping = None
+
+
+def _log_decode_failure(message: bytes, exc: Exception) -> None:
+    """Report a message that ``decode`` failed on, which no on_message gets: the
+    connection stays open, as it does when recv() raises the DecodeError."""
+    failure = DecodeError(message)
+    failure.__cause__ = exc
+    logger.error("decode failed; the message is dropped", exc_info=failure)
 
 
 def _control_payload(payload: str | Buffer) -> bytes:

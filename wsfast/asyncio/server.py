@@ -48,6 +48,7 @@ if TYPE_CHECKING:
         send_timeout: float | None
         ping_interval: float | None
         ping_timeout: float | None
+        decode: Callable[[bytes], Any] | None
 
 
 __all__ = ["Server", "ServerConnection", "echo", "serve"]
@@ -365,6 +366,7 @@ def serve(
     tcp_nodelay: bool = True,
     backlog: int = 128,
     codec: ModuleType | None = None,
+    decode: Callable[[bytes], Any] | None = None,
 ) -> Server:
     """A WebSocket server on ``host``:``port`` (0 picks a free port, see
     :attr:`Server.port`), in the running event loop: ``async with serve(handler) as
@@ -398,6 +400,11 @@ def serve(
       503 (None: no limit); the server goes on serving the others.
     - ``tcp_nodelay``: send small frames at once; ``backlog``: the listen queue's length.
     - ``codec``: the frame codec module, by default the one ``wsfast`` selected.
+    - ``decode``: a function applied to every message's payload as ``bytes`` (text is
+      checked as UTF-8 first), so that the connections' :meth:`~WebSocket.recv`,
+      :meth:`~WebSocket.recv_many` and ``async for`` return what it returns, as for
+      :func:`wsfast.asyncio.connect`; when it raises, receiving raises
+      :class:`~wsfast.DecodeError` for that message and the connection stays open.
 
     A request that is not a valid WebSocket upgrade is answered 400 (426 for an
     unsupported WebSocket version) and closed. Bad options raise ValueError at once.
@@ -430,5 +437,6 @@ def serve(
             "ping_interval": ping_interval,
             "ping_timeout": ping_timeout,
             "codec": codec,
+            "decode": decode,
         },
     )
