@@ -410,7 +410,7 @@ class Batch:
         decoder's type, and ValueError when the decoder returns another number of
         objects than there are messages (a message of two JSON values, say, or of none).
         """
-        decoded = decoder.decode_lines(self.ndjson)
+        decoded: list[T] = decoder.decode_lines(self.ndjson)  # Any where msgspec is not installed
         if len(decoded) != len(self):
             raise ValueError(f"{len(self)} messages decoded to {len(decoded)} objects: a message is not one JSON value")
         return decoded
