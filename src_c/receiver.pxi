@@ -49,6 +49,17 @@ cdef inline object _owned(PyObject *reference):
     return value
 
 
+cdef inline list _copied_and_cleared(object messages):
+    """Every message of the deque ``messages``, which is left empty: copied and cleared at
+    once (no other thread's recv() or append() can come in between: with the GIL, nothing
+    here lets it go), so that no message is handed out twice or lost."""
+    cdef list taken
+    with cython.critical_section(messages):
+        taken = list(messages)
+        messages.clear()
+    return taken
+
+
 cdef object _decoded(object decode, object message):
     """``decode(message)``; a DecodeError carrying ``message`` when it raises."""
     try:
@@ -100,19 +111,11 @@ cdef class _MessageQueue:
 
     cdef list _take(self):
         """_take_all(), for the receivers' own calls: no attribute lookup."""
-        cdef list taken
         if self._decode_failure is not None:
             self._raise_decode_failure()
         if self._decoding:
             return self._take_decoded()
-        messages = self._messages
-        # Copied and cleared at once (no other thread's recv() or append() can come in
-        # between: with the GIL, nothing here lets it go), so no message is handed out
-        # twice or lost.
-        with cython.critical_section(messages):
-            taken = list(messages)
-            messages.clear()
-        return taken
+        return _copied_and_cleared(self._messages)
 
     cdef list _take_decoded(self):
         cdef list taken = []
@@ -153,20 +156,9 @@ cdef class BlockingReceiver(_MessageQueue):
         close, else :class:`~wsfast.ConnectionClosedError` (whose ``__cause__`` is the
         :class:`~wsfast.ProtocolError` when the peer broke the protocol).
         """
-        cdef PyObject *message
-        cdef double deadline = INFINITY  # set on the first wait with a timeout
         if self._decoding:  # without, the one test more of every message
             return self._recv_decoded(timeout)
-        while True:
-            if not len(self._messages):
-                if deadline == INFINITY and timeout is not None:
-                    deadline = monotonic() + timeout
-                self._fill(self._messages, timeout)
-            message = _call_no_args(self._popleft)
-            if _popped(message):
-                return _owned(message)
-            if deadline != INFINITY:  # wait again, for what is left of the timeout
-                timeout = max(0.0, deadline - monotonic())
+        return _next_message(self, timeout)
 
     cdef object _recv_decoded(self, timeout):
         if self._decode_failure is not None:
@@ -187,12 +179,7 @@ cdef class BlockingReceiver(_MessageQueue):
                 if deadline == INFINITY and timeout is not None:
                     deadline = monotonic() + timeout
                 self._fill(messages, timeout)
-            # Copied and cleared at once (no other thread's recv() or append() can come
-            # in between: with the GIL, nothing here lets it go), so no message is handed
-            # out twice or lost.
-            with cython.critical_section(messages):
-                taken = list(messages)
-                messages.clear()
+            taken = _copied_and_cleared(messages)
             if taken:  # else another thread took them first
                 return taken
             if deadline != INFINITY:
@@ -217,18 +204,9 @@ cdef class BlockingReceiver(_MessageQueue):
 
     def __next__(self):
         """The next message; iteration ends when the peer closes normally."""
-        cdef PyObject *message
         if self._decoding:
             return self._next_decoded()
-        while True:
-            if not len(self._messages):
-                try:
-                    self._fill(self._messages, None)
-                except ConnectionClosedOK:
-                    raise StopIteration from None
-            message = _call_no_args(self._popleft)
-            if _popped(message):
-                return _owned(message)
+        return _iterated_message(self)
 
     cdef object _next_decoded(self):
         if self._decode_failure is not None:
