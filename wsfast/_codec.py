@@ -1,7 +1,8 @@
 """Picks the frame codec: the compiled twin when it is built, else the pure-Python one.
 
 ``WSFAST_NO_EXTENSIONS=1`` (any non-empty value) forces the pure twin. :func:`codec_info`
-says which twin and which masking kernel run.
+says which twin and which masking kernel run. ``BlockingReceiver`` and ``Receiver`` are the
+chosen twin's receivers, as generic bases of the connections.
 """
 
 from __future__ import annotations
@@ -9,15 +10,19 @@ from __future__ import annotations
 import importlib
 import os
 import warnings
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Generic, NamedTuple
+
+from ._typing import M
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
     "IMPLEMENTATION",
+    "BlockingReceiver",
     "CodecInfo",
     "Frame",
     "FrameParser",
     "Inflater",
+    "Receiver",
     "codec",
     "codec_info",
     "encode_frame",
@@ -91,3 +96,19 @@ Inflater = codec.Inflater
 encode_frame = codec.encode_frame
 mask = codec.mask
 mask_inplace = codec.mask_inplace
+
+if TYPE_CHECKING:
+    BlockingReceiver = codec.BlockingReceiver
+    Receiver = codec.Receiver
+else:
+    # The connections are generic over the messages they hand out (Client[M], ...), which
+    # their base must then be too, at run time as well: Client[Tick] is a type users write.
+    # The compiled receivers are Cython classes, which take no type argument, so Generic
+    # comes in here (for both twins alike). It adds nothing to a call or an instantiation:
+    # Generic has no __new__ or __init__, and slots keep the subclasses without a __dict__.
+
+    class BlockingReceiver(codec.BlockingReceiver, Generic[M]):
+        __slots__ = ()
+
+    class Receiver(codec.Receiver, Generic[M]):
+        __slots__ = ()

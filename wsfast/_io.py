@@ -22,8 +22,9 @@ import threading
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from ._codec import codec as chosen_codec
+from ._codec import BlockingReceiver
 from ._stream import Stream, seconds_until, wait
+from ._typing import M
 from .batch import DEFAULT_MAX_BYTES, Batch
 from .deflate import DeflateParams
 from .enums import CloseCode
@@ -86,7 +87,7 @@ def time_left(deadline: float) -> float | None:
     return left
 
 
-class WebSocket(chosen_codec.BlockingReceiver):
+class WebSocket(BlockingReceiver[M]):
     """An open WebSocket connection: the base of :class:`wsfast.client.Client` and of the
     connections a :class:`wsfast.server.Server` hands to its handler.
 
@@ -95,6 +96,10 @@ class WebSocket(chosen_codec.BlockingReceiver):
     connection. Pings are answered, keepalive pings sent and the peer's close frame
     handled while receiving, so keep receiving (another thread may send or close
     meanwhile).
+
+    It is generic over the messages it hands out: ``WebSocket[str | bytes]`` (what a
+    bare ``WebSocket`` means) without ``decode``, ``WebSocket[T]`` with a ``decode``
+    function that returns ``T``.
     """
 
     # Slots keep attribute reads as fast as on a plain class, which a subclass of the

@@ -6,14 +6,18 @@ In the compiled twin these calls run no Python frame when a message is queued, w
 most of the time of a message on a fast feed: there :meth:`Receiver.recv` and
 ``__anext__`` return an awaitable of their own instead of a coroutine. With a decode
 function, each message is decoded as it is handed out.
+
+The receivers are generic over what they hand out (``M``: ``str | bytes``, or what the
+decode function returns); ``Generic`` costs nothing per call.
 """
 
 from __future__ import annotations
 
 import collections
 from time import monotonic
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic
 
+from ._typing import M
 from .exceptions import ConnectionClosedOK, DecodeError
 
 if TYPE_CHECKING:
@@ -22,7 +26,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 
-def _decoded(decode: Callable[[bytes], Any], message: Any) -> Any:
+def _decoded(decode: Callable[[bytes], M], message: Any) -> M:
     """``decode(message)``; a DecodeError carrying ``message`` when it raises."""
     try:
         return decode(message)
@@ -30,7 +34,7 @@ def _decoded(decode: Callable[[bytes], Any], message: Any) -> Any:
         raise DecodeError(message) from exc
 
 
-class _MessageQueue:
+class _MessageQueue(Generic[M]):
     """The queue of received messages of both receivers, and the decoding of what they
     hand out: ``_decode`` is None (messages as received) or a function that each message
     goes through, whose failure is the DecodeError raised for that message."""
@@ -39,7 +43,7 @@ class _MessageQueue:
 
     def __init__(self) -> None:
         self._messages: collections.deque[str | bytes] = collections.deque()
-        self._decode: Callable[[bytes], Any] | None = None
+        self._decode: Callable[[bytes], M] | None = None
         # What a _take_all() that returned the messages before it met: raised by the next call.
         self._decode_failure: DecodeError | None = None
 
@@ -49,7 +53,7 @@ class _MessageQueue:
             self._decode_failure = None
             raise failure
 
-    def _take_all(self) -> list[Any]:
+    def _take_all(self) -> list[M]:
         """Take every queued message, decoded with a decode function: up to one that
         fails, which raises when it comes first, else is raised by the next call (the
         messages after it stay queued). Raises that failure first if one is due."""
@@ -58,7 +62,7 @@ class _MessageQueue:
         # One message at a time: a recv() in another thread may pop between a copy and a
         # clear, and its message would be handed out twice.
         popleft = self._messages.popleft
-        taken: list[Any] = []
+        taken: list[Any] = []  # M: as received without decode, else decoded
         try:
             for _ in range(len(self._messages)):
                 message = popleft()
@@ -72,7 +76,7 @@ class _MessageQueue:
         return taken
 
 
-class BlockingReceiver(_MessageQueue):
+class BlockingReceiver(_MessageQueue[M]):
     """Base of the connections of the blocking client and server: the queue of received
     messages.
 
@@ -83,7 +87,7 @@ class BlockingReceiver(_MessageQueue):
 
     __slots__ = ()
 
-    def recv(self, timeout: float | None = None) -> str | bytes:
+    def recv(self, timeout: float | None = None) -> M:
         """Return the next message: ``str`` for text, ``bytes`` for binary; with a
         ``decode`` function, what it returns (it raising raises :class:`~wsfast.DecodeError`).
 
@@ -94,6 +98,7 @@ class BlockingReceiver(_MessageQueue):
         :class:`~wsfast.ProtocolError` when the peer broke the protocol).
         """
         messages = self._messages
+        message: Any  # str | bytes, which is M without decode
         deadline = None
         self._raise_decode_failure()
         while True:
@@ -110,7 +115,7 @@ class BlockingReceiver(_MessageQueue):
             if deadline is not None:  # wait again, for what is left of the timeout
                 timeout = max(0.0, deadline - monotonic())
 
-    def recv_many(self, timeout: float | None = None) -> list[str | bytes]:
+    def recv_many(self, timeout: float | None = None) -> list[M]:
         """Return every message received so far as a list, waiting (like :meth:`recv`)
         only if there is none: the fastest way to consume a high-rate feed. With
         ``decode``, a message it fails on ends the list: the next call raises its
@@ -131,9 +136,10 @@ class BlockingReceiver(_MessageQueue):
     def __iter__(self) -> Self:
         return self
 
-    def __next__(self) -> str | bytes:
+    def __next__(self) -> M:
         """The next message; iteration ends when the peer closes normally."""
         messages = self._messages
+        message: Any  # str | bytes, which is M without decode
         self._raise_decode_failure()
         while True:
             if not messages:
@@ -152,7 +158,7 @@ class BlockingReceiver(_MessageQueue):
         raise NotImplementedError
 
 
-class Receiver(_MessageQueue):
+class Receiver(_MessageQueue[M]):
     """Base of :class:`wsfast.asyncio.WebSocket`: the queue of received messages.
 
     Subclasses queue messages in ``_messages`` and provide two methods: the coroutine
@@ -168,7 +174,7 @@ class Receiver(_MessageQueue):
         self._reading_paused = False
         self._resume_below = 0  # resume reading once no more messages than this wait
 
-    async def recv(self, timeout: float | None = None) -> str | bytes:
+    async def recv(self, timeout: float | None = None) -> M:
         """Return the next message: ``str`` for text, ``bytes`` for binary; with a
         ``decode`` function, what it returns (it raising raises :class:`~wsfast.DecodeError`).
 
@@ -179,6 +185,7 @@ class Receiver(_MessageQueue):
         """
         messages = self._messages
         self._raise_decode_failure()
+        message: Any  # str | bytes, which is M without decode
         if not messages:
             await self._wait_for_messages(timeout)
         message = messages.popleft()
@@ -186,10 +193,11 @@ class Receiver(_MessageQueue):
             self._resume_reading()
         return message if self._decode is None else _decoded(self._decode, message)
 
-    async def __anext__(self) -> str | bytes:
+    async def __anext__(self) -> M:
         # recv() inlined: one coroutine per message instead of two.
         messages = self._messages
         self._raise_decode_failure()
+        message: Any  # str | bytes, which is M without decode
         if not messages:
             try:
                 await self._wait_for_messages(None)

@@ -22,12 +22,13 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from ._codec import DEFAULT_MAX_SIZE
 from ._io import DEFAULT_SEND_TIMEOUT, WebSocket, deadline_after, logger
 from ._stream import Stream, TLSStream, open_stream
 from ._tunnel import open_socket
+from ._typing import M, T
 from .deflate import DeflateOptions, PerMessageDeflate, deflate_options
 from .handshake import ClientHandshake, Headers, HeadersLike, with_basic_auth
 from .keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, check_keepalive_options
@@ -51,17 +52,22 @@ if TYPE_CHECKING:
         codec: ModuleType | None
         text_as_bytes: bool
 
-    class _WebSocketOptions(TypedDict, total=False):
-        """The options of :class:`~wsfast._io.WebSocket` that connect and serve take."""
+    class _TimeoutOptions(TypedDict, total=False):
+        """The timeouts of :class:`~wsfast._io.WebSocket` that connect and serve take."""
 
         close_timeout: float | None
         send_timeout: float | None
         ping_interval: float | None
         ping_timeout: float | None
+
+    class _WebSocketOptions(_TimeoutOptions, total=False):
+        """The options of :class:`~wsfast._io.WebSocket` that connect and serve take."""
+
         decode: Callable[[bytes], Any] | None
 
-    class _ConnectOptions(_WebSocketOptions, total=False):
-        """The keyword arguments of :func:`connect`."""
+    class _ConnectOptions(_TimeoutOptions, total=False):
+        """The keyword arguments of :func:`connect` but ``decode``, which sets the type
+        of the messages."""
 
         timeout: float | None
         ssl: ssl_module.SSLContext | bool | None
@@ -134,13 +140,16 @@ def _distinguished_name(rdns: Iterable[Iterable[tuple[str, str]]] | None) -> str
     return ", ".join(f"{_DN_NAMES.get(name, name)}={value}" for rdn in rdns for name, value in rdn)
 
 
-class Client(WebSocket):
+class Client(WebSocket[M]):
     """A WebSocket connection to a server; open one with :func:`connect`.
 
     Besides what every connection has (:meth:`send`, :meth:`recv`, :meth:`recv_many`,
     iteration, :meth:`recv_frame`, :meth:`ping`, :meth:`close`, :attr:`state`, ...), it
     knows the server's handshake answer (:attr:`response_headers`, :attr:`subprotocol`,
     :attr:`deflate_params`) and, for ``wss://``, the server's :attr:`certificate`.
+
+    ``Client[M]`` hands out messages of type ``M``: ``str | bytes`` (what a bare
+    ``Client`` means), or what the ``decode`` function given to :func:`connect` returns.
     """
 
     __slots__ = ("certificate", "response_headers")
@@ -169,6 +178,50 @@ class Client(WebSocket):
         """The server's TLS certificate for ``wss://``; None for ``ws://``."""
 
 
+@overload
+def connect(
+    url: str,
+    *,
+    timeout: float | None = 10.0,
+    ssl: ssl_module.SSLContext | bool | None = None,
+    server_hostname: str | None = None,
+    proxy: str | bool | None = True,
+    headers: HeadersLike | None = None,
+    subprotocols: Iterable[str] | None = None,
+    origin: str | None = None,
+    max_message_size: int | None = DEFAULT_MAX_SIZE,
+    max_frame_size: int | None = None,
+    compression: str | DeflateOptions | None = "deflate",
+    tcp_nodelay: bool = True,
+    close_timeout: float | None = 10.0,
+    send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
+    ping_interval: float | None = DEFAULT_PING_INTERVAL,
+    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+    codec: ModuleType | None = None,
+    decode: None = None,
+) -> Client[str | bytes]: ...
+@overload
+def connect(
+    url: str,
+    *,
+    timeout: float | None = 10.0,
+    ssl: ssl_module.SSLContext | bool | None = None,
+    server_hostname: str | None = None,
+    proxy: str | bool | None = True,
+    headers: HeadersLike | None = None,
+    subprotocols: Iterable[str] | None = None,
+    origin: str | None = None,
+    max_message_size: int | None = DEFAULT_MAX_SIZE,
+    max_frame_size: int | None = None,
+    compression: str | DeflateOptions | None = "deflate",
+    tcp_nodelay: bool = True,
+    close_timeout: float | None = 10.0,
+    send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
+    ping_interval: float | None = DEFAULT_PING_INTERVAL,
+    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+    codec: ModuleType | None = None,
+    decode: Callable[[bytes], T],
+) -> Client[T]: ...
 def connect(
     url: str,
     *,
@@ -189,7 +242,7 @@ def connect(
     ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
     codec: ModuleType | None = None,
     decode: Callable[[bytes], Any] | None = None,
-) -> Client:
+) -> Client[Any]:
     """Open a WebSocket connection to ``url`` (``ws://`` or ``wss://``) and return the
     :class:`Client`; ``with connect(url) as ws:`` closes it on the way out.
 
@@ -229,6 +282,8 @@ def connect(
       returns: ``json.loads``, ``orjson.loads``, ``msgspec.json.Decoder(T).decode``...
       When it raises, receiving raises :class:`~wsfast.DecodeError` for that message
       and the connection stays open. :meth:`~Client.recv_batch` is then not available.
+      The connection is a ``Client[T]`` for a ``decode`` that returns ``T`` (a
+      ``Client[str | bytes]`` without), so type checkers know what it hands out.
 
     Raises :class:`~wsfast.InvalidURI`, :class:`~wsfast.InvalidHandshake` (and its
     subclasses, e.g. :class:`~wsfast.InvalidStatus` for a non-101 answer), TimeoutError,
@@ -310,7 +365,21 @@ def _handshake(stream: Stream, handshake: ClientHandshake, deadline: float) -> N
             return
 
 
-def reconnecting(url: str, *, backoff: Backoff | None = None, **options: Unpack[_ConnectOptions]) -> Iterator[Client]:
+@overload
+def reconnecting(
+    url: str, *, backoff: Backoff | None = None, decode: None = None, **options: Unpack[_ConnectOptions]
+) -> Iterator[Client[str | bytes]]: ...
+@overload
+def reconnecting(
+    url: str, *, backoff: Backoff | None = None, decode: Callable[[bytes], T], **options: Unpack[_ConnectOptions]
+) -> Iterator[Client[T]]: ...
+def reconnecting(
+    url: str,
+    *,
+    backoff: Backoff | None = None,
+    decode: Callable[[bytes], Any] | None = None,
+    **options: Unpack[_ConnectOptions],
+) -> Iterator[Client[Any]]:
     """Connect to ``url`` again each time the connection drops; yield every new :class:`Client`.
 
     ::
@@ -336,7 +405,7 @@ def reconnecting(url: str, *, backoff: Backoff | None = None, **options: Unpack[
     failures = 0
     while True:
         try:
-            ws = connect(url, **options)
+            ws = connect(url, decode=decode, **options)
         except Exception as exc:
             if not is_retryable(exc):
                 raise

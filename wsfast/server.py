@@ -23,11 +23,12 @@ import ssl as ssl_module
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from ._codec import DEFAULT_MAX_SIZE
 from ._io import DEFAULT_SEND_TIMEOUT, WebSocket, deadline_after, logger
 from ._stream import Stream, open_stream
+from ._typing import M, T
 from .deflate import DeflateOptions, PerMessageDeflate, deflate_options
 from .exceptions import ConnectionClosed, InvalidHandshake
 from .handshake import Headers, ServerHandshake
@@ -44,13 +45,17 @@ if TYPE_CHECKING:
 __all__ = ["Server", "ServerConnection", "echo", "serve"]
 
 
-class ServerConnection(WebSocket):
+class ServerConnection(WebSocket[M]):
     """A client's connection, as the server's handler receives it.
 
     It has the same API as :class:`wsfast.client.Client` (:meth:`send`, :meth:`recv`,
     iteration, :meth:`close`, :attr:`deflate_params`, ...), plus the request's
     :attr:`path` and :attr:`request_headers`. ``options`` are those of
     :class:`~wsfast._io.WebSocket` (timeouts and keepalive).
+
+    ``ServerConnection[M]`` hands out messages of type ``M``: ``str | bytes`` (what a bare
+    ``ServerConnection`` means), or what the ``decode`` function given to :func:`serve`
+    returns.
     """
 
     __slots__ = ("path", "request_headers")
@@ -84,8 +89,9 @@ def echo(ws: ServerConnection) -> None:
         ws.send(message)
 
 
-Handler = Callable[[ServerConnection], object]
-"""What :func:`serve` runs for each connection, in the connection's own thread."""
+Handler = Callable[[ServerConnection[M]], object]
+"""What :func:`serve` runs for each connection, in the connection's own thread
+(``Handler[T]`` takes the ``ServerConnection[T]`` of a ``decode`` that returns ``T``)."""
 
 
 class Server:
@@ -98,7 +104,7 @@ class Server:
 
     def __init__(
         self,
-        handler: Handler | None,
+        handler: Handler[Any] | None,
         listener: socket.socket,
         *,
         ssl: ssl_module.SSLContext | None,
@@ -125,7 +131,7 @@ class Server:
         self._wakeup_reader, self._wakeup_writer = socket.socketpair()
         self._wakeup_writer.setblocking(False)
         self._lock = threading.Lock()
-        self._connections: set[ServerConnection] = set()  # open ServerConnections
+        self._connections: set[ServerConnection[Any]] = set()  # open ServerConnections
         self._threads: set[threading.Thread] = set()  # threads still handling a connection
         self._serving = False  # an accept loop runs, or ran
         self._serving_thread: int | None = None  # the thread running the accept loop
@@ -237,7 +243,7 @@ class Server:
             with self._lock:
                 self._threads.discard(threading.current_thread())
 
-    def _open(self, sock: socket.socket) -> ServerConnection | None:
+    def _open(self, sock: socket.socket) -> ServerConnection[Any] | None:
         """Run the TLS and WebSocket handshakes; None if they fail (the socket is closed)."""
         handshake = ServerHandshake(subprotocols=self._subprotocols, deflate=self._deflate)
         deadline = deadline_after(self._open_timeout)
@@ -368,8 +374,52 @@ def _discard_input(sock: socket.socket) -> None:
         pass
 
 
+@overload
 def serve(
-    handler: Handler | None = None,
+    handler: Handler[str | bytes] | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    ssl: ssl_module.SSLContext | None = None,
+    subprotocols: Iterable[str] | None = None,
+    max_message_size: int | None = DEFAULT_MAX_SIZE,
+    max_frame_size: int | None = None,
+    compression: str | DeflateOptions | None = "deflate",
+    open_timeout: float | None = 10.0,
+    close_timeout: float | None = 10.0,
+    send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
+    ping_interval: float | None = DEFAULT_PING_INTERVAL,
+    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+    max_connections: int | None = None,
+    tcp_nodelay: bool = True,
+    backlog: int = 128,
+    codec: ModuleType | None = None,
+    decode: None = None,
+) -> Server: ...
+@overload
+def serve(
+    handler: Handler[T] | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    ssl: ssl_module.SSLContext | None = None,
+    subprotocols: Iterable[str] | None = None,
+    max_message_size: int | None = DEFAULT_MAX_SIZE,
+    max_frame_size: int | None = None,
+    compression: str | DeflateOptions | None = "deflate",
+    open_timeout: float | None = 10.0,
+    close_timeout: float | None = 10.0,
+    send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
+    ping_interval: float | None = DEFAULT_PING_INTERVAL,
+    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+    max_connections: int | None = None,
+    tcp_nodelay: bool = True,
+    backlog: int = 128,
+    codec: ModuleType | None = None,
+    decode: Callable[[bytes], T],
+) -> Server: ...
+def serve(
+    handler: Handler[Any] | None = None,
     host: str = "127.0.0.1",
     port: int = 0,
     *,
@@ -420,6 +470,8 @@ def serve(
       :meth:`~ServerConnection.recv_many` and iteration return what it returns, as for
       :func:`wsfast.connect`; when it raises, receiving raises
       :class:`~wsfast.DecodeError` for that message and the connection stays open.
+      The handler then gets a ``ServerConnection[T]`` for a ``decode`` that returns
+      ``T`` (a ``ServerConnection[str | bytes]`` without).
 
     A request that is not a valid WebSocket upgrade is answered 400 (426 for an
     unsupported WebSocket version) and closed.

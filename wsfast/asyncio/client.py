@@ -16,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import ssl as ssl_module
 from collections.abc import AsyncIterator, Callable, Generator, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, overload
 
 from .._codec import DEFAULT_MAX_SIZE
 from .._io import DEFAULT_SEND_TIMEOUT
+from .._typing import M, T
 from ..client import CertificateInfo, certificate_info
 from ..deflate import DeflateOptions, PerMessageDeflate, deflate_options
 from ..exceptions import InvalidHandshake
@@ -42,13 +43,13 @@ if TYPE_CHECKING:
     class _ClientOptions(_WebSocketOptions, total=False):
         """The keyword arguments :class:`Client` passes on to :class:`WebSocket`."""
 
-        on_message: Callable[[Client, Any], object] | None
+        on_message: Callable[[Client[Any], Any], object] | None
 
 
 __all__ = ["DEFAULT_MAX_QUEUED_BYTES", "Client", "connect"]
 
 
-class Client(WebSocket):
+class Client(WebSocket[M]):
     """An open WebSocket connection to a server; get one from :func:`connect`.
 
     Besides what every connection has (:meth:`~WebSocket.send`, :meth:`~WebSocket.recv`,
@@ -56,6 +57,9 @@ class Client(WebSocket):
     :attr:`~WebSocket.latency`, ...), it knows the server's handshake answer
     (:attr:`response_headers`, :attr:`~WebSocket.subprotocol`,
     :attr:`~WebSocket.deflate_params`) and, for ``wss://``, the server's :attr:`certificate`.
+
+    ``Client[M]`` hands out messages of type ``M``: ``str | bytes`` (what a bare
+    ``Client`` means), or what the ``decode`` function given to :func:`connect` returns.
     """
 
     __slots__ = ()
@@ -118,6 +122,7 @@ class Client(WebSocket):
         return super()._handshake_lost(exc)
 
 
+@overload
 def connect(
     url: str,
     *,
@@ -139,9 +144,58 @@ def connect(
     ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
     backoff: Backoff | None = None,
     codec: ModuleType | None = None,
-    on_message: Callable[[Client, Any], object] | None = None,
+    on_message: Callable[[Client[str | bytes], str | bytes], object] | None = None,
+    decode: None = None,
+) -> _Connect[str | bytes]: ...
+@overload
+def connect(
+    url: str,
+    *,
+    timeout: float | None = 10.0,
+    ssl: ssl_module.SSLContext | bool | None = None,
+    server_hostname: str | None = None,
+    proxy: str | bool | None = True,
+    headers: HeadersLike | None = None,
+    subprotocols: Iterable[str] | None = None,
+    origin: str | None = None,
+    max_message_size: int | None = DEFAULT_MAX_SIZE,
+    max_frame_size: int | None = None,
+    max_queued_bytes: int | None = DEFAULT_MAX_QUEUED_BYTES,
+    compression: str | DeflateOptions | None = "deflate",
+    tcp_nodelay: bool = True,
+    close_timeout: float | None = 10.0,
+    send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
+    ping_interval: float | None = DEFAULT_PING_INTERVAL,
+    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+    backoff: Backoff | None = None,
+    codec: ModuleType | None = None,
+    on_message: Callable[[Client[T], T], object] | None = None,
+    decode: Callable[[bytes], T],
+) -> _Connect[T]: ...
+def connect(
+    url: str,
+    *,
+    timeout: float | None = 10.0,
+    ssl: ssl_module.SSLContext | bool | None = None,
+    server_hostname: str | None = None,
+    proxy: str | bool | None = True,
+    headers: HeadersLike | None = None,
+    subprotocols: Iterable[str] | None = None,
+    origin: str | None = None,
+    max_message_size: int | None = DEFAULT_MAX_SIZE,
+    max_frame_size: int | None = None,
+    max_queued_bytes: int | None = DEFAULT_MAX_QUEUED_BYTES,
+    compression: str | DeflateOptions | None = "deflate",
+    tcp_nodelay: bool = True,
+    close_timeout: float | None = 10.0,
+    send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
+    ping_interval: float | None = DEFAULT_PING_INTERVAL,
+    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+    backoff: Backoff | None = None,
+    codec: ModuleType | None = None,
+    on_message: Callable[[Client[Any], Any], object] | None = None,
     decode: Callable[[bytes], Any] | None = None,
-) -> _Connect:
+) -> _Connect[Any]:
     """Open a WebSocket connection to ``url`` (``ws://`` or ``wss://``).
 
     Use ``ws = await connect(url)`` or ``async with connect(url) as ws:`` (which closes
@@ -220,6 +274,8 @@ def connect(
       :class:`~wsfast.DecodeError` for that message and the connection stays open; with
       ``on_message``, the DecodeError is logged (logger ``wsfast``, ERROR) and the
       message skipped. :meth:`~WebSocket.recv_batch` is then not available.
+      The connection is a ``Client[T]`` for a ``decode`` that returns ``T`` (a
+      ``Client[str | bytes]`` without), so type checkers know what it hands out.
 
     Raises :class:`~wsfast.InvalidURI`, :class:`~wsfast.InvalidHandshake` (and its
     subclasses, e.g. :class:`~wsfast.InvalidStatus` for a non-101 answer),
@@ -261,9 +317,9 @@ def connect(
     )
 
 
-class _Connect:
+class _Connect(Generic[M]):
     """What :func:`connect` returns: await it, use it with ``async with``, or iterate over
-    it to reconnect."""
+    it to reconnect; each way gives a ``Client[M]``."""
 
     def __init__(
         self,
@@ -303,12 +359,12 @@ class _Connect:
         self._tcp_nodelay = tcp_nodelay
         self._backoff = backoff
         self._client_options = client_options
-        self._client: Client | None = None
+        self._client: Client[M] | None = None
 
-    def __await__(self) -> Generator[Any, None, Client]:
+    def __await__(self) -> Generator[Any, None, Client[M]]:
         return self._open().__await__()
 
-    async def __aenter__(self) -> Client:
+    async def __aenter__(self) -> Client[M]:
         self._client = await self._open()
         return self._client
 
@@ -316,7 +372,7 @@ class _Connect:
         assert self._client is not None  # set by __aenter__
         await self._client.close()
 
-    async def __aiter__(self) -> AsyncIterator[Client]:
+    async def __aiter__(self) -> AsyncIterator[Client[M]]:
         """A new open connection each time around: see :func:`connect`."""
         backoff = self._backoff
         loop = asyncio.get_running_loop()
@@ -345,7 +401,7 @@ class _Connect:
             logger.info("connection to %s ended (%s); reconnecting in %.1f s", self._url, ws.close_code, delay)
             await asyncio.sleep(delay)
 
-    async def _open(self) -> Client:
+    async def _open(self) -> Client[M]:
         uri = self._uri
         handshake = ClientHandshake(
             uri.host,
@@ -357,14 +413,14 @@ class _Connect:
             subprotocols=self._subprotocols,
             deflate=self._deflate,
         )
-        client = Client(handshake, **self._client_options)
+        client: Client[M] = Client(handshake, **self._client_options)
         try:
             await wait_for(self._connect_and_handshake(client), self._timeout)
         except TimeoutError:
             raise TimeoutError(f"opening the WebSocket connection to {self._url} timed out") from None
         return client
 
-    async def _connect_and_handshake(self, client: Client) -> None:
+    async def _connect_and_handshake(self, client: Client[M]) -> None:
         loop = asyncio.get_running_loop()
         uri = self._uri
         try:

@@ -21,9 +21,9 @@ import socket
 import struct
 from typing import TYPE_CHECKING, Any, cast
 
-from .._codec import DEFAULT_MAX_SIZE
-from .._codec import codec as chosen_codec
+from .._codec import DEFAULT_MAX_SIZE, Receiver
 from .._io import DEFAULT_SEND_TIMEOUT
+from .._typing import M
 from ..batch import DEFAULT_MAX_BYTES, Batch
 from ..enums import CloseCode
 from ..exceptions import ConnectionClosed, DecodeError
@@ -91,7 +91,7 @@ class _Protocol(asyncio.BufferedProtocol):
     get_buffer: _GetBuffer
     buffer_updated: _BufferUpdated
 
-    def __init__(self, ws: WebSocket) -> None:
+    def __init__(self, ws: WebSocket[Any]) -> None:
         self._ws = ws
         # Called for every read: the transport calls the connection's methods directly.
         self.get_buffer = ws._read_buffer
@@ -114,7 +114,7 @@ class _Protocol(asyncio.BufferedProtocol):
         self._ws._resume_writing()
 
 
-class WebSocket(chosen_codec.Receiver):
+class WebSocket(Receiver[M]):
     """An open WebSocket connection: the base of :class:`wsfast.asyncio.Client` and of
     the :class:`wsfast.asyncio.ServerConnection` a server's handler receives.
 
@@ -134,7 +134,9 @@ class WebSocket(chosen_codec.Receiver):
     callback may answer with :meth:`send_nowait`; :meth:`wait_closed` waits for the end.
 
     Given ``decode``, every message's payload goes through ``decode(payload: bytes)`` and
-    what it returns is handed out instead (see :func:`wsfast.asyncio.connect`).
+    what it returns is handed out instead (see :func:`wsfast.asyncio.connect`). It is
+    generic over the messages it hands out: ``WebSocket[str | bytes]`` (what a bare
+    ``WebSocket`` means) without ``decode``, ``WebSocket[T]`` with one that returns ``T``.
     """
 
     # A server holds thousands of these: without slots, each would carry a 1.6 KB dict.
@@ -172,7 +174,7 @@ class WebSocket(chosen_codec.Receiver):
         "_writing_paused",
     )
 
-    _on_message: Callable[[Self, Any], object] | None
+    _on_message: Callable[[Self, M], object] | None
 
     def __init__(
         self,
@@ -296,7 +298,7 @@ class WebSocket(chosen_codec.Receiver):
 
     # Receiving ---------------------------------------------------------------------
 
-    async def recv_many(self, timeout: float | None = None) -> list[str | bytes]:
+    async def recv_many(self, timeout: float | None = None) -> list[M]:
         """Return every message received so far as a list, waiting only if there is none.
 
         The fastest way to consume a high-rate feed. Timeout and closing work as for
@@ -304,6 +306,7 @@ class WebSocket(chosen_codec.Receiver):
         call raises its :class:`~wsfast.DecodeError` (at once when it comes first).
         """
         messages = self._messages
+        batch: list[Any]  # M: as received without decode, else decoded
         if self._decode is None:
             if not messages:
                 await self._wait_for_messages(timeout)
@@ -708,14 +711,15 @@ class WebSocket(chosen_codec.Receiver):
         on_message = self._on_message
         decode = self._decode
         remaining = iter(delivered)  # where to go on from after a callback raised
+        event: Any  # bytes with decode, then decoded: M, as each message is without decode
         while self._callback_error is None:
             try:
                 for event in remaining:
                     if decode is not None:
                         try:
-                            event = decode(event)  # type: ignore[arg-type]  # text comes as bytes with decode
+                            event = decode(event)  # text comes as bytes with decode
                         except Exception as exc:  # noqa: BLE001 - the application's decoder
-                            _log_decode_failure(event, exc)  # type: ignore[arg-type]  # as above
+                            _log_decode_failure(event, exc)
                             continue
                     on_message(self, event)  # type: ignore[misc]  # _process() calls this only with a callback
                 return

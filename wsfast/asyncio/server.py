@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Generator, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from .._codec import DEFAULT_MAX_SIZE
 from .._io import DEFAULT_SEND_TIMEOUT
+from .._typing import M, T
 from ..deflate import DeflateOptions, PerMessageDeflate, deflate_options
 from ..exceptions import ConnectionClosed, InvalidHandshake
 from ..handshake import Headers, ServerHandshake
@@ -63,13 +64,17 @@ _SHARED_READ_SIZE = 64 * 1024
 _BUSY = "the server is at capacity, try again later\n"
 
 
-class ServerConnection(WebSocket):
+class ServerConnection(WebSocket[M]):
     """A client's connection, as the server's handler receives it.
 
     It has the same API as :class:`wsfast.asyncio.Client` (:meth:`~WebSocket.send`,
     :meth:`~WebSocket.recv`, ``async for``, :meth:`~WebSocket.close`,
     :attr:`~WebSocket.latency`, ...), plus the request's :attr:`path` and
     :attr:`request_headers`.
+
+    ``ServerConnection[M]`` hands out messages of type ``M``: ``str | bytes`` (what a bare
+    ``ServerConnection`` means), or what the ``decode`` function given to :func:`serve`
+    returns.
     """
 
     __slots__ = ("_server",)
@@ -142,8 +147,9 @@ async def echo(ws: ServerConnection) -> None:
         await ws.send(message)
 
 
-Handler = Callable[[ServerConnection], Awaitable[object]]
-"""What :func:`serve` runs for each connection, as a task: a coroutine function."""
+Handler = Callable[[ServerConnection[M]], Awaitable[object]]
+"""What :func:`serve` runs for each connection, as a task: a coroutine function
+(``Handler[T]`` takes the ``ServerConnection[T]`` of a ``decode`` that returns ``T``)."""
 
 
 class Server:
@@ -156,7 +162,7 @@ class Server:
 
     def __init__(
         self,
-        handler: Handler | None,
+        handler: Handler[Any] | None,
         host: str | None,
         port: int,
         *,
@@ -186,8 +192,8 @@ class Server:
         self._read_buffer = memoryview(bytearray(_SHARED_READ_SIZE))
         self._listener: asyncio.Server | None = None
         # every connection still being served -> its task
-        self._connections: dict[ServerConnection, asyncio.Task[None]] = {}
-        self._active: set[ServerConnection] = set()  # those past the handshake, whose handler runs
+        self._connections: dict[ServerConnection[Any], asyncio.Task[None]] = {}
+        self._active: set[ServerConnection[Any]] = set()  # those past the handshake, whose handler runs
         self._shutdown: asyncio.Task[None] | None = None
         self._done = self._loop.create_future()  # every connection is closed or dropped
 
@@ -291,11 +297,11 @@ class Server:
         handshake = ServerHandshake(subprotocols=self._subprotocols, deflate=self._deflate)
         return ServerConnection(self, handshake, **self._connection_options)._protocol
 
-    def _connection_made(self, ws: ServerConnection) -> None:
+    def _connection_made(self, ws: ServerConnection[Any]) -> None:
         set_nodelay(ws._transport, self._tcp_nodelay)
         self._connections[ws] = self._loop.create_task(self._serve(ws))
 
-    async def _serve(self, ws: ServerConnection) -> None:
+    async def _serve(self, ws: ServerConnection[Any]) -> None:
         """Open ``ws``, run the handler on it, close it."""
         try:
             if not await self._open(ws):
@@ -313,7 +319,7 @@ class Server:
             self._active.discard(ws)
             del self._connections[ws]
 
-    async def _open(self, ws: ServerConnection) -> bool:
+    async def _open(self, ws: ServerConnection[Any]) -> bool:
         """The opening handshake; True once the connection is open. A failure is logged
         once, and the connection closed."""
         peer = ws.remote_address
@@ -346,8 +352,54 @@ class Server:
         return True
 
 
+@overload
 def serve(
-    handler: Handler | None = None,
+    handler: Handler[str | bytes] | None = None,
+    host: str | None = "127.0.0.1",
+    port: int = 0,
+    *,
+    ssl: ssl_module.SSLContext | None = None,
+    subprotocols: Iterable[str] | None = None,
+    max_message_size: int | None = DEFAULT_MAX_SIZE,
+    max_frame_size: int | None = None,
+    max_queued_bytes: int | None = DEFAULT_MAX_QUEUED_BYTES,
+    compression: str | DeflateOptions | None = "deflate",
+    open_timeout: float | None = 10.0,
+    close_timeout: float | None = 10.0,
+    send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
+    ping_interval: float | None = DEFAULT_PING_INTERVAL,
+    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+    max_connections: int | None = None,
+    tcp_nodelay: bool = True,
+    backlog: int = 128,
+    codec: ModuleType | None = None,
+    decode: None = None,
+) -> Server: ...
+@overload
+def serve(
+    handler: Handler[T] | None = None,
+    host: str | None = "127.0.0.1",
+    port: int = 0,
+    *,
+    ssl: ssl_module.SSLContext | None = None,
+    subprotocols: Iterable[str] | None = None,
+    max_message_size: int | None = DEFAULT_MAX_SIZE,
+    max_frame_size: int | None = None,
+    max_queued_bytes: int | None = DEFAULT_MAX_QUEUED_BYTES,
+    compression: str | DeflateOptions | None = "deflate",
+    open_timeout: float | None = 10.0,
+    close_timeout: float | None = 10.0,
+    send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
+    ping_interval: float | None = DEFAULT_PING_INTERVAL,
+    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+    max_connections: int | None = None,
+    tcp_nodelay: bool = True,
+    backlog: int = 128,
+    codec: ModuleType | None = None,
+    decode: Callable[[bytes], T],
+) -> Server: ...
+def serve(
+    handler: Handler[Any] | None = None,
     host: str | None = "127.0.0.1",
     port: int = 0,
     *,
@@ -405,6 +457,8 @@ def serve(
       :meth:`~WebSocket.recv_many` and ``async for`` return what it returns, as for
       :func:`wsfast.asyncio.connect`; when it raises, receiving raises
       :class:`~wsfast.DecodeError` for that message and the connection stays open.
+      The handler then gets a ``ServerConnection[T]`` for a ``decode`` that returns
+      ``T`` (a ``ServerConnection[str | bytes]`` without).
 
     A request that is not a valid WebSocket upgrade is answered 400 (426 for an
     unsupported WebSocket version) and closed. Bad options raise ValueError at once.
