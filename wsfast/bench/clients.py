@@ -12,7 +12,8 @@ Every client connects, then times only the work, in one of two jobs:
 Asyncio clients run on asyncio's own event loop, or on uvloop's for the ``-uvloop``
 contestants. A library that is not installed raises ImportError, which the runner
 reports as a skip. The floors (``raw-tcp``, ``raw-tls``, ``zlib``) are contestants too:
-the limits a client's receiving is measured against.
+the limits a client's receiving is measured against. The contestants that decode every
+tick (the ``tls-json-decoded`` case) are in :mod:`wsfast.bench.decoded`.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class Feed:
     json: bool = False  # the ticks feed: text messages, sent once the client says START
     deflate: bool = False  # negotiate permessage-deflate (the server insists)
     ssl_context: ssl.SSLContext | None = None  # verifies the server, for wss:// URLs
+    px_total: float | None = None  # the ticks' prices added up, for the contestants that decode them
 
 
 @dataclass(frozen=True)
@@ -552,8 +554,10 @@ class Contestant:
     feed: Callable[[Feed], float] | None
     echo: Callable[[Echo], tuple[float, list[int]]] | None = None
     deflate: bool = True  # negotiates permessage-deflate when a case asks for it
-    needs: frozenset[str] = frozenset()  # what a case must have for it to take part: json, tls, deflate
-    avoids: frozenset[str] = frozenset()  # what a case must not have for it to take part
+    needs: frozenset[str] = frozenset()  # what a case must have for it to take part: json, tls, deflate, decoded
+    # What a case must not have for it to take part: by default the decoded case, whose
+    # contestants (wsfast.bench.decoded) decode every message.
+    avoids: frozenset[str] = frozenset({"decoded"})
     floor: bool = False  # a limit to measure the clients against, not a peer
 
 
@@ -608,6 +612,7 @@ CLIENTS: dict[str, Contestant] = {
     "websockets-sync": Contestant(websockets_sync_feed, websockets_sync_echo),
     "websocket-client": Contestant(websocket_client_feed, websocket_client_echo, deflate=False),
     "raw-tcp": Contestant(raw_feed, avoids=frozenset({"json", "tls", "deflate"}), floor=True),
-    "raw-tls": Contestant(raw_feed, needs=frozenset({"json", "tls"}), floor=True),
+    # The wire's limit in the decoded case too, where the decoders alone are the floors.
+    "raw-tls": Contestant(raw_feed, needs=frozenset({"json", "tls"}), avoids=frozenset(), floor=True),
     "zlib": Contestant(zlib_feed, needs=frozenset({"json", "deflate"}), floor=True),
 }

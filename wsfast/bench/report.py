@@ -6,6 +6,12 @@ floor, the limit that no client can pass (``raw-tcp``, ``raw-tls``: reading the 
 bytes over the same TCP or TLS; ``zlib``: only decompressing the payloads). When a case
 has several floors, a client has to do all their work in its one thread, so their times
 add up.
+
+In the decoded case (``tls-json-decoded``, :mod:`wsfast.bench.decoded`) each contestant
+has a decoder and a kind, which its name says: "vs floor" divides by the floor of its
+own decoder (that decoder alone, over the same ticks in memory), and "vs best peer" by
+the fastest peer of the same decoder for a contestant that decodes each message, and by
+the fastest peer of any decoder for one that decodes batches of messages.
 """
 
 from __future__ import annotations
@@ -52,6 +58,79 @@ def _floor(results: list[Result]) -> tuple[str, float] | None:
     return "+".join(r.contestant for r in floors), 1 / sum(1 / _measured(r) for r in floors)
 
 
+def _fastest(results: list[Result]) -> Result | None:
+    measured = [r for r in results if r.median]
+    return max(measured, key=_measured) if measured else None
+
+
+def _decoded_references(in_case: list[Result]) -> dict[str, tuple[Result | None, Result | None]]:
+    """The decoded case: each contestant's best peer and floor, by its decoder and kind."""
+    from .decoded import MESSAGE, decoder_of, kind_of
+
+    peers = [r for r in in_case if not _is_wsfast(r.contestant) and not r.floor]
+    floors = {decoder_of(r.contestant): r for r in in_case if r.floor}
+    references: dict[str, tuple[Result | None, Result | None]] = {}
+    for r in in_case:
+        decoder = decoder_of(r.contestant)
+        if decoder is None:  # raw-tls: the wire's limit, measured against nothing
+            references[r.contestant] = (None, None)
+            continue
+        if kind_of(r.contestant) == MESSAGE:
+            alike = [p for p in peers if decoder_of(p.contestant) == decoder]
+        else:
+            alike = peers
+        references[r.contestant] = (_fastest(alike), floors.get(decoder))
+    return references
+
+
+def _references(in_case: list[Result]) -> dict[str, tuple[float | None, float | None]]:
+    """Each contestant's references: the rates its "vs best peer" and "vs floor" divide by."""
+    if in_case[0].case.decoded:
+        return {
+            name: (peer.median if peer else None, floor.median if floor else None)
+            for name, (peer, floor) in _decoded_references(in_case).items()
+        }
+    best = _best_peer(in_case)
+    floor = _floor(in_case)
+    return {r.contestant: (best, floor[1] if floor else None) for r in in_case}
+
+
+def _decoded_notes(name: str, in_case: list[Result]) -> list[str]:
+    """The decoded case's references, one line per decoder, below its rows."""
+    from .decoded import BATCH, MESSAGE, decoder_of, kind_of
+
+    unit = in_case[0].case.unit
+    references = _decoded_references(in_case)
+    lines = []
+    for decoder in dict.fromkeys(decoder_of(r.contestant) for r in in_case):
+        users = [r for r in in_case if decoder_of(r.contestant) == decoder]
+        if decoder is None:
+            continue
+        peer, floor = references[users[0].contestant]
+        parts = [f"floor {floor.contestant} {_measured(floor):,.0f} {unit}" if floor and floor.median else "no floor"]
+        if kind_of(users[0].contestant) == MESSAGE:
+            parts.append(f"best peer {peer.contestant} {_measured(peer):,.0f} {unit}" if peer else "no peer")
+        lines.append(f"{name:<20} ({decoder}: {'; '.join(parts)})")
+    batch_peer = next((references[r.contestant][0] for r in in_case if kind_of(r.contestant) == BATCH), None)
+    if batch_peer is not None:
+        best = f"{batch_peer.contestant} {_measured(batch_peer):,.0f} {unit}"
+        lines.append(f"{name:<20} (batches: best peer of any decoder {best})")
+    return lines
+
+
+def _decoded_row(result: Result, references: tuple[Result | None, Result | None]) -> dict[str, Any]:
+    """What a row of the decoded case adds in JSON: its decoder, kind and references."""
+    from .decoded import decoder_of, kind_of
+
+    peer, floor = references
+    return {
+        "decoder": decoder_of(result.contestant),
+        "decoding": kind_of(result.contestant) if decoder_of(result.contestant) else None,
+        "best_peer": peer.contestant if peer else None,
+        "floor_contestant": floor.contestant if floor else None,
+    }
+
+
 def _by_case(results: list[Result]) -> dict[str, list[Result]]:
     cases: dict[str, list[Result]] = {}
     for result in results:
@@ -82,31 +161,36 @@ def _note(result: Result) -> str:
 def table(results: list[Result]) -> str:
     """The medians as a text table, fastest first within each case (see the module doc)."""
     lines = []
+    width = max([30, *(len(r.contestant) for r in results)])
     header = (
-        f"{'case':<20} {'contestant':<30} {'median':>14} {'unit':<9} {'MB/s':>9} "
+        f"{'case':<20} {'contestant':<{width}} {'median':>14} {'unit':<9} {'MB/s':>9} "
         f"{'vs best peer':>12} {'vs floor':>8} {'runs':>4}  note"
     )
     lines += [header, "-" * len(header)]
     for name, in_case in _by_case(results).items():
-        best = _best_peer(in_case)
-        floor = _floor(in_case)
+        references = _references(in_case)
         ranked = sorted(in_case, key=lambda r: r.median or -1, reverse=True)
         for r in ranked:
             if r.median:
+                best, floor_rate = references[r.contestant]
                 row = (
-                    f"{name:<20} {r.contestant:<30} {r.median:>14,.0f} {r.case.unit:<9} {r.median_mb:>9,.1f} "
-                    f"{_ratio(r.median, best):>12} {_ratio(r.median, floor and floor[1]):>8} "
+                    f"{name:<20} {r.contestant:<{width}} {r.median:>14,.0f} {r.case.unit:<9} {r.median_mb:>9,.1f} "
+                    f"{_ratio(r.median, best):>12} {_ratio(r.median, floor_rate):>8} "
                     f"{len(r.seconds):>4}  {_note(r)}"
                 )
             else:
                 why = f"skipped: {r.skip}" if r.skip else f"failed: {r.errors[-1] if r.errors else 'no run'}"
                 row = (
-                    f"{name:<20} {r.contestant:<30} {'-':>14} {r.case.unit:<9} {'-':>9} "
+                    f"{name:<20} {r.contestant:<{width}} {'-':>14} {r.case.unit:<9} {'-':>9} "
                     f"{'-':>12} {'-':>8} {0:>4}  {why}"
                 )
             lines.append(row.rstrip())
-        if floor and "+" in floor[0]:
-            lines.append(f"{name:<20} (floor {floor[0]}: {floor[1]:,.0f} {in_case[0].case.unit})")
+        if in_case[0].case.decoded:
+            lines += _decoded_notes(name, in_case)
+        else:
+            floor = _floor(in_case)
+            if floor and "+" in floor[0]:
+                lines.append(f"{name:<20} (floor {floor[0]}: {floor[1]:,.0f} {in_case[0].case.unit})")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
@@ -114,45 +198,52 @@ def table(results: list[Result]) -> str:
 def as_json(results: list[Result], machine: dict[str, Any], command: list[str], started: float) -> dict[str, Any]:
     """Everything measured, with the machine and command, as a JSON-ready dict."""
     rows = []
-    cases = {}
+    cases: dict[str, dict[str, Any]] = {}
     for name, in_case in _by_case(results).items():
+        decoded = in_case[0].case.decoded
         best = _best_peer(in_case)
-        floor = _floor(in_case)
+        floor = None if decoded else _floor(in_case)  # the decoded case has a floor per decoder
         cases[name] = {
             "best_peer_rate": best,
             "floor": floor[0] if floor else None,
             "floor_rate": floor[1] if floor else None,
         }
+        references = _references(in_case)
+        decoded_references = _decoded_references(in_case) if decoded else {}
+        if decoded:
+            cases[name]["floor_rates"] = {r.contestant: r.median for r in in_case if r.floor}
         for r in in_case:
-            rows.append(
-                {
-                    "case": r.case.name,
-                    "kind": r.case.kind,
-                    "contestant": r.contestant,
-                    "floor": r.floor,
-                    "count": r.case.count or None,
-                    "size": r.case.size or None,
-                    "json": r.case.json,
-                    "tls": r.case.tls,
-                    "deflate": r.case.deflate,
-                    "uvicorn": r.case.uvicorn,
-                    "api": r.api or None,
-                    "unit": r.case.unit,
-                    "items_per_run": r.items,
-                    "bytes_per_run": r.nbytes,
-                    "seconds": r.seconds,
-                    "median_seconds": statistics.median(r.seconds) if r.seconds else None,
-                    "median_rate": r.median,
-                    "median_mb_per_s": r.median_mb,
-                    "vs_best_peer": r.median / best if r.median and best else None,
-                    "vs_floor": r.median / floor[1] if r.median and floor else None,
-                    "latency_us": r.median_latency_us,  # each percentile's median over the runs
-                    "latency_us_per_run": r.latency_us or None,
-                    "server_peak_rss_mb": max(r.server_rss_mb) if r.server_rss_mb else None,
-                    "skipped": r.skip or None,
-                    "errors": r.errors,
-                }
-            )
+            best_rate, floor_rate = references[r.contestant]
+            row = {
+                "case": r.case.name,
+                "kind": r.case.kind,
+                "contestant": r.contestant,
+                "floor": r.floor,
+                "count": r.case.count or None,
+                "size": r.case.size or None,
+                "json": r.case.json,
+                "tls": r.case.tls,
+                "deflate": r.case.deflate,
+                "uvicorn": r.case.uvicorn,
+                "api": r.api or None,
+                "unit": r.case.unit,
+                "items_per_run": r.items,
+                "bytes_per_run": r.nbytes,
+                "seconds": r.seconds,
+                "median_seconds": statistics.median(r.seconds) if r.seconds else None,
+                "median_rate": r.median,
+                "median_mb_per_s": r.median_mb,
+                "vs_best_peer": r.median / best_rate if r.median and best_rate else None,
+                "vs_floor": r.median / floor_rate if r.median and floor_rate else None,
+                "latency_us": r.median_latency_us,  # each percentile's median over the runs
+                "latency_us_per_run": r.latency_us or None,
+                "server_peak_rss_mb": max(r.server_rss_mb) if r.server_rss_mb else None,
+                "skipped": r.skip or None,
+                "errors": r.errors,
+            }
+            if decoded:
+                row.update(_decoded_row(r, decoded_references[r.contestant]))
+            rows.append(row)
     return {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "duration_s": round(time.time() - started, 1),

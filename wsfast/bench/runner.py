@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import asgi, micro, report
-from .ticks import ticks
+from .ticks import px_total, ticks
 from .worker import contestants
 
 if TYPE_CHECKING:
@@ -53,11 +53,12 @@ class Case:
     tls: bool = False  # over wss://, the certificate verified against the run's CA
     deflate: bool = False  # permessage-deflate negotiated
     uvicorn: bool = False  # served by uvicorn: the contestants are its WebSocket implementations
+    decoded: bool = False  # every tick decoded: the contestants of wsfast.bench.decoded
 
     @property
     def features(self) -> frozenset[str]:
         """What a contestant may need of a case (see ``Contestant.needs``)."""
-        return frozenset(name for name in ("json", "tls", "deflate") if getattr(self, name))
+        return frozenset(name for name in ("json", "tls", "deflate", "decoded") if getattr(self, name))
 
 
 CASES = (
@@ -65,6 +66,7 @@ CASES = (
     Case("feed-64k", "feed", 10_000, 65536),
     Case("tls-json", "feed", 200_000, json=True, tls=True),
     Case("tls-json-deflate", "feed", 200_000, json=True, tls=True, deflate=True),
+    Case("tls-json-decoded", "feed", 200_000, json=True, tls=True, decoded=True),
     Case("echo-256", "echo", 20_000, 256, "req/s"),
     Case("echo-64k", "echo", 5_000, 65536, "req/s"),
     Case("echo-256-deflate", "echo", 20_000, 256, "req/s", json=True, deflate=True),
@@ -291,6 +293,8 @@ def _spec(case: Case, server: Server | None, cafile: str | None) -> dict[str, An
     }
     if case.kind == "feed":
         spec["total"] = sum(map(len, ticks(case.count))) if case.json else case.count * case.size
+    if case.decoded:
+        spec["px_total"] = px_total(case.count)
     return spec
 
 

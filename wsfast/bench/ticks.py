@@ -16,6 +16,7 @@ only: the benchmark server imports it.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import random
 import zlib
@@ -78,6 +79,15 @@ def ticks(count: int, seed: int = SEED) -> list[str]:
             f'"buyer":{randrange(1_000_000, 10_000_000)},"seller":{randrange(1_000_000, 10_000_000)}}}'
         )
     return out
+
+
+def px_total(count: int, seed: int = SEED) -> float:
+    """The prices (``px``) of the first ``count`` ticks added up, in feed order: what a
+    client that decodes every tick must arrive at (the ``tls-json-decoded`` case)."""
+    total = 0.0
+    for tick in ticks(count, seed):
+        total += json.loads(tick)["px"]
+    return total
 
 
 def deflate_payloads(messages: list[str]) -> list[bytes]:

@@ -9,7 +9,8 @@ micro-benchmarks), ``{"skip": reason}`` when the contestant is not available her
 
 A network spec has ``kind`` (feed or echo), ``url``, ``count``, ``size``, ``json``,
 ``deflate``, ``cafile`` (the CA that issued the server's certificate, for ``wss://``),
-``path`` and, for feeds, ``total``: the bytes (or characters) all messages add up to.
+``path`` and, for feeds, ``total``: the bytes (or characters) all messages add up to;
+in the decoded case, ``px_total`` too: the ticks' prices added up.
 With ``uvicorn`` set, the contestant is a uvicorn WebSocket implementation: the worker
 starts that server, sends wsfast's client to its ``path`` and adds ``server_rss_mb``, the
 server's peak memory, to the line. A ``threads`` spec (:mod:`wsfast.bench.threads`) has
@@ -98,7 +99,9 @@ def _job(spec: dict[str, Any]) -> Feed | Echo:
     # Every TLS contestant verifies the certificate and the host name against the run's CA.
     context = ssl.create_default_context(cafile=spec["cafile"]) if spec.get("cafile") else None
     if spec["kind"] == "feed":
-        return Feed(spec["url"], spec["count"], spec["total"], spec["json"], spec["deflate"], context)
+        return Feed(
+            spec["url"], spec["count"], spec["total"], spec["json"], spec["deflate"], context, spec.get("px_total")
+        )
     payload = json_text(spec["size"]) if spec["json"] else bytes(spec["size"])
     return Echo(spec["url"], spec["count"], payload, spec["deflate"], context)
 
@@ -204,8 +207,10 @@ def _batch_lengths_feed(job: Feed) -> float:
 
 def contestants() -> dict[str, Contestant]:
     """Every contestant by name: those of :mod:`wsfast.bench.clients`, with each wsfast
-    twin's batch contestants right after its ``-many`` one."""
+    twin's batch contestants right after its ``-many`` one, then those of
+    :mod:`wsfast.bench.decoded` (the decoded case's only)."""
     from .clients import CLIENTS, Contestant
+    from .decoded import CONTESTANTS as DECODED
 
     table: dict[str, Contestant] = {}
     for name, contestant in CLIENTS.items():
@@ -214,7 +219,7 @@ def contestants() -> dict[str, Contestant]:
             twin = name[: -len("-many")]
             table[f"{twin}-batch"] = Contestant(wsfast_batch_feed)
             table[f"{twin}-batch-numpy"] = Contestant(wsfast_batch_numpy_feed)
-    return table
+    return {**table, **DECODED}
 
 
 def _network(spec: dict[str, Any]) -> dict[str, Any]:
