@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import collections
 import itertools
 import json
 import sys
@@ -224,6 +225,7 @@ class Feed:
         self.batches = list(batches)
         self.end = end if end is not None else ConnectionClosedOK(1000, "")
         self.calls = 0
+        self._messages = collections.deque()  # what the pipeline gives back
 
     def recv_batch(self, timeout=None, *, max_bytes=1 << 20):
         self.calls += 1
@@ -264,12 +266,15 @@ def test_decoded_batches_raise_the_decoders_error_in_its_place():
             raise ValueError("bad batch 3")
         return int(batch[0])
 
-    results = decoded_batches(Feed(numbered(10)), decode)
+    feed = Feed(numbered(10))
+    results = decoded_batches(feed, decode)
     assert [next(results) for _ in range(3)] == [0, 1, 2]
     with pytest.raises(ValueError, match="bad batch 3"):
         next(results)
     with pytest.raises(StopIteration):
         next(results)
+    # The failed batch was the decoder's; the one read ahead after it goes back, in order.
+    assert list(feed._messages) + [b[0] for b in feed.batches] == [str(i) for i in range(4, 10)]
 
 
 def test_decoded_batches_raise_an_abnormal_close_after_the_batches_before_it():
@@ -282,11 +287,14 @@ def test_decoded_batches_raise_an_abnormal_close_after_the_batches_before_it():
 
 def test_leaving_decoded_batches_early_stops_the_worker():
     decoding = []
-    results = decoded_batches(Feed(numbered(100)), lambda batch: decoding.append(batch) or len(decoding), depth=4)
+    feed = Feed(numbered(100))
+    results = decoded_batches(feed, lambda batch: decoding.append(batch) or len(decoding), depth=4)
     assert next(results) == 1
     results.close()  # what a break does
-    assert len(decoding) <= 5  # what was read ahead and not decoded is dropped
+    assert len(decoding) <= 5
     assert not [t for t in threading.enumerate() if t.name.startswith("wsfast-decode")]
+    # What was read ahead and not handed out is queued again, before what follows it.
+    assert list(feed._messages) + [b[0] for b in feed.batches] == [str(i) for i in range(1, 100)]
 
 
 def test_decoded_batches_over_a_connection(codec):
@@ -334,3 +342,37 @@ def test_decoded_batches_async_errors_and_early_exit():
         return got
 
     assert asyncio.run(asyncio.wait_for(main(), TIMEOUT)) == [0, 1, 2, 3, 4, 0, 0, 1]
+
+
+def test_leaving_decoded_batches_early_loses_no_message(codec):
+    messages = [json.dumps({"seq": index}) for index in range(20000)]
+
+    def seqs(batch):
+        return [json.loads(m)["seq"] for m in batch]
+
+    with RawServer(feed_script(messages)) as server, connect(server.url, codec=codec) as ws:
+        results = decoded_batches(ws, seqs, depth=3, max_bytes=4096, timeout=TIMEOUT)
+        first = next(results)
+        results.close()
+        rest = [json.loads(ws.recv(TIMEOUT))["seq"] for _ in range(20000 - len(first))]
+        assert first + rest == list(range(20000))
+
+
+def test_leaving_decoded_batches_async_early_loses_no_message(codec):
+    messages = [json.dumps({"seq": index}) for index in range(20000)]
+
+    def seqs(batch):
+        return [json.loads(m)["seq"] for m in batch]
+
+    async def main():
+        async with wsfast.asyncio.connect(server.url, codec=codec) as ws:
+            results = decoded_batches_async(ws, seqs, depth=3, max_bytes=4096, timeout=TIMEOUT)
+            first = await anext(results)
+            await results.aclose()
+            rest = []
+            while len(first) + len(rest) < 20000:
+                rest.extend(seqs(await ws.recv_batch(TIMEOUT)))
+            return first + rest
+
+    with RawServer(feed_script(messages)) as server:
+        assert asyncio.run(asyncio.wait_for(main(), 4 * TIMEOUT)) == list(range(20000))

@@ -11,7 +11,9 @@ In the decoded case (``tls-json-decoded``, :mod:`wsfast.bench.decoded`) each con
 has a decoder and a kind, which its name says: "vs floor" divides by the floor of its
 own decoder (that decoder alone, over the same ticks in memory), and "vs best peer" by
 the fastest peer of the same decoder for a contestant that decodes each message, and by
-the fastest peer of any decoder for one that decodes batches of messages.
+the fastest peer of any decoder for one that decodes batches of messages. Its note adds
+"vs wire+decoder": the ratio to that decoder's floor and ``raw-tls`` together (their
+times added), the most a client that reads the feed and decodes it in one thread can do.
 """
 
 from __future__ import annotations
@@ -83,6 +85,25 @@ def _decoded_references(in_case: list[Result]) -> dict[str, tuple[Result | None,
     return references
 
 
+def _wire_and_decoder(in_case: list[Result]) -> dict[str, float]:
+    """The decoded case: per contestant with a decoder, the rate of reading the feed over
+    TLS and decoding it, each at its floor's speed (their times added)."""
+    wire = next((r for r in in_case if r.floor and r.median and not _decoder_of(r)), None)
+    if wire is None:
+        return {}
+    rates = {}
+    for name, (_, floor) in _decoded_references(in_case).items():
+        if floor is not None and floor.median:
+            rates[name] = 1 / (1 / _measured(wire) + 1 / floor.median)
+    return rates
+
+
+def _decoder_of(result: Result) -> str | None:
+    from .decoded import decoder_of
+
+    return decoder_of(result.contestant)
+
+
 def _references(in_case: list[Result]) -> dict[str, tuple[float | None, float | None]]:
     """Each contestant's references: the rates its "vs best peer" and "vs floor" divide by."""
     if in_case[0].case.decoded:
@@ -149,8 +170,10 @@ def _latency_note(result: Result) -> str:
     return "p50/p99/p99.9 " + "/".join(f"{latency[key]:.0f}" for key in _PERCENTILES) + " us"
 
 
-def _note(result: Result) -> str:
+def _note(result: Result, wire_and_decoder: float | None = None) -> str:
     note = result.api if result.case.kind == "codec" else _latency_note(result)
+    if wire_and_decoder and not result.floor:
+        note = f"vs wire+decoder {_ratio(result.median, wire_and_decoder)}"
     if result.server_rss_mb:
         note = f"{note} server peak {max(result.server_rss_mb):.0f} MB".strip()
     if result.errors:
@@ -169,6 +192,7 @@ def table(results: list[Result]) -> str:
     lines += [header, "-" * len(header)]
     for name, in_case in _by_case(results).items():
         references = _references(in_case)
+        combined = _wire_and_decoder(in_case) if in_case[0].case.decoded else {}
         ranked = sorted(in_case, key=lambda r: r.median or -1, reverse=True)
         for r in ranked:
             if r.median:
@@ -176,7 +200,7 @@ def table(results: list[Result]) -> str:
                 row = (
                     f"{name:<20} {r.contestant:<{width}} {r.median:>14,.0f} {r.case.unit:<9} {r.median_mb:>9,.1f} "
                     f"{_ratio(r.median, best):>12} {_ratio(r.median, floor_rate):>8} "
-                    f"{len(r.seconds):>4}  {_note(r)}"
+                    f"{len(r.seconds):>4}  {_note(r, combined.get(r.contestant))}"
                 )
             else:
                 why = f"skipped: {r.skip}" if r.skip else f"failed: {r.errors[-1] if r.errors else 'no run'}"
@@ -210,6 +234,7 @@ def as_json(results: list[Result], machine: dict[str, Any], command: list[str], 
         }
         references = _references(in_case)
         decoded_references = _decoded_references(in_case) if decoded else {}
+        combined = _wire_and_decoder(in_case) if decoded else {}
         if decoded:
             cases[name]["floor_rates"] = {r.contestant: r.median for r in in_case if r.floor}
         for r in in_case:
@@ -243,6 +268,8 @@ def as_json(results: list[Result], machine: dict[str, Any], command: list[str], 
             }
             if decoded:
                 row.update(_decoded_row(r, decoded_references[r.contestant]))
+                wire_and_decoder = combined.get(r.contestant)
+                row["vs_wire_and_decoder"] = r.median / wire_and_decoder if r.median and wire_and_decoder else None
             rows.append(row)
     return {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
