@@ -4,6 +4,9 @@
 # coroutine, so that none is made and torn down. With a decode function, each message is
 # decoded as it is handed out, by a call from here. Included by _compiled.pyx.
 
+cdef extern from "subclass_slots.h":
+    void inherit_iteration "wsfast_inherit_iteration"(object type, object base)
+
 cdef extern from "receiving.h":
     ctypedef object (*step_func "wsfast_step")(object self, object arg, bint *yielded)
     void install_send "wsfast_install_send"(object type, step_func step)
@@ -58,6 +61,15 @@ cdef inline list _copied_and_cleared(object messages):
         taken = list(messages)
         messages.clear()
     return taken
+
+
+def _inherit_iteration(cls):
+    """Give ``cls``, a class made in Python from a compiled receiver (the connections
+    are), that receiver's iteration slot (see subclass_slots.h): `for` and `async for`
+    then call no Python method per message."""
+    for compiled in (BlockingReceiver, Receiver):
+        if issubclass(cls, compiled):
+            inherit_iteration(cls, compiled)
 
 
 cdef object _decoded(object decode, object message):

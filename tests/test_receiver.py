@@ -282,3 +282,58 @@ def test_iterating_ends_when_the_connection_closes_normally(BlockingQueue):
     failing = BlockingQueue(["a"], ConnectionClosedError(1006))
     with pytest.raises(ConnectionClosedError):
         list(failing)
+
+
+def test_subclasses_iterate_with_the_compiled_slots_unless_they_override_them(BlockingQueue, Queue):
+    """The compiled twin hands the connections (classes made in Python) its iteration
+    slots; a class that defines __next__ or __anext__, then or later, keeps its own."""
+    from wsfast import _compiled
+
+    _compiled._inherit_iteration(BlockingQueue)
+    _compiled._inherit_iteration(Queue)
+    assert list(BlockingQueue(["a", "b"], ConnectionClosedOK(1000))) == ["a", "b"]
+
+    class Own(BlockingQueue):
+        def __next__(self):
+            return "own"
+
+    _compiled._inherit_iteration(Own)
+    assert next(Own()) == "own"
+
+    class Later(BlockingQueue):
+        pass
+
+    _compiled._inherit_iteration(Later)
+    assert next(Later(["a"])) == "a"
+    Later.__next__ = lambda self: "later"
+    assert next(Later(["a"])) == "later"
+
+    class OwnAsync(Queue):
+        async def __anext__(self):
+            return "own"
+
+    _compiled._inherit_iteration(OwnAsync)
+
+    async def main():
+        queue = Queue()
+        queue.put("a")
+        first = await anext(queue)
+        return first, await anext(OwnAsync())
+
+    assert run(main()) == ("a", "own")
+
+
+def test_the_connections_iterate_with_an_override_of_their_own(codec):
+    import wsfast.asyncio
+
+    class Counting(wsfast.Client):
+        def __next__(self):
+            return "counted"
+
+    class CountingAsync(wsfast.asyncio.Client):
+        async def __anext__(self):
+            return "counted"
+
+    assert Counting.__next__(None) == "counted"
+    assert next(Counting.__new__(Counting)) == "counted"
+    assert run(anext(CountingAsync.__new__(CountingAsync))) == "counted"

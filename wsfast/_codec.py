@@ -107,8 +107,23 @@ else:
     # comes in here (for both twins alike). It adds nothing to a call or an instantiation:
     # Generic has no __new__ or __init__, and slots keep the subclasses without a __dict__.
 
+    # Only the compiled twin has it: its receivers' iteration slots, which a class made
+    # in Python would otherwise reach through a method lookup per message.
+    _inherit_iteration = getattr(codec, "_inherit_iteration", lambda cls: None)
+
     class BlockingReceiver(codec.BlockingReceiver, Generic[M]):
         __slots__ = ()
 
+        def __init_subclass__(cls, **kwargs: object) -> None:
+            super().__init_subclass__(**kwargs)
+            _inherit_iteration(cls)
+
     class Receiver(codec.Receiver, Generic[M]):
         __slots__ = ()
+
+        def __init_subclass__(cls, **kwargs: object) -> None:
+            super().__init_subclass__(**kwargs)
+            _inherit_iteration(cls)
+
+    _inherit_iteration(BlockingReceiver)
+    _inherit_iteration(Receiver)
