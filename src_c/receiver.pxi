@@ -26,6 +26,12 @@ from time import monotonic
 from wsfast.exceptions import ConnectionClosedOK, DecodeError
 
 cdef enum:
+    # The most messages one recv_many() decodes: the objects a decoder makes of a whole
+    # read (thousands of dicts or Structs) would not fit in the CPU's caches, and handing
+    # them out by the hundred made recv_many() 5-10% faster with orjson and msgspec.
+    DECODED_AT_ONCE = 256
+
+cdef enum:
     # The states of a _Receiving, as of a coroutine: not started, waiting in the
     # subclass's _wait_for_messages(), finished.
     RECEIVING_FRESH
@@ -116,9 +122,10 @@ cdef class _MessageQueue:
         return 0
 
     def _take_all(self):
-        """Take every queued message, decoded with a decode function: up to one that
-        fails, which raises when it comes first, else is raised by the next call (the
-        messages after it stay queued). Raises that failure first if one is due."""
+        """Take every queued message; with a decode function, up to 256 of them,
+        decoded, and up to one that fails, which raises when it comes first, else is
+        raised by the next call (the messages after it stay queued). Raises that failure
+        first if one is due."""
         return self._take()
 
     cdef list _take(self):
@@ -133,7 +140,7 @@ cdef class _MessageQueue:
         cdef list taken = []
         cdef PyObject *message
         decode = self._decode_function
-        for _ in range(len(self._messages)):
+        for _ in range(min(len(self._messages), DECODED_AT_ONCE)):
             # One at a time, so that what follows a failure stays queued.
             message = _call_no_args(self._popleft)
             if not _popped(message):
@@ -180,7 +187,9 @@ cdef class BlockingReceiver(_MessageQueue):
     def recv_many(self, timeout=None):
         """Return every message received so far as a list, waiting (like :meth:`recv`)
         only if there is none: the fastest way to consume a high-rate feed. With
-        ``decode``, a message it fails on ends the list: the next call raises its
+        ``decode``, at most 256 messages, decoded (the next call returns the rest without
+        reading: a read's worth of decoded objects would not fit in the CPU's caches),
+        and a message it fails on ends the list: the next call raises its
         :class:`~wsfast.DecodeError` (at once when it comes first)."""
         cdef double deadline = INFINITY  # set on the first wait with a timeout
         if self._decoding:

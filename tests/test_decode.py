@@ -300,6 +300,19 @@ def test_recv_many_returns_what_came_before_a_failure_and_raises_it_next(codec):
         receiver.recv_many()
 
 
+def test_recv_many_decodes_at_most_256_messages_a_call(codec):
+    # Without reading in between: Queue's reads raise, so every call takes what is queued.
+    numbers = [str(n).encode() for n in range(600)]
+    receiver = Queue.blocking(codec, numbers, json.loads)
+    assert [len(receiver.recv_many()) for _ in range(3)] == [256, 256, 88]
+    plain = Queue.blocking(codec, numbers, None)
+    assert len(plain.recv_many()) == 600  # without a decoder: everything at once
+
+    # The asyncio connection's recv_many() takes them with the same _take_all().
+    receiver = Queue.asyncio(codec, numbers, json.loads)
+    assert [n for _ in range(3) for n in receiver._take_all()] == list(range(600))
+
+
 def test_a_failure_recv_many_met_is_raised_by_any_receive_next(codec):
     for receive in ("recv", "__next__"):
         receiver = Queue.blocking(codec, [b"1", b"x", b"2"], json.loads)

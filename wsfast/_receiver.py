@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 
     from typing_extensions import Self
 
+# The most messages one recv_many() decodes: the objects a decoder makes of a whole read
+# (thousands of dicts or Structs) would not fit in the CPU's caches; by the hundred they do.
+DECODED_AT_ONCE = 256
+
 
 def _decoded(decode: Callable[[bytes], M], message: Any) -> M:
     """``decode(message)``; a DecodeError carrying ``message`` when it raises."""
@@ -54,17 +58,19 @@ class _MessageQueue(Generic[M]):
             raise failure
 
     def _take_all(self) -> list[M]:
-        """Take every queued message, decoded with a decode function: up to one that
-        fails, which raises when it comes first, else is raised by the next call (the
-        messages after it stay queued). Raises that failure first if one is due."""
+        """Take every queued message; with a decode function, up to
+        :data:`DECODED_AT_ONCE` of them, decoded, and up to one that fails, which raises
+        when it comes first, else is raised by the next call (the messages after it stay
+        queued). Raises that failure first if one is due."""
         self._raise_decode_failure()
         decode = self._decode
         # One message at a time: a recv() in another thread may pop between a copy and a
         # clear, and its message would be handed out twice.
         popleft = self._messages.popleft
         taken: list[Any] = []  # M: as received without decode, else decoded
+        count = len(self._messages) if decode is None else min(len(self._messages), DECODED_AT_ONCE)
         try:
-            for _ in range(len(self._messages)):
+            for _ in range(count):
                 message = popleft()
                 taken.append(message if decode is None else _decoded(decode, message))
         except IndexError:  # another thread took the last ones
@@ -118,7 +124,9 @@ class BlockingReceiver(_MessageQueue[M]):
     def recv_many(self, timeout: float | None = None) -> list[M]:
         """Return every message received so far as a list, waiting (like :meth:`recv`)
         only if there is none: the fastest way to consume a high-rate feed. With
-        ``decode``, a message it fails on ends the list: the next call raises its
+        ``decode``, at most 256 messages, decoded (the next call returns the rest without
+        reading: a read's worth of decoded objects would not fit in the CPU's caches),
+        and a message it fails on ends the list: the next call raises its
         :class:`~wsfast.DecodeError` (at once when it comes first)."""
         messages = self._messages
         deadline = None

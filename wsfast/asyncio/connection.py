@@ -302,8 +302,10 @@ class WebSocket(Receiver[M]):
         """Return every message received so far as a list, waiting only if there is none.
 
         The fastest way to consume a high-rate feed. Timeout and closing work as for
-        :meth:`recv`. With ``decode``, a message it fails on ends the list: the next
-        call raises its :class:`~wsfast.DecodeError` (at once when it comes first).
+        :meth:`recv`. With ``decode``, at most 256 messages, decoded (the next call
+        returns the rest without waiting: a read's worth of decoded objects would not
+        fit in the CPU's caches), and a message it fails on ends the list: the next call
+        raises its :class:`~wsfast.DecodeError` (at once when it comes first).
         """
         messages = self._messages
         batch: list[Any]  # M: as received without decode, else decoded
