@@ -426,7 +426,7 @@ class _Connect(Generic[M]):
         try:
             await create_connection(
                 loop,
-                lambda: client._protocol,
+                client._new_protocol,
                 uri.host,
                 uri.port,
                 proxy=self._proxy,

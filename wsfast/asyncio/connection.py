@@ -160,7 +160,6 @@ class WebSocket(Receiver[M]):
         "_on_message",
         "_opened",
         "_pings",
-        "_protocol",
         "_receiving",
         "_send_timeout",
         "_time",
@@ -207,7 +206,6 @@ class WebSocket(Receiver[M]):
         # Replaced once the handshake tells whether messages are compressed.
         self._conn = Connection(client=client, **self._connection_options)
         self._handshaking = True
-        self._protocol = _Protocol(self)
         # Set by connection_made(), before anything uses it.
         self._transport: asyncio.Transport = None  # type: ignore[assignment]
         # A memoryview, not the bytearray: the TLS transport fills it in slices, and
@@ -605,6 +603,12 @@ class WebSocket(Receiver[M]):
         self._schedule_keepalive()
 
     # Transport callbacks -----------------------------------------------------------
+
+    def _new_protocol(self) -> _Protocol:
+        """The asyncio protocol that forwards the transport's callbacks here. It is not
+        kept: it refers to this connection, and a reference back would make a cycle, which
+        only the garbage collector frees (and with it the read buffer and deflate state)."""
+        return _Protocol(self)
 
     def _connection_made(self, transport: asyncio.Transport) -> None:
         self._transport = transport

@@ -295,7 +295,7 @@ class Server:
     def _new_connection(self) -> _Protocol:
         """The protocol for a connection just accepted."""
         handshake = ServerHandshake(subprotocols=self._subprotocols, deflate=self._deflate)
-        return ServerConnection(self, handshake, **self._connection_options)._protocol
+        return ServerConnection(self, handshake, **self._connection_options)._new_protocol()
 
     def _connection_made(self, ws: ServerConnection[Any]) -> None:
         set_nodelay(ws._transport, self._tcp_nodelay)
