@@ -1,20 +1,26 @@
-"""Instructions per received message, counted by callgrind: a measure that repeats on a
-noisy machine, where rates do not.
+"""Instructions per received message and per round trip, counted by callgrind: a measure
+that repeats on a noisy machine, where rates do not.
 
-    python benchmarks/instructions_per_message.py [--styles recv,iter,many] [--decoders none,msgspec,orjson]
+    python benchmarks/instructions_per_message.py [--styles recv,iter,many,...] [--decoders none,msgspec,orjson]
+    python benchmarks/instructions_per_message.py --echo [--styles blocking,asyncio,callback,picows]
 
 The benchmark server (``python -m wsfast.bench.server``) sends the JSON ticks of the
 ``tls-json`` case over ws:// (no TLS: OpenSSL's work is the same for every client). Each
 client runs under ``valgrind --tool=callgrind`` twice, receiving 20,000 and then 60,000
 ticks; the difference of the two instruction counts divided by 40,000 is the cost of one
-message, without the start-up, the handshake and the imports. "alone" decodes the same
-payloads from a list in memory, one call each: the decoder's own cost, which ``decode=``
-adds to. Needs valgrind, and msgspec or orjson for their rows.
+message, without the start-up, the handshake and the imports. The styles: wsfast's
+blocking ``recv()``, iteration and ``recv_many()``, its asyncio ``await recv()`` and
+``on_message`` callbacks (``arecv``, ``callback``), and picows with a listener. "alone"
+decodes the same payloads from a list in memory, one call each: the decoder's own cost,
+which ``decode=`` adds to. ``--echo`` counts a round trip of 256 bytes to the server's
+``/echo`` instead (2,000 and 6,000 of them), the client's instructions only. Needs
+valgrind; msgspec, orjson and picows for their rows.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import re
 import subprocess
@@ -23,7 +29,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 COUNTS = (20_000, 60_000)
-STYLES = ("recv", "iter", "many", "alone")
+TRIPS = (2_000, 6_000)
+PAYLOAD = b"x" * 256
 
 
 def decoder(name: str) -> Callable[[bytes], Any] | None:
@@ -56,6 +63,10 @@ def receive(url: str, style: str, decoder_name: str, count: int) -> int:
     """Receive ``count`` ticks in ``style``; the loops are alike, so their costs cancel."""
     import wsfast
 
+    if style in ("arecv", "callback"):
+        return asyncio.run(receive_asyncio(url, style, decoder_name, count))
+    if style == "picows":
+        return asyncio.run(receive_picows(url, decoder_name, count))
     received = 0
     with wsfast.connect(url, compression=None, decode=decoder(decoder_name)) as ws:
         ws.send("go")
@@ -74,6 +85,120 @@ def receive(url: str, style: str, decoder_name: str, count: int) -> int:
             while received < count:
                 received += len(recv_many())
     return received
+
+
+async def receive_asyncio(url: str, style: str, decoder_name: str, count: int) -> int:
+    import wsfast.asyncio
+
+    received = 0
+    done = asyncio.get_running_loop().create_future()
+
+    def on_message(ws: object, message: object) -> None:
+        nonlocal received
+        received += 1
+        if received == count:
+            done.set_result(None)
+
+    callback = on_message if style == "callback" else None
+    async with wsfast.asyncio.connect(url, compression=None, decode=decoder(decoder_name), on_message=callback) as ws:
+        await ws.send("go")
+        if callback is not None:
+            await done
+        else:
+            recv = ws.recv
+            for _ in range(count):
+                await recv()
+            received = count
+    return received
+
+
+async def receive_picows(url: str, decoder_name: str, count: int) -> int:
+    """picows' way: a listener called for every frame, decoding its payload as a view
+    (``str`` without a decoder, as a JSON consumer gets it)."""
+    import picows
+
+    decode = decoder(decoder_name)
+    done = asyncio.get_running_loop().create_future()
+
+    class Listener(picows.WSListener):  # type: ignore[misc]
+        received = 0
+
+        def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+            if frame.msg_type != picows.WSMsgType.TEXT:
+                return
+            if decode is None:
+                frame.get_payload_as_utf8_text()
+            else:
+                decode(frame.get_payload_as_memoryview())
+            self.received += 1
+            if self.received == count:
+                done.set_result(None)
+
+    transport, listener = await picows.ws_connect(Listener, url)
+    transport.send(picows.WSMsgType.TEXT, b"go")
+    await done
+    transport.disconnect()
+    return int(listener.received)
+
+
+def echo(url: str, style: str, trips: int) -> int:
+    """``trips`` round trips of :data:`PAYLOAD` in ``style``."""
+    if style == "blocking":
+        import wsfast
+
+        with wsfast.connect(url, compression=None) as ws:
+            send, recv = ws.send, ws.recv
+            for _ in range(trips):
+                send(PAYLOAD)
+                recv()
+        return trips
+    return asyncio.run(echo_asyncio(url, style, trips))
+
+
+async def echo_asyncio(url: str, style: str, trips: int) -> int:
+    done = asyncio.get_running_loop().create_future()
+    if style == "picows":
+        import picows
+
+        class Listener(picows.WSListener):  # type: ignore[misc]
+            left = trips
+
+            def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+                frame.get_payload_as_bytes()
+                self.left -= 1
+                if self.left:
+                    transport.send(picows.WSMsgType.BINARY, PAYLOAD)
+                else:
+                    done.set_result(None)
+
+        transport, _ = await picows.ws_connect(Listener, url)
+        transport.send(picows.WSMsgType.BINARY, PAYLOAD)
+        await done
+        transport.disconnect()
+        return trips
+    import wsfast.asyncio
+
+    left = trips
+
+    def on_message(ws: wsfast.asyncio.Client, message: object) -> None:
+        nonlocal left
+        left -= 1
+        if left:
+            ws.send_nowait(PAYLOAD)
+        else:
+            done.set_result(None)
+
+    callback = on_message if style == "callback" else None
+    async with wsfast.asyncio.connect(url, compression=None, on_message=callback) as ws:
+        if callback is not None:
+            ws.send_nowait(PAYLOAD)
+            await done
+        else:
+            send, recv = ws.send, ws.recv
+            for _ in range(trips):
+                await send(PAYLOAD)
+                await recv()
+    return trips
 
 
 def alone(decoder_name: str, count: int) -> int:
@@ -101,9 +226,9 @@ def instructions(arguments: list[str]) -> int:
     return int(found.group(1))
 
 
-def per_message(arguments: Callable[[int], list[str]]) -> float:
-    low, high = (instructions(arguments(count)) for count in COUNTS)
-    return (high - low) / (COUNTS[1] - COUNTS[0])
+def per_item(arguments: Callable[[int], list[str]], counts: tuple[int, int] = COUNTS) -> float:
+    low, high = (instructions(arguments(count)) for count in counts)
+    return (high - low) / (counts[1] - counts[0])
 
 
 @contextlib.contextmanager
@@ -133,11 +258,24 @@ def main() -> None:
         decoder_name, count = sys.argv[2:]
         assert alone(decoder_name, int(count)) == int(count)
         return
+    if sys.argv[1:2] == ["--trips"]:
+        url, style, count = sys.argv[2:]
+        assert echo(url, style, int(count)) == int(count)
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--styles", default="recv,iter,many,alone")
+    parser.add_argument("--styles", default=None)
     parser.add_argument("--decoders", default="none,msgspec,orjson")
+    parser.add_argument("--echo", action="store_true", help="instructions per round trip of 256 bytes")
     args = parser.parse_args()
-    styles = args.styles.split(",")
+    if args.echo:
+        with serving() as port:
+            url = f"ws://127.0.0.1:{port}/echo"
+            print("instructions per round trip (256 B)")
+            for style in (args.styles or "blocking,asyncio,callback,picows").split(","):
+                cost = per_item(lambda n, style=style: ["--trips", url, style, str(n)], TRIPS)
+                print(f"{style:<26}{cost:>10,.0f}", flush=True)
+        return
+    styles = (args.styles or "recv,iter,many,arecv,callback,picows,alone").split(",")
     decoders = args.decoders.split(",")
     with serving() as port:
         url = f"ws://127.0.0.1:{port}/ticks/{{}}"
@@ -146,13 +284,11 @@ def main() -> None:
             row = []
             for name in decoders:
                 if style == "alone":
-                    cost = None if name == "none" else per_message(lambda n, name=name: ["--alone", name, str(n)])
+                    cost = None if name == "none" else per_item(lambda n, name=name: ["--alone", name, str(n)])
                 else:
-                    cost = per_message(
-                        lambda n, name=name, style=style: ["--receive", url.format(n), style, name, str(n)]
-                    )
+                    cost = per_item(lambda n, name=name, style=style: ["--receive", url.format(n), style, name, str(n)])
                 row.append("-" if cost is None else f"{cost:,.0f}")
-            label = "decoder alone" if style == "alone" else f"wsfast {style}"
+            label = {"alone": "decoder alone", "picows": "picows"}.get(style, f"wsfast {style}")
             print(f"{label:<26}" + "".join(f"{cell:>10}" for cell in row), flush=True)
 
 

@@ -86,7 +86,7 @@ def tick_type() -> type[Any]:
 
     # gc=False: a Struct of scalars is never part of a reference cycle, so the collector
     # need not track the millions of them a feed makes (msgspec's own advice; ~10% faster).
-    class Tick(msgspec.Struct, gc=False):
+    class Tick(msgspec.Struct, gc=False):  # type: ignore[call-arg, unused-ignore]  # where msgspec is untyped
         sym: str
         id: int
         px: float
@@ -125,7 +125,8 @@ def _decoder(decoder: str) -> Callable[[Any], Any]:
         return decode
     import orjson
 
-    return orjson.loads
+    loads: Callable[[Any], Any] = orjson.loads  # Any where orjson is not installed
+    return loads
 
 
 def _price(decoder: str) -> Callable[[Any], float]:
