@@ -23,19 +23,11 @@ import msgspec
 
 import wsfast
 from wsfast import _pure
+from wsfast.bench.decoded import tick_type
 from wsfast.bench.ticks import ticks
 from wsfast.handshake import ServerHandshake
 
-
-class Tick(msgspec.Struct):
-    sym: str
-    id: int
-    px: float
-    qty: float
-    side: str
-    ts: int
-    buyer: int
-    seller: int
+Tick = tick_type()  # the msgspec Struct of the decoded benchmark
 
 
 def feed(listener: socket.socket, stream: bytes, rounds: int) -> None:

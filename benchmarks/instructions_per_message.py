@@ -46,17 +46,9 @@ def decoder(name: str) -> Callable[[bytes], Any] | None:
         return json.loads
     import msgspec
 
-    class Tick(msgspec.Struct, gc=False):
-        sym: str
-        id: int
-        px: float
-        qty: float
-        side: str
-        ts: int
-        buyer: int
-        seller: int
+    from wsfast.bench.decoded import tick_type  # the Struct the decoded benchmark uses
 
-    return msgspec.json.Decoder(Tick).decode
+    return msgspec.json.Decoder(tick_type()).decode
 
 
 def receive(url: str, style: str, decoder_name: str, count: int) -> int:
