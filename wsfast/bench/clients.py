@@ -6,14 +6,16 @@ Every client connects, then times only the work, in one of two jobs:
   feeds start at once; the JSON ticks feed starts when the client sends its start
   signal, so the client starts its clock right before sending it, and receives the
   ticks as ``str``, as a JSON consumer does. Returns the elapsed seconds.
-- :class:`Echo`: ``count`` round trips of one payload. Returns the elapsed seconds and
-  every round trip's nanoseconds.
+- :class:`Echo`: ``count`` round trips of one payload. Returns a :class:`Timed`: the
+  elapsed seconds, every round trip's nanoseconds and the CPU time the client spent.
 
 Asyncio clients run on asyncio's own event loop, or on uvloop's for the ``-uvloop``
 contestants. A library that is not installed raises ImportError, which the runner
 reports as a skip. The floors (``raw-tcp``, ``raw-tls``, ``zlib``) are contestants too:
 the limits a client's receiving is measured against. The contestants that decode every
-tick (the ``tls-json-decoded`` case) are in :mod:`wsfast.bench.decoded`.
+tick (the ``tls-json-decoded`` case) are in :mod:`wsfast.bench.decoded`; those of the
+tick-latency cases and the echo floor in :mod:`wsfast.bench.latency`; those of the echo
+over many connections in :mod:`wsfast.bench.fanout`.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ import urllib.parse
 import zlib
 from collections.abc import Awaitable, Callable, Coroutine, Sized
 from dataclasses import dataclass
-from time import perf_counter, perf_counter_ns
-from typing import TYPE_CHECKING, Any, TypeVar
+from time import perf_counter, perf_counter_ns, process_time
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 if TYPE_CHECKING:
     import aiohttp
@@ -36,7 +38,9 @@ if TYPE_CHECKING:
 
     from wsfast.asyncio import Client as AsyncioClient
 
-_Job = TypeVar("_Job", "Feed", "Echo")
+    from .latency import Ticks
+
+_Job = TypeVar("_Job")
 _Outcome = TypeVar("_Outcome")
 # A send() of the clients: it takes the job's payload, str or bytes, which some split
 # into two methods.
@@ -66,13 +70,26 @@ class Feed:
 
 @dataclass(frozen=True)
 class Echo:
-    """Send ``payload`` to ``url`` and wait for it to come back, ``count`` times."""
+    """Send ``payload`` to ``url`` and wait for it to come back, ``count`` times.
+
+    With ``connections`` above 1 (:mod:`wsfast.bench.fanout`), that many connections do
+    ``count`` round trips each, all at once, each with one message in flight.
+    """
 
     url: str
     count: int
     payload: bytes | str
     deflate: bool = False
     ssl_context: ssl.SSLContext | None = None
+    connections: int = 1
+
+
+class Timed(NamedTuple):
+    """What a timed job returns."""
+
+    seconds: float  # wall-clock time of the timed loop
+    samples: list[int]  # nanoseconds: every round trip (echo) or every tick's delay (latency)
+    cpu: float  # seconds of CPU (user and system) the client's process spent in the loop
 
 
 def _check(received: int, expected: int, what: str) -> None:
@@ -109,10 +126,11 @@ def _time_feed(job: Feed, recv: Callable[[], Sized], send: _Send) -> float:
     return elapsed
 
 
-def _time_echo(job: Echo, send: _Send, recv: Callable[[], Sized]) -> tuple[float, list[int]]:
+def _time_echo(job: Echo, send: _Send, recv: Callable[[], Sized]) -> Timed:
     payload = job.payload
     trips = [0] * job.count  # allocated before the clock starts
     total = 0
+    cpu = process_time()
     start = then = perf_counter_ns()
     for index in range(job.count):
         send(payload)
@@ -120,8 +138,9 @@ def _time_echo(job: Echo, send: _Send, recv: Callable[[], Sized]) -> tuple[float
         now = perf_counter_ns()
         trips[index] = now - then
         then = now
+    cpu = process_time() - cpu
     _check_echo(job, total)
-    return (then - start) / 1e9, trips
+    return Timed((then - start) / 1e9, trips, cpu)
 
 
 async def _time_feed_async(job: Feed, recv: Callable[[], Awaitable[Sized]], send: _AsyncSend) -> float:
@@ -138,12 +157,11 @@ async def _time_feed_async(job: Feed, recv: Callable[[], Awaitable[Sized]], send
     return elapsed
 
 
-async def _time_echo_async(
-    job: Echo, send: _AsyncSend, recv: Callable[[], Awaitable[Sized]]
-) -> tuple[float, list[int]]:
+async def _time_echo_async(job: Echo, send: _AsyncSend, recv: Callable[[], Awaitable[Sized]]) -> Timed:
     payload = job.payload
     trips = [0] * job.count
     total = 0
+    cpu = process_time()
     start = then = perf_counter_ns()
     for index in range(job.count):
         await send(payload)
@@ -151,8 +169,9 @@ async def _time_echo_async(
         now = perf_counter_ns()
         trips[index] = now - then
         then = now
+    cpu = process_time() - cpu
     _check_echo(job, total)
-    return (then - start) / 1e9, trips
+    return Timed((then - start) / 1e9, trips, cpu)
 
 
 # wsfast ------------------------------------------------------------------------------
@@ -193,7 +212,7 @@ def wsfast_many_feed(job: Feed) -> float:
     return elapsed
 
 
-def wsfast_echo(job: Echo) -> tuple[float, list[int]]:
+def wsfast_echo(job: Echo) -> Timed:
     from wsfast.client import connect
 
     with connect(job.url, **_wsfast_options(job)) as ws:
@@ -207,7 +226,7 @@ async def wsfast_asyncio_feed(job: Feed) -> float:
         return await _time_feed_async(job, ws.recv, ws.send)
 
 
-async def wsfast_asyncio_echo(job: Echo) -> tuple[float, list[int]]:
+async def wsfast_asyncio_echo(job: Echo) -> Timed:
     from wsfast.asyncio import connect
 
     async with connect(job.url, **_wsfast_options(job)) as ws:
@@ -240,11 +259,11 @@ async def wsfast_callback_feed(job: Feed) -> float:
     return end - min(start, first)
 
 
-async def wsfast_callback_echo(job: Echo) -> tuple[float, list[int]]:
+async def wsfast_callback_echo(job: Echo) -> Timed:
     from wsfast.asyncio import connect
 
     payload, count = job.payload, job.count
-    done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    done: asyncio.Future[tuple[int, float]] = asyncio.get_running_loop().create_future()
     trips = [0] * count
     received = total = sent = 0
 
@@ -255,17 +274,18 @@ async def wsfast_callback_echo(job: Echo) -> tuple[float, list[int]]:
         received += 1
         total += len(message)
         if received == count:
-            done.set_result(now)
+            done.set_result((now, process_time()))
         else:
             sent = now
             ws.send_nowait(payload)
 
     async with connect(job.url, on_message=on_message, **_wsfast_options(job)) as ws:
+        cpu = process_time()
         start = sent = perf_counter_ns()
         ws.send_nowait(payload)
-        end = await done
+        end, cpu_end = await done
     _check_echo(job, total)
-    return (end - start) / 1e9, trips
+    return Timed((end - start) / 1e9, trips, cpu_end - cpu)
 
 
 # websockets ---------------------------------------------------------------------------
@@ -286,7 +306,7 @@ def websockets_sync_feed(job: Feed) -> float:
         return _time_feed(job, ws.recv, ws.send)
 
 
-def websockets_sync_echo(job: Echo) -> tuple[float, list[int]]:
+def websockets_sync_echo(job: Echo) -> Timed:
     from websockets.sync.client import connect
 
     with connect(job.url, **_websockets_options(job)) as ws:
@@ -300,7 +320,7 @@ async def websockets_asyncio_feed(job: Feed) -> float:
         return await _time_feed_async(job, ws.recv, ws.send)
 
 
-async def websockets_asyncio_echo(job: Echo) -> tuple[float, list[int]]:
+async def websockets_asyncio_echo(job: Echo) -> Timed:
     from websockets.asyncio.client import connect
 
     async with connect(job.url, **_websockets_options(job)) as ws:
@@ -325,7 +345,7 @@ def websocket_client_feed(job: Feed) -> float:
         ws.close()
 
 
-def websocket_client_echo(job: Echo) -> tuple[float, list[int]]:
+def websocket_client_echo(job: Echo) -> Timed:
     ws = _websocket_client_connect(job)
     try:
         send = ws.send if isinstance(job.payload, str) else ws.send_binary
@@ -364,7 +384,7 @@ async def aiohttp_feed(job: Feed) -> float:
     return elapsed
 
 
-async def aiohttp_echo(job: Echo) -> tuple[float, list[int]]:
+async def aiohttp_echo(job: Echo) -> Timed:
     import aiohttp
 
     payload = job.payload
@@ -373,6 +393,7 @@ async def aiohttp_echo(job: Echo) -> tuple[float, list[int]]:
         send: _AsyncSend = ws.send_str if isinstance(payload, str) else ws.send_bytes
         receive = ws.receive
         total = 0
+        cpu = process_time()
         start = then = perf_counter_ns()
         for index in range(job.count):
             await send(payload)
@@ -380,8 +401,9 @@ async def aiohttp_echo(job: Echo) -> tuple[float, list[int]]:
             now = perf_counter_ns()
             trips[index] = now - then
             then = now
+        cpu = process_time() - cpu
     _check_echo(job, total)
-    return (then - start) / 1e9, trips
+    return Timed((then - start) / 1e9, trips, cpu)
 
 
 # picows (callbacks; no permessage-deflate) ---------------------------------------------
@@ -431,13 +453,13 @@ async def picows_feed(job: Feed) -> float:
     return end - start
 
 
-async def picows_echo(job: Echo) -> tuple[float, list[int]]:
+async def picows_echo(job: Echo) -> Timed:
     import picows
 
     payload, count = job.payload, job.count
     text = isinstance(payload, str)
     kind = picows.WSMsgType.TEXT if text else picows.WSMsgType.BINARY
-    done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    done: asyncio.Future[tuple[int, float]] = asyncio.get_running_loop().create_future()
     trips = [0] * count
     sent = 0
 
@@ -457,7 +479,7 @@ async def picows_echo(job: Echo) -> tuple[float, list[int]]:
             else:
                 self.total += len(frame.get_payload_as_memoryview())
             if self.received == count:
-                done.set_result(now)
+                done.set_result((now, process_time()))
             else:
                 sent = now
                 transport.send(kind, payload)
@@ -466,14 +488,17 @@ async def picows_echo(job: Echo) -> tuple[float, list[int]]:
             if not done.done():
                 done.set_exception(Mismatch("disconnected before the last message"))
 
-    transport, listener = await picows.ws_connect(Listener, job.url, max_frame_size=1 << 30)
+    transport, listener = await picows.ws_connect(
+        Listener, job.url, ssl_context=job.ssl_context, max_frame_size=1 << 30
+    )
     assert isinstance(listener, Listener)
+    cpu = process_time()
     start = sent = perf_counter_ns()
     transport.send(kind, payload)
-    end = await done
+    end, cpu_end = await done
     await _picows_close(transport)
     _check_echo(job, listener.total)
-    return (end - start) / 1e9, trips
+    return Timed((end - start) / 1e9, trips, cpu_end - cpu)
 
 
 async def _picows_close(transport: picows.WSTransport) -> None:
@@ -549,16 +574,23 @@ def zlib_feed(job: Feed) -> float:
 
 @dataclass(frozen=True)
 class Contestant:
-    """One contestant's jobs (None: it sits out that kind of case), as blocking calls."""
+    """One contestant's jobs (None: it sits out that kind of case), as blocking calls.
+
+    The jobs of the ``fanout`` cases (one echo over many connections, see
+    :mod:`wsfast.bench.fanout`) and of the ``latency`` cases (see
+    :mod:`wsfast.bench.latency`) are added to the contestants those modules name.
+    """
 
     feed: Callable[[Feed], float] | None
-    echo: Callable[[Echo], tuple[float, list[int]]] | None = None
+    echo: Callable[[Echo], Timed] | None = None
     deflate: bool = True  # negotiates permessage-deflate when a case asks for it
     needs: frozenset[str] = frozenset()  # what a case must have for it to take part: json, tls, deflate, decoded
     # What a case must not have for it to take part: by default the decoded case, whose
     # contestants (wsfast.bench.decoded) decode every message.
     avoids: frozenset[str] = frozenset({"decoded"})
     floor: bool = False  # a limit to measure the clients against, not a peer
+    fanout: Callable[[Echo], Timed] | None = None
+    latency: Callable[[Ticks], Timed] | None = None
 
 
 def _on_loop(
@@ -577,10 +609,18 @@ def _on_loop(
     return run
 
 
+def on_both_loops(
+    name: str, coroutine_function: Callable[[_Job], Coroutine[Any, Any, _Outcome]]
+) -> dict[str, Callable[[_Job], _Outcome]]:
+    """Blocking calls of ``coroutine_function``: ``name`` on asyncio's event loop and
+    ``name-uvloop`` on uvloop's."""
+    return {name: _on_loop(coroutine_function, False), f"{name}-uvloop": _on_loop(coroutine_function, True)}
+
+
 def _asyncio_pair(
     name: str,
     feed: Callable[[Feed], Coroutine[Any, Any, float]],
-    echo: Callable[[Echo], Coroutine[Any, Any, tuple[float, list[int]]]],
+    echo: Callable[[Echo], Coroutine[Any, Any, Timed]],
     *,
     deflate: bool = True,
 ) -> dict[str, Contestant]:

@@ -14,6 +14,13 @@ the fastest peer of the same decoder for a contestant that decodes each message,
 the fastest peer of any decoder for one that decodes batches of messages. Its note adds
 "vs wire+decoder": the ratio to that decoder's floor and ``raw-tls`` together (their
 times added), the most a client that reads the feed and decodes it in one thread can do.
+
+The echo cases' notes add the client's CPU time per round trip (median over the runs).
+
+The tick-latency cases (kind ``latency``) have a table of their own: how late the ticks
+reach each client's code, in microseconds, each percentile the median of the runs' own,
+ranked by p99, lower is better. There "vs best peer" and "vs floor" divide the p99 by the
+best peer's p99 and by the floor's (``raw-ticks``): lower is better, 1.00x is as good.
 """
 
 from __future__ import annotations
@@ -170,8 +177,16 @@ def _latency_note(result: Result) -> str:
     return "p50/p99/p99.9 " + "/".join(f"{latency[key]:.0f}" for key in _PERCENTILES) + " us"
 
 
+def _cpu_note(result: Result) -> str:
+    cpu = result.median_cpu_us
+    if cpu is None:
+        return ""
+    return f"cpu {cpu:.1f} us/{'tick' if result.case.kind == 'latency' else 'trip'}"
+
+
 def _note(result: Result, wire_and_decoder: float | None = None) -> str:
     note = result.api if result.case.kind == "codec" else _latency_note(result)
+    note = f"{note} {_cpu_note(result)}".strip()
     if wire_and_decoder and not result.floor:
         note = f"vs wire+decoder {_ratio(result.median, wire_and_decoder)}"
     if result.server_rss_mb:
@@ -182,7 +197,17 @@ def _note(result: Result, wire_and_decoder: float | None = None) -> str:
 
 
 def table(results: list[Result]) -> str:
-    """The medians as a text table, fastest first within each case (see the module doc)."""
+    """The medians as text tables: the rates, fastest first within each case, then the
+    tick latencies, lowest p99 first (see the module doc)."""
+    rates = [r for r in results if r.case.kind != "latency"]
+    latencies = [r for r in results if r.case.kind == "latency"]
+    parts = [_rate_table(rates)] if rates else []
+    if latencies:
+        parts.append(latency_table(latencies))
+    return "\n".join(parts)
+
+
+def _rate_table(results: list[Result]) -> str:
     lines = []
     width = max([30, *(len(r.contestant) for r in results)])
     header = (
@@ -219,12 +244,80 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+# The tick-latency cases -----------------------------------------------------------------
+
+_DELAYS = ("p50", "p99", "p99.9", "max")
+
+
+def _p99(result: Result) -> float:
+    """The p99 of a result that has one."""
+    p99 = result.p99_us
+    assert p99 is not None
+    return p99
+
+
+def _latency_references(in_case: list[Result]) -> tuple[Result | None, Result | None]:
+    """A latency case's best peer and floor: the lowest p99 of each kind."""
+    measured = [r for r in in_case if r.p99_us is not None]
+    peers = [r for r in measured if not _is_wsfast(r.contestant) and not r.floor]
+    floors = [r for r in measured if r.floor]
+    return min(peers, key=_p99, default=None), min(floors, key=_p99, default=None)
+
+
+def _latency_ratio(result: Result, reference: Result | None) -> float | None:
+    """``result``'s p99 over ``reference``'s: below 1 is better than it."""
+    if result.p99_us is None or reference is None or not reference.p99_us:
+        return None
+    return result.p99_us / reference.p99_us
+
+
+def latency_table(results: list[Result]) -> str:
+    """The latency cases' medians as a text table, lowest p99 first (see the module doc)."""
+    width = max([30, *(len(r.contestant) for r in results)])
+    header = (
+        f"{'case':<20} {'contestant':<{width}} {'p50 us':>9} {'p99 us':>9} {'p99.9 us':>9} {'max us':>9} "
+        f"{'late':>6} {'vs best peer':>12} {'vs floor':>8} {'runs':>4}  note"
+    )
+    lines = [
+        "tick latency: from the server's send to the client's code, in us (medians of the runs); late: over 1 ms;",
+        "ranked by p99, lower is better; vs best peer, vs floor: p99 over the best peer's, the floor's (lower: better)",
+        header,
+        "-" * len(header),
+    ]
+    for name, in_case in _by_case(results).items():
+        peer, floor = _latency_references(in_case)
+        ranked = sorted(in_case, key=lambda r: (r.p99_us is None, r.p99_us or 0.0))
+        for r in ranked:
+            latency = r.median_latency_us
+            if latency:
+                delays = " ".join(f"{latency[key]:>9,.0f}" for key in _DELAYS)
+                versus = [_latency_ratio(r, peer), _latency_ratio(r, floor)]
+                best, under = (f"{ratio:.2f}x" if ratio else "-" for ratio in versus)
+                note = _cpu_note(r)
+                if r.median:
+                    note = f"{note} {r.median:,.0f} msg/s"
+                if r.errors:
+                    note = f"{note} {len(r.errors)} failed run(s): {r.errors[-1]}"
+                row = (
+                    f"{name:<20} {r.contestant:<{width}} {delays} {r.median_late or 0:>6,.0f} "
+                    f"{best:>12} {under:>8} {len(r.latency_us):>4}  {note.strip()}"
+                )
+            else:
+                why = f"skipped: {r.skip}" if r.skip else f"failed: {r.errors[-1] if r.errors else 'no run'}"
+                dashes = " ".join(f"{'-':>9}" for _ in _DELAYS)
+                row = f"{name:<20} {r.contestant:<{width}} {dashes} {'-':>6} {'-':>12} {'-':>8} {0:>4}  {why}"
+            lines.append(row.rstrip())
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
 def as_json(results: list[Result], machine: dict[str, Any], command: list[str], started: float) -> dict[str, Any]:
     """Everything measured, with the machine and command, as a JSON-ready dict."""
     rows = []
     cases: dict[str, dict[str, Any]] = {}
     for name, in_case in _by_case(results).items():
         decoded = in_case[0].case.decoded
+        latency = in_case[0].case.kind == "latency"
         best = _best_peer(in_case)
         floor = None if decoded else _floor(in_case)  # the decoded case has a floor per decoder
         cases[name] = {
@@ -232,6 +325,15 @@ def as_json(results: list[Result], machine: dict[str, Any], command: list[str], 
             "floor": floor[0] if floor else None,
             "floor_rate": floor[1] if floor else None,
         }
+        if latency:  # measured against the lowest p99s: no rates
+            peer, floor_result = _latency_references(in_case)
+            cases[name] = {
+                "rate": in_case[0].case.rate,
+                "best_peer": peer.contestant if peer else None,
+                "best_peer_p99_us": peer.p99_us if peer else None,
+                "floor": floor_result.contestant if floor_result else None,
+                "floor_p99_us": floor_result.p99_us if floor_result else None,
+            }
         references = _references(in_case)
         decoded_references = _decoded_references(in_case) if decoded else {}
         combined = _wire_and_decoder(in_case) if decoded else {}
@@ -262,10 +364,26 @@ def as_json(results: list[Result], machine: dict[str, Any], command: list[str], 
                 "vs_floor": r.median / floor_rate if r.median and floor_rate else None,
                 "latency_us": r.median_latency_us,  # each percentile's median over the runs
                 "latency_us_per_run": r.latency_us or None,
+                "connections": r.case.connections,
                 "server_peak_rss_mb": max(r.server_rss_mb) if r.server_rss_mb else None,
                 "skipped": r.skip or None,
                 "errors": r.errors,
             }
+            if r.case.kind in ("echo", "fanout") and not r.case.uvicorn:
+                row["cpu_us_per_trip"] = r.median_cpu_us
+                row["cpu_us_per_trip_per_run"] = r.cpu_us or None
+            if latency:
+                peer, floor_result = _latency_references(in_case)
+                row.update(
+                    {
+                        "rate": r.case.rate,
+                        "vs_best_peer": _latency_ratio(r, peer),  # p99 over the best peer's: lower is better
+                        "vs_floor": _latency_ratio(r, floor_result),
+                        "late": r.median_late,
+                        "late_per_run": r.late or None,
+                        "cpu_us_per_message": r.median_cpu_us,
+                    }
+                )
             if decoded:
                 row.update(_decoded_row(r, decoded_references[r.contestant]))
                 wire_and_decoder = combined.get(r.contestant)
@@ -309,11 +427,17 @@ def chart(results: list[Result], path: str) -> str:
     row_height = max(4.05, 0.3 * max(len(rs) for rs in cases.values()))
     fig, axes = plt.subplots(rows, columns, figsize=(7 * columns, row_height * rows + 0.6), squeeze=False)
     for ax, (name, in_case) in zip(axes.flat, cases.items(), strict=False):
-        ranked = sorted(in_case, key=_measured)
-        values = [_measured(r) for r in ranked]
+        if in_case[0].case.kind == "latency":  # the p99: lowest at the top, like the fastest
+            ranked = sorted((r for r in in_case if r.p99_us is not None), key=_p99, reverse=True)
+            values = [_p99(r) for r in ranked]
+            title = f"{name} (us p99, median, lower is better)"
+        else:
+            ranked = sorted(in_case, key=_measured)
+            values = [_measured(r) for r in ranked]
+            title = f"{name} ({ranked[0].case.unit}, median, higher is better)"
         bars = ax.barh([r.contestant for r in ranked], values, color=[_color(r) for r in ranked])
         ax.bar_label(bars, labels=[_short(v) for v in values], padding=3, fontsize=8)
-        ax.set_title(f"{name} ({ranked[0].case.unit}, median, higher is better)", fontsize=10)
+        ax.set_title(title, fontsize=10)
         ax.tick_params(axis="y", labelsize=8)
         ax.tick_params(axis="x", labelsize=7)
         ax.set_xlim(0, max(values) * 1.25)

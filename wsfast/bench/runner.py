@@ -11,6 +11,11 @@ verifies it against the CA file that the worker spec names.
 
 In the uvicorn cases the contestants are uvicorn's WebSocket implementations instead,
 each serving the same ASGI app to the same client (see :mod:`wsfast.bench.asgi`).
+
+The echo over many connections (``fanout``, :mod:`wsfast.bench.fanout`) measures round
+trips a second like an echo; the tick-latency cases (``latency``,
+:mod:`wsfast.bench.latency`) measure how late each tick of a fixed-rate feed reaches
+the client's code, and are ranked by that rather than by a rate.
 """
 
 from __future__ import annotations
@@ -42,11 +47,12 @@ CLIENTS = contestants()  # the clients' contestants and the recv_batch() ones
 
 @dataclass(frozen=True)
 class Case:
-    """One benchmark case: ``kind`` is feed, echo or codec."""
+    """One benchmark case: ``kind`` is feed, echo, fanout (an echo over many
+    connections), latency (a fixed-rate feed whose ticks are timed) or codec."""
 
     name: str
     kind: str
-    count: int = 0  # messages (feed) or round trips (echo)
+    count: int = 0  # messages (feed, latency) or round trips (echo; fanout: of all connections)
     size: int = 0  # payload bytes (0 for the ticks feed, whose messages vary)
     unit: str = "msg/s"
     json: bool = False  # JSON text: the ticks feed, or a JSON echo payload
@@ -54,6 +60,18 @@ class Case:
     deflate: bool = False  # permessage-deflate negotiated
     uvicorn: bool = False  # served by uvicorn: the contestants are its WebSocket implementations
     decoded: bool = False  # every tick decoded: the contestants of wsfast.bench.decoded
+    connections: int = 1  # fanout: connections, each with one message in flight
+    rate: int = 0  # latency: ticks a second
+
+    @property
+    def per_connection(self) -> int:
+        """Round trips of each connection (fanout), messages or round trips otherwise."""
+        return max(1, self.count // self.connections) if self.count else 0
+
+    @property
+    def items(self) -> int:
+        """What one run covers: messages or round trips, of every connection."""
+        return self.per_connection * self.connections
 
     @property
     def features(self) -> frozenset[str]:
@@ -68,8 +86,12 @@ CASES = (
     Case("tls-json-deflate", "feed", 200_000, json=True, tls=True, deflate=True),
     Case("tls-json-decoded", "feed", 200_000, json=True, tls=True, decoded=True),
     Case("echo-256", "echo", 20_000, 256, "req/s"),
+    Case("echo-256-tls", "echo", 20_000, 256, "req/s", tls=True),
+    Case("echo-256-100", "fanout", 50_000, 256, "req/s", connections=100),
     Case("echo-64k", "echo", 5_000, 65536, "req/s"),
     Case("echo-256-deflate", "echo", 20_000, 256, "req/s", json=True, deflate=True),
+    Case("tick-latency-10k", "latency", 40_000, 100, "us p99", rate=10_000),
+    Case("tick-latency-100k", "latency", 400_000, 100, "us p99", rate=100_000),
     Case("uvicorn-feed-100", "feed", 200_000, 100, uvicorn=True),
     Case("uvicorn-echo-256", "echo", 20_000, 256, "req/s", uvicorn=True),
     Case("mask-16", "codec", unit="calls/s"),
@@ -97,7 +119,9 @@ class Result:
     skip: str = ""
     errors: list[str] = field(default_factory=list)
     floor: bool = False  # a limit to measure the others against, not a peer
-    latency_us: list[dict[str, float]] = field(default_factory=list)  # per echo run: p50, p99, p99.9
+    latency_us: list[dict[str, float]] = field(default_factory=list)  # per run: p50, p99, p99.9 (latency: max)
+    cpu_us: list[float] = field(default_factory=list)  # per run: the client's CPU per round trip or tick
+    late: list[int] = field(default_factory=list)  # per latency run: ticks later than 1 ms
     server_rss_mb: list[float] = field(default_factory=list)  # per uvicorn run: the server's peak memory
 
     @property
@@ -120,6 +144,23 @@ class Result:
         if not self.latency_us:
             return None
         return {key: statistics.median(run[key] for run in self.latency_us) for key in self.latency_us[0]}
+
+    @property
+    def median_cpu_us(self) -> float | None:
+        """The client's CPU microseconds per round trip (or tick), median over the runs."""
+        return statistics.median(self.cpu_us) if self.cpu_us else None
+
+    @property
+    def median_late(self) -> float | None:
+        """The ticks later than 1 ms, median over the runs."""
+        return statistics.median(self.late) if self.late else None
+
+    @property
+    def p99_us(self) -> float | None:
+        """A latency case's measure: the median over the runs of each run's 99th percentile
+        (lower is better); None without one."""
+        latency = self.median_latency_us
+        return latency["p99"] if latency else None
 
 
 def _contestants(case: Case, chosen: list[str] | None) -> list[str]:
@@ -262,6 +303,10 @@ def _path(case: Case) -> str:
     """The server path of a network case (see wsfast.bench.server)."""
     if case.kind == "echo":
         return "echo-deflate" if case.deflate else "echo"
+    if case.kind == "fanout":
+        return f"echo-group/{case.connections}"
+    if case.kind == "latency":
+        return f"ticks-at/{case.rate}/{case.count}/{case.size}"
     if case.json:
         return f"ticks-deflate/{case.count}" if case.deflate else f"ticks/{case.count}"
     return f"feed/{case.count}/{case.size}"
@@ -283,7 +328,8 @@ def _spec(case: Case, server: Server | None, cafile: str | None) -> dict[str, An
     spec: dict[str, Any] = {
         "kind": case.kind,
         "url": url,
-        "count": case.count,
+        "count": case.per_connection,
+        "connections": case.connections,
         "size": case.size,
         "json": case.json,
         "deflate": case.deflate,
@@ -346,8 +392,11 @@ def _run_network(
     if case.kind == "feed" and server is not None:  # a uvicorn case has no server of ours
         server.prepare(_path(case), timeout)
     for result in in_case:
-        result.items = case.count
-        result.nbytes = spec["total"] if case.kind == "feed" else case.count * case.size * 2
+        result.items = case.items
+        if case.kind == "feed":
+            result.nbytes = spec["total"]
+        else:  # an echo's payloads go both ways; a tick's one way
+            result.nbytes = case.items * case.size * (1 if case.kind == "latency" else 2)
     for repeat in range(repeats):
         # Each repeat starts one contestant further on, so that none always runs
         # first (or right after the same neighbour) while the machine drifts.
@@ -395,6 +444,10 @@ def _record(result: Result, outcome: dict[str, Any]) -> None:
         result.seconds.append(outcome["seconds"])
         if "latency_us" in outcome:
             result.latency_us.append(outcome["latency_us"])
+        if "cpu_us" in outcome:
+            result.cpu_us.append(outcome["cpu_us"])
+        if "late" in outcome:
+            result.late.append(outcome["late"])
         if "server_rss_mb" in outcome:
             result.server_rss_mb.append(outcome["server_rss_mb"])
         if result.case.kind == "codec":
@@ -411,9 +464,19 @@ def _describe(result: Result, outcome: dict[str, Any]) -> str:
     if "error" in outcome:
         return f"failed ({outcome['error']})"
     latency = outcome.get("latency_us")
-    percentiles = f" (p50 {latency['p50']:.0f} us, p99 {latency['p99']:.0f} us)" if latency else ""
+    cpu = f", client CPU {outcome['cpu_us']:.1f} us per {_item(result.case)}" if "cpu_us" in outcome else ""
     memory = f", server peak {outcome['server_rss_mb']:.0f} MB" if "server_rss_mb" in outcome else ""
-    return f"{result.items / outcome['seconds']:,.0f} {result.case.unit}{percentiles}{memory}"
+    rate = f"{result.items / outcome['seconds']:,.0f}"
+    if result.case.kind == "latency":
+        assert latency is not None  # a latency run has its percentiles (numpy)
+        delays = "/".join(f"{latency[key]:,.0f}" for key in ("p50", "p99", "p99.9", "max"))
+        return f"p50/p99/p99.9/max {delays} us, {outcome['late']} late, {rate} msg/s{cpu}"
+    percentiles = f" (p50 {latency['p50']:.0f} us, p99 {latency['p99']:.0f} us)" if latency else ""
+    return f"{rate} {result.case.unit}{percentiles}{cpu}{memory}"
+
+
+def _item(case: Case) -> str:
+    return "tick" if case.kind == "latency" else "round trip"
 
 
 def _progress(line: str) -> None:

@@ -16,6 +16,16 @@ is gone. The request path picks the job:
   stream (context takeover): the client must offer permessage-deflate.
 - ``/echo``: send every data message back, unchanged, until the client closes.
   ``/echo-deflate`` negotiates permessage-deflate and sends each message back compressed.
+- ``/echo-group/<n>``: ``/echo`` for ``n`` connections at once (over TCP, not TLS): the
+  server takes this one and the next ``n - 1`` (to the same path), then echoes on all
+  of them in one select loop until every client has closed.
+- ``/ticks-at/<rate>/<count>/<size>``: once the client sent one data message, send
+  ``count`` binary ticks of ``size`` bytes (at least 16), ``rate`` a second on a fixed
+  schedule that does not wait for the client (open loop), then a close frame. A tick
+  starts with :func:`time.monotonic_ns` when it is sent and its sequence number (8 bytes
+  each, little-endian), zeros after. The server sleeps until shortly before a tick is
+  due, then spins; when it falls behind it sends every tick that is due at once, each
+  stamped as it is sent.
 - ``/raw/<feed path>``: a plain HTTP response whose body is every frame that the
   WebSocket feed at ``<feed path>`` (a ``feed`` or ``ticks`` path) carries: the floor of
   reading those bytes.
@@ -30,14 +40,17 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import hashlib
 import select
+import selectors
 import socket
 import ssl
+import struct
 import sys
 import time
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
@@ -50,6 +63,9 @@ _CHUNK = 1 << 20  # bytes per sendall: big enough that syscalls are not the limi
 _CLOSE_1000 = b"\x88\x02\x03\xe8"
 _IO_TIMEOUT = 30.0  # a client silent this long is gone (the TLS handshake included)
 _DEFLATE = "permessage-deflate"
+_SPIN_NS = 250_000  # a tick due sooner than this is waited for spinning, not sleeping
+_TICK_HEAD = struct.Struct("<qq")  # a tick's stamp and sequence number
+_BACKLOG = 256  # pending connections: the echo group's clients connect all at once
 
 try:
     from websockets.speedups import apply_mask as _unmask
@@ -246,30 +262,124 @@ class _Deflater:
         return [frame_header(opcode, len(out), rsv1=True), out]
 
 
+def _answer(frames: list[tuple[int, bool, bytes]], deflater: _Deflater | None) -> tuple[bytes, bool]:
+    """What an echo sends back for ``frames``, and whether the client closed."""
+    out: list[bytes] = []
+    for opcode, compressed, payload in frames:
+        if opcode == 0x8:
+            out.append(_CLOSE_1000)
+            return b"".join(out), True
+        if opcode == 0xA:
+            continue
+        if opcode == 0x9:
+            out += (frame_header(0xA, len(payload)), payload)
+        elif deflater is not None:
+            out += deflater.echo(opcode, compressed, payload)
+        else:
+            out += (frame_header(opcode, len(payload)), payload)
+    return b"".join(out), False
+
+
 def _serve_echo(conn: socket.socket, buf: bytes, deflater: _Deflater | None) -> None:
     recv = conn.recv
     sendall = conn.sendall
     while True:
         frames, used = _client_frames(buf)
-        out: list[bytes] = []
-        for opcode, compressed, payload in frames:
-            if opcode == 0x8:
-                sendall(b"".join(out) + _CLOSE_1000)
-                return  # the close handshake is complete: close TCP
-            if opcode == 0xA:
-                continue
-            if opcode == 0x9:
-                out += (frame_header(0xA, len(payload)), payload)
-            elif deflater is not None:
-                out += deflater.echo(opcode, compressed, payload)
-            else:
-                out += (frame_header(opcode, len(payload)), payload)
+        out, closed = _answer(frames, deflater)
         if out:
-            sendall(b"".join(out))
+            sendall(out)
+        if closed:
+            return  # the close handshake is complete: close TCP
         data = recv(1 << 20)
         if not data:
             return
         buf = buf[used:] + data
+
+
+def _serve_echo_group(
+    first: socket.socket, path: str, rest: bytes, size: int, next_connection: Callable[[], socket.socket]
+) -> None:
+    """``/echo`` on ``first`` and the next ``size - 1`` connections, all at once."""
+    group = [first]
+    buffers = {first: rest}  # the connections still open, and the bytes of their next frame
+    try:
+        while len(group) < size:
+            conn = next_connection()
+            group.append(conn)
+            conn.settimeout(_IO_TIMEOUT)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            own_path, headers, buffers[conn] = _read_request(conn)
+            key = headers.get("sec-websocket-key")
+            if own_path != path or key is None:
+                conn.sendall(_head("400 Bad Request"))
+                raise ConnectionError(f"{own_path} joined the echo group of {path}")
+            conn.sendall(_accept(key))
+        with selectors.DefaultSelector() as selector:
+            for conn in group:
+                selector.register(conn, selectors.EVENT_READ)
+                _echo_group_member(conn, buffers.pop(conn), buffers, selector)  # bytes sent with the request
+            while buffers:
+                events = selector.select(_IO_TIMEOUT)
+                if not events:
+                    raise TimeoutError(f"no message from {len(buffers)} clients in {_IO_TIMEOUT:g} s")
+                for selected, _ in events:
+                    conn = cast("socket.socket", selected.fileobj)
+                    data = conn.recv(1 << 20)
+                    if not data:
+                        selector.unregister(conn)
+                        conn.close()
+                        del buffers[conn]
+                    else:
+                        _echo_group_member(conn, buffers.pop(conn) + data, buffers, selector)
+    finally:
+        for conn in group:  # closing twice does nothing
+            conn.close()
+
+
+def _echo_group_member(
+    conn: socket.socket, buf: bytes, buffers: dict[socket.socket, bytes], selector: selectors.BaseSelector
+) -> None:
+    """Answer the frames in ``buf``; keep the rest in ``buffers``, unless the client closed."""
+    frames, used = _client_frames(buf)
+    out, closed = _answer(frames, None)
+    if out:
+        conn.sendall(out)
+    if closed:  # the close handshake is complete: close TCP, as a server should
+        selector.unregister(conn)
+        conn.close()
+    else:
+        buffers[conn] = buf[used:]
+
+
+def _serve_ticks(conn: socket.socket, rate: int, count: int, size: int, buf: bytes) -> None:
+    """``/ticks-at``: ``count`` stamped ticks on a fixed schedule, from the client's start signal."""
+    rest = _await_start(conn, buf)
+    frame = frame_header(0x2, size) + bytes(size)
+    head, length = len(frame) - size, len(frame)
+    pack_into, clock, sendall, sleep = _TICK_HEAD.pack_into, time.monotonic_ns, conn.sendall, time.sleep
+    one = bytearray(frame)
+    sent = 0
+    start = clock()
+    while sent < count:
+        now = clock()
+        # Tick i is due at start + i / rate seconds: those up to now are due.
+        due = min(count, (now - start) * rate // 1_000_000_000 + 1)
+        if due - sent == 1:
+            pack_into(one, head, clock(), sent)
+            sendall(one)
+            sent = due
+        elif due > sent:  # behind: the backlog at once, stamped as it is sent
+            block = bytearray(frame * (due - sent))
+            stamp = clock()
+            for index in range(due - sent):
+                pack_into(block, index * length + head, stamp, sent + index)
+            sendall(block)
+            sent = due
+        else:
+            wait = start + -(-sent * 1_000_000_000 // rate) - now
+            if wait > _SPIN_NS:
+                sleep((wait - _SPIN_NS) / 1e9)
+    _serve_feed(conn, [], rest)
 
 
 def _feed_key(parts: list[str]) -> _FeedKey | None:
@@ -282,18 +392,49 @@ def _feed_key(parts: list[str]) -> _FeedKey | None:
     return None
 
 
-def _handle(conn: socket.socket, feeds: _FeedCache) -> None:
+def _handle(conn: socket.socket, feeds: _FeedCache, next_connection: Callable[[], socket.socket]) -> None:
+    """Serve ``conn`` (and, for an echo group, the next connections ``next_connection`` takes)."""
     conn.settimeout(_IO_TIMEOUT)
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     path, headers, rest = _read_request(conn)
     try:
-        _route(conn, path, headers, rest, feeds)
+        _route(conn, path, headers, rest, feeds, next_connection)
     except (OSError, ValueError, IndexError) as exc:
         raise ConnectionError(f"{path}: {exc!r}") from None  # the log names the job
 
 
-def _route(conn: socket.socket, path: str, headers: dict[str, str], rest: bytes, feeds: _FeedCache) -> None:
+def _numbers(parts: list[str], name: str, count: int) -> list[int] | None:
+    """``["ticks-at", "10", "20"]`` -> ``[10, 20]`` when the path is ``name`` and ``count``
+    positive numbers; None for another path."""
+    if len(parts) != count + 1 or parts[0] != name or not all(p.isdigit() and int(p) for p in parts[1:]):
+        return None
+    return [int(p) for p in parts[1:]]
+
+
+def _route(
+    conn: socket.socket,
+    path: str,
+    headers: dict[str, str],
+    rest: bytes,
+    feeds: _FeedCache,
+    next_connection: Callable[[], socket.socket],
+) -> None:
     parts = path.strip("/").split("/")
+    group, ticks_at = _numbers(parts, "echo-group", 1), _numbers(parts, "ticks-at", 3)
+    if group or ticks_at:
+        key = headers.get("sec-websocket-key")
+        if key is None or (group and isinstance(conn, ssl.SSLSocket)) or (ticks_at and ticks_at[2] < 16):
+            body = b"this path needs a WebSocket upgrade (over TCP for an echo group, of ticks of 16 bytes or more)"
+            conn.sendall(_head("400 Bad Request", len(body)) + body)
+            return
+        conn.sendall(_accept(key))
+        if group:
+            _serve_echo_group(conn, path, rest, group[0], next_connection)
+        else:
+            assert ticks_at is not None
+            rate, count, size = ticks_at
+            _serve_ticks(conn, rate, count, size, rest)
+        return
     raw_key = _feed_key(parts[1:]) if parts[0] in ("raw", "prepare") else None
     if raw_key is not None:
         pieces = feeds.get(raw_key)
@@ -340,6 +481,9 @@ def _tls_context(cert: str, key: str) -> ssl.SSLContext:
 
 
 def _accept_connection(listener: socket.socket, tls: ssl.SSLContext | None) -> socket.socket:
+    ready, _, _ = select.select([listener], [], [], _IO_TIMEOUT)  # ready already in the serve loop
+    if not ready:
+        raise TimeoutError(f"no connection in {_IO_TIMEOUT:g} s")
     conn, _ = listener.accept()
     if tls is None:
         return conn
@@ -364,9 +508,11 @@ def serve(
     """
     deadline = time.monotonic() + lifetime
     feeds = _FeedCache()
-    listeners: dict[socket.socket, ssl.SSLContext | None] = {socket.create_server(("127.0.0.1", port)): None}
+    listeners: dict[socket.socket, ssl.SSLContext | None] = {
+        socket.create_server(("127.0.0.1", port), backlog=_BACKLOG): None
+    }
     if tls is not None:
-        listeners[socket.create_server(("127.0.0.1", 0))] = tls
+        listeners[socket.create_server(("127.0.0.1", 0), backlog=_BACKLOG)] = tls
     try:
         print(*(listener.getsockname()[1] for listener in listeners), flush=True)
         watched = [*listeners, sys.stdin] if stdin_lifeline else [*listeners]
@@ -382,7 +528,7 @@ def serve(
             for listener in (r for r in ready if r in listeners):
                 try:
                     with _accept_connection(listener, listeners[listener]) as conn:
-                        _handle(conn, feeds)
+                        _handle(conn, feeds, functools.partial(_accept_connection, listener, listeners[listener]))
                 except (OSError, ValueError, IndexError) as exc:
                     print(f"connection failed: {exc!r}", file=sys.stderr, flush=True)
     finally:

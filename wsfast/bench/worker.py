@@ -3,11 +3,13 @@
 The runner starts ``python -m wsfast.bench.worker '<json spec>'`` for every contestant and
 repeat, so each library runs alone in its process, with its own environment (wsfast's
 pure twin gets ``WSFAST_NO_EXTENSIONS=1``). The line is ``{"seconds": ...}`` (plus
-``latency_us`` percentiles for echo cases, and the codec call's details for
-micro-benchmarks), ``{"skip": reason}`` when the contestant is not available here, or
-``{"error": reason}``.
+``latency_us`` percentiles and ``cpu_us``, the client's CPU per round trip or tick, for
+echo, fanout and latency cases; ``late``, the ticks later than 1 ms, for latency cases;
+and the codec call's details for micro-benchmarks), ``{"skip": reason}`` when the
+contestant is not available here, or ``{"error": reason}``.
 
-A network spec has ``kind`` (feed or echo), ``url``, ``count``, ``size``, ``json``,
+A network spec has ``kind`` (feed, echo, fanout or latency), ``url``, ``count``
+(per connection in a fanout case, where ``connections`` says how many), ``size``, ``json``,
 ``deflate``, ``cafile`` (the CA that issued the server's certificate, for ``wss://``),
 ``path`` and, for feeds, ``total``: the bytes (or characters) all messages add up to;
 in the decoded case, ``px_total`` too: the ticks' prices added up.
@@ -19,6 +21,7 @@ server's peak memory, to the line. A ``threads`` spec (:mod:`wsfast.bench.thread
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.metadata
 import importlib.util
@@ -36,7 +39,8 @@ if TYPE_CHECKING:
 
     from wsfast.batch import Batch
 
-    from .clients import Contestant, Echo, Feed
+    from .clients import Contestant, Echo, Feed, Timed
+    from .latency import Ticks
 
 
 def _check_wsfast_twin(contestant: str) -> None:
@@ -91,9 +95,11 @@ def _install_hint(distribution: str) -> str:
     return f"pip install {distribution}"
 
 
-def _job(spec: dict[str, Any]) -> Feed | Echo:
-    """The :class:`~wsfast.bench.clients.Feed` or ``Echo`` that ``spec`` describes."""
+def _job(spec: dict[str, Any]) -> Feed | Echo | Ticks:
+    """The :class:`~wsfast.bench.clients.Feed`, ``Echo`` or :class:`~wsfast.bench.latency.Ticks`
+    that ``spec`` describes."""
     from .clients import Echo, Feed
+    from .latency import Ticks
     from .ticks import json_text
 
     # Every TLS contestant verifies the certificate and the host name against the run's CA.
@@ -102,18 +108,38 @@ def _job(spec: dict[str, Any]) -> Feed | Echo:
         return Feed(
             spec["url"], spec["count"], spec["total"], spec["json"], spec["deflate"], context, spec.get("px_total")
         )
+    if spec["kind"] == "latency":
+        return Ticks(spec["url"], spec["count"], spec["size"], context)
     payload = json_text(spec["size"]) if spec["json"] else bytes(spec["size"])
-    return Echo(spec["url"], spec["count"], payload, spec["deflate"], context)
+    return Echo(spec["url"], spec["count"], payload, spec["deflate"], context, spec.get("connections", 1))
 
 
-def latency_us(trips_ns: list[int]) -> dict[str, float] | None:
-    """The 50th, 99th and 99.9th percentiles of the round trips, in microseconds (needs numpy)."""
+def latency_us(trips_ns: list[int], maximum: bool = False) -> dict[str, float] | None:
+    """The 50th, 99th and 99.9th percentiles of the round trips (or delays), in
+    microseconds, and with ``maximum`` the largest too (needs numpy)."""
     try:
         import numpy
     except ImportError:
         return None
-    p50, p99, p999 = numpy.percentile(numpy.asarray(trips_ns, dtype=numpy.int64), [50, 99, 99.9]) / 1e3
-    return {"p50": float(p50), "p99": float(p99), "p99.9": float(p999)}
+    samples = numpy.asarray(trips_ns, dtype=numpy.int64)
+    p50, p99, p999 = numpy.percentile(samples, [50, 99, 99.9]) / 1e3
+    percentiles = {"p50": float(p50), "p99": float(p99), "p99.9": float(p999)}
+    if maximum:
+        percentiles["max"] = float(samples.max()) / 1e3
+    return percentiles
+
+
+def _timed(timed: Timed, kind: str) -> dict[str, Any]:
+    """The result line of an echo, fanout or latency job."""
+    from .latency import LATE_NS
+
+    latency = latency_us(timed.samples, maximum=kind == "latency")
+    outcome: dict[str, Any] = {"seconds": timed.seconds, "cpu_us": timed.cpu * 1e6 / max(1, len(timed.samples))}
+    if latency:
+        outcome["latency_us"] = latency
+    if kind == "latency":
+        outcome["late"] = sum(1 for delay in timed.samples if delay > LATE_NS)
+    return outcome
 
 
 # The contestants that receive with recv_batch(): every message parsed so far in one
@@ -208,9 +234,14 @@ def _batch_lengths_feed(job: Feed) -> float:
 def contestants() -> dict[str, Contestant]:
     """Every contestant by name: those of :mod:`wsfast.bench.clients`, with each wsfast
     twin's batch contestants right after its ``-many`` one, then those of
-    :mod:`wsfast.bench.decoded` (the decoded case's only)."""
+    :mod:`wsfast.bench.decoded` (the decoded case's only); with the jobs of
+    :mod:`wsfast.bench.fanout` and :mod:`wsfast.bench.latency` added, and the floors of
+    the latter after the clients."""
     from .clients import CLIENTS, Contestant
     from .decoded import CONTESTANTS as DECODED
+    from .fanout import JOBS as FANOUT
+    from .latency import FLOORS as LATENCY_FLOORS
+    from .latency import JOBS as LATENCY
 
     table: dict[str, Contestant] = {}
     for name, contestant in CLIENTS.items():
@@ -219,24 +250,33 @@ def contestants() -> dict[str, Contestant]:
             twin = name[: -len("-many")]
             table[f"{twin}-batch"] = Contestant(wsfast_batch_feed)
             table[f"{twin}-batch-numpy"] = Contestant(wsfast_batch_numpy_feed)
-    return {**table, **DECODED}
+    # The echo over many connections and the tick latency: their modules name who takes part.
+    for name, contestant in table.items():
+        table[name] = dataclasses.replace(contestant, fanout=FANOUT.get(name), latency=LATENCY.get(name))
+    return {**table, **LATENCY_FLOORS, **DECODED}
 
 
 def _network(spec: dict[str, Any]) -> dict[str, Any]:
     from .clients import Echo, Feed
+    from .latency import Ticks
 
     if spec.get("uvicorn"):
         return _through_uvicorn(spec)
     contestant = contestants()[spec["contestant"]]
     job = _job(spec)
+    kind = spec["kind"]
     # The runner sends a contestant only the kinds of case it takes part in.
-    if spec["kind"] == "feed":
+    if kind == "feed":
         assert contestant.feed is not None and isinstance(job, Feed)
         return {"seconds": contestant.feed(job)}
-    assert contestant.echo is not None and isinstance(job, Echo)
-    seconds, trips = contestant.echo(job)
-    latency = latency_us(trips)
-    return {"seconds": seconds, **({"latency_us": latency} if latency else {})}
+    if kind == "latency":
+        import numpy  # noqa: F401 - without it there are no percentiles: a skip, not a run
+
+        assert contestant.latency is not None and isinstance(job, Ticks)
+        return _timed(contestant.latency(job), kind)
+    run = contestant.fanout if kind == "fanout" else contestant.echo
+    assert run is not None and isinstance(job, Echo)
+    return _timed(run(job), kind)
 
 
 def _through_uvicorn(spec: dict[str, Any]) -> dict[str, Any]:
@@ -251,9 +291,8 @@ def _through_uvicorn(spec: dict[str, Any]) -> dict[str, Any]:
             outcome = {"seconds": wsfast_many_feed(job)}
         else:
             assert isinstance(job, Echo)
-            seconds, trips = wsfast_echo(job)
-            latency = latency_us(trips)
-            outcome = {"seconds": seconds, **({"latency_us": latency} if latency else {})}
+            outcome = _timed(wsfast_echo(job), "echo")
+            del outcome["cpu_us"]  # the client's, and these cases compare servers
     return {**outcome, "server_rss_mb": server.peak_rss_mb}
 
 
