@@ -192,24 +192,9 @@ cdef class BlockingReceiver(_MessageQueue):
         and a message it fails on ends the list: the next call raises its
         :class:`~wsfast.DecodeError` (at once when it comes first)."""
         cdef double deadline = INFINITY  # set on the first wait with a timeout
-        if self._decoding:
-            return self._recv_many_decoded(timeout)
         messages = self._messages
         while True:
-            if not len(messages):
-                if deadline == INFINITY and timeout is not None:
-                    deadline = monotonic() + timeout
-                self._fill(messages, timeout)
-            taken = _copied_and_cleared(messages)
-            if taken:  # else another thread took them first
-                return taken
-            if deadline != INFINITY:
-                timeout = max(0.0, deadline - monotonic())
-
-    cdef list _recv_many_decoded(self, timeout):
-        cdef double deadline = INFINITY
-        messages = self._messages
-        while True:
+            # A failure left by the last call is raised without waiting.
             if not len(messages) and self._decode_failure is None:
                 if deadline == INFINITY and timeout is not None:
                     deadline = monotonic() + timeout
@@ -267,7 +252,6 @@ cdef inline object _iterated_message(BlockingReceiver self):
         message = _call_no_args(self._popleft)
         if _popped(message):
             return _owned(message)
-
 
 
 @cython.auto_pickle(False)  # a connection's queue

@@ -101,29 +101,28 @@ if TYPE_CHECKING:
     BlockingReceiver = codec.BlockingReceiver
     Receiver = codec.Receiver
 else:
+    # Only the compiled twin has it: its receivers' iteration slots, which a class made
+    # in Python would otherwise reach through a method lookup per message.
+    _inherit_iteration = getattr(codec, "_inherit_iteration", lambda cls: None)
+
+    class _CompiledIteration:
+        """Gives every class made from it (the receivers below, the connections) the
+        compiled receiver's iteration slot."""
+
+        __slots__ = ()
+
+        def __init_subclass__(cls, **kwargs: object) -> None:
+            super().__init_subclass__(**kwargs)
+            _inherit_iteration(cls)
+
     # The connections are generic over the messages they hand out (Client[M], ...), which
     # their base must then be too, at run time as well: Client[Tick] is a type users write.
     # The compiled receivers are Cython classes, which take no type argument, so Generic
     # comes in here (for both twins alike). It adds nothing to a call or an instantiation:
     # Generic has no __new__ or __init__, and slots keep the subclasses without a __dict__.
 
-    # Only the compiled twin has it: its receivers' iteration slots, which a class made
-    # in Python would otherwise reach through a method lookup per message.
-    _inherit_iteration = getattr(codec, "_inherit_iteration", lambda cls: None)
-
-    class BlockingReceiver(codec.BlockingReceiver, Generic[M]):
+    class BlockingReceiver(codec.BlockingReceiver, _CompiledIteration, Generic[M]):
         __slots__ = ()
 
-        def __init_subclass__(cls, **kwargs: object) -> None:
-            super().__init_subclass__(**kwargs)
-            _inherit_iteration(cls)
-
-    class Receiver(codec.Receiver, Generic[M]):
+    class Receiver(codec.Receiver, _CompiledIteration, Generic[M]):
         __slots__ = ()
-
-        def __init_subclass__(cls, **kwargs: object) -> None:
-            super().__init_subclass__(**kwargs)
-            _inherit_iteration(cls)
-
-    _inherit_iteration(BlockingReceiver)
-    _inherit_iteration(Receiver)

@@ -106,7 +106,8 @@ class BlockingReceiver(_MessageQueue[M]):
         messages = self._messages
         message: Any  # str | bytes, which is M without decode
         deadline = None
-        self._raise_decode_failure()
+        if self._decode_failure is not None:
+            self._raise_decode_failure()
         while True:
             if not messages:
                 if deadline is None and timeout is not None:
@@ -148,7 +149,8 @@ class BlockingReceiver(_MessageQueue[M]):
         """The next message; iteration ends when the peer closes normally."""
         messages = self._messages
         message: Any  # str | bytes, which is M without decode
-        self._raise_decode_failure()
+        if self._decode_failure is not None:
+            self._raise_decode_failure()
         while True:
             if not messages:
                 try:
@@ -192,7 +194,8 @@ class Receiver(_MessageQueue[M]):
         it returns can be awaited or given to ``asyncio.create_task()``, like a coroutine.
         """
         messages = self._messages
-        self._raise_decode_failure()
+        if self._decode_failure is not None:
+            self._raise_decode_failure()
         message: Any  # str | bytes, which is M without decode
         if not messages:
             await self._wait_for_messages(timeout)
@@ -204,7 +207,8 @@ class Receiver(_MessageQueue[M]):
     async def __anext__(self) -> M:
         # recv() inlined: one coroutine per message instead of two.
         messages = self._messages
-        self._raise_decode_failure()
+        if self._decode_failure is not None:
+            self._raise_decode_failure()
         message: Any  # str | bytes, which is M without decode
         if not messages:
             try:
