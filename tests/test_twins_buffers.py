@@ -251,12 +251,13 @@ def _encode(opcode, payload, fin, key):
 
 
 @settings(max_examples=300)
-@given(stream=chunked_streams(), messages=st.booleans())
-def test_feeding_any_buffer(twins, stream, messages):
+@given(stream=chunked_streams(), messages=st.booleans(), text_as_bytes=st.booleans())
+def test_feeding_any_buffer(twins, stream, messages, text_as_bytes):
     """feed / feed_messages agree after every piece, whatever the piece's kind, also
-    when bytes of an earlier piece are held (the pure twin appends to them)."""
+    when bytes of an earlier piece are held (the pure twin appends to them), and with
+    text delivered as bytes."""
     client, _, pieces = stream
-    parsers = [codec.FrameParser(client=client, max_size=None) for codec in twins]
+    parsers = [codec.FrameParser(client=client, max_size=None, text_as_bytes=text_as_bytes) for codec in twins]
     for make in pieces:
         results = [outcome(lambda: (parser.feed_messages if messages else parser.feed)(make())) for parser in parsers]
         assert results[0] == results[1]
@@ -266,11 +267,12 @@ def test_feeding_any_buffer(twins, stream, messages):
 
 
 @settings(max_examples=200)
-@given(stream=chunked_streams())
-def test_receiving_any_buffer(twins, stream):
+@given(stream=chunked_streams(), text_as_bytes=st.booleans())
+def test_receiving_any_buffer(twins, stream, text_as_bytes):
     client, wire, pieces = stream
-    connections = [Connection(client=client, max_message_size=None, codec=codec) for codec in twins]
-    expected = Connection(client=client, max_message_size=None, codec=twins[0]).receive_data(wire)
+    options = {"client": client, "max_message_size": None, "text_as_bytes": text_as_bytes}
+    connections = [Connection(codec=codec, **options) for codec in twins]
+    expected = Connection(codec=twins[0], **options).receive_data(wire)
     received = [[], []]
     for make in pieces:
         for index, conn in enumerate(connections):
