@@ -2,7 +2,9 @@
 that repeats on a noisy machine, where rates do not.
 
     python benchmarks/instructions_per_message.py [--styles recv,iter,many,...] [--decoders none,msgspec,orjson]
-    python benchmarks/instructions_per_message.py --echo [--styles blocking,asyncio,callback,picows]
+    python benchmarks/instructions_per_message.py --echo [--styles floor,blocking,asyncio,callback,picows]
+
+Add ``--uvloop`` to run the asyncio styles (and picows) on uvloop.
 
 The benchmark server (``python -m wsfast.bench.server``) sends the JSON ticks of the
 ``tls-json`` case over ws:// (no TLS: OpenSSL's work is the same for every client). Each
@@ -13,8 +15,9 @@ blocking ``recv()``, iteration and ``recv_many()``, its asyncio ``await recv()``
 ``on_message`` callbacks (``arecv``, ``callback``), and picows with a listener. "alone"
 decodes the same payloads from a list in memory, one call each: the decoder's own cost,
 which ``decode=`` adds to. ``--echo`` counts a round trip of 256 bytes to the server's
-``/echo`` instead (2,000 and 6,000 of them), the client's instructions only. Needs
-valgrind; msgspec, orjson and picows for their rows.
+``/echo`` instead (2,000 and 6,000 of them), the client's instructions only; its
+"floor" is the event loop's own share: a bare protocol that writes a pre-masked frame
+and counts the echo's bytes. Needs valgrind; msgspec, orjson and picows for their rows.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 COUNTS = (20_000, 60_000)
@@ -51,14 +55,23 @@ def decoder(name: str) -> Callable[[bytes], Any] | None:
     return msgspec.json.Decoder(tick_type()).decode
 
 
+def run(coroutine: Coroutine[Any, Any, int]) -> int:
+    """Run ``coroutine`` on asyncio's own loop, or on uvloop's when WSFAST_LOOP=uvloop."""
+    if os.environ.get("WSFAST_LOOP") == "uvloop":
+        import uvloop
+
+        return uvloop.run(coroutine)
+    return asyncio.run(coroutine)
+
+
 def receive(url: str, style: str, decoder_name: str, count: int) -> int:
     """Receive ``count`` ticks in ``style``; the loops are alike, so their costs cancel."""
     import wsfast
 
     if style in ("arecv", "callback"):
-        return asyncio.run(receive_asyncio(url, style, decoder_name, count))
+        return run(receive_asyncio(url, style, decoder_name, count))
     if style == "picows":
-        return asyncio.run(receive_picows(url, decoder_name, count))
+        return run(receive_picows(url, decoder_name, count))
     received = 0
     with wsfast.connect(url, compression=None, decode=decoder(decoder_name)) as ws:
         ws.send("go")
@@ -144,11 +157,13 @@ def echo(url: str, style: str, trips: int) -> int:
                 send(PAYLOAD)
                 recv()
         return trips
-    return asyncio.run(echo_asyncio(url, style, trips))
+    return run(echo_asyncio(url, style, trips))
 
 
 async def echo_asyncio(url: str, style: str, trips: int) -> int:
     done = asyncio.get_running_loop().create_future()
+    if style == "floor":
+        return await echo_floor(url, trips, done)
     if style == "picows":
         import picows
 
@@ -190,6 +205,45 @@ async def echo_asyncio(url: str, style: str, trips: int) -> int:
             for _ in range(trips):
                 await send(PAYLOAD)
                 await recv()
+    return trips
+
+
+async def echo_floor(url: str, trips: int, done: asyncio.Future[None]) -> int:
+    """The loop's own share: a bare protocol, after a wsfast handshake, that writes a
+    pre-masked frame and counts the echo's bytes, with no WebSocket work."""
+    import wsfast.asyncio
+    from wsfast import encode_frame
+
+    frame = encode_frame(2, PAYLOAD, mask_key=b"\x01\x02\x03\x04")
+    echo_size = len(encode_frame(2, PAYLOAD))
+    left = trips
+
+    class Floor(asyncio.BufferedProtocol):
+        def __init__(self, transport: asyncio.Transport) -> None:
+            self.transport = transport
+            self.buffer = memoryview(bytearray(65536))
+            self.pending = echo_size
+
+        def get_buffer(self, sizehint: int) -> memoryview:
+            return self.buffer
+
+        def buffer_updated(self, nbytes: int) -> None:
+            nonlocal left
+            self.pending -= nbytes
+            if self.pending == 0:
+                self.pending = echo_size
+                left -= 1
+                if left:
+                    self.transport.write(frame)
+                else:
+                    done.set_result(None)
+
+    ws = await wsfast.asyncio.connect(url, compression=None)
+    transport = ws._transport
+    transport.set_protocol(Floor(transport))
+    transport.write(frame)
+    await done
+    transport.abort()
     return trips
 
 
@@ -258,12 +312,15 @@ def main() -> None:
     parser.add_argument("--styles", default=None)
     parser.add_argument("--decoders", default="none,msgspec,orjson")
     parser.add_argument("--echo", action="store_true", help="instructions per round trip of 256 bytes")
+    parser.add_argument("--uvloop", action="store_true", help="the asyncio styles on uvloop")
     args = parser.parse_args()
+    if args.uvloop:
+        os.environ["WSFAST_LOOP"] = "uvloop"  # for the measured clients
     if args.echo:
         with serving() as port:
             url = f"ws://127.0.0.1:{port}/echo"
             print("instructions per round trip (256 B)")
-            for style in (args.styles or "blocking,asyncio,callback,picows").split(","):
+            for style in (args.styles or "floor,blocking,asyncio,callback,picows").split(","):
                 cost = per_item(lambda n, style=style: ["--trips", url, style, str(n)], TRIPS)
                 print(f"{style:<26}{cost:>10,.0f}", flush=True)
         return

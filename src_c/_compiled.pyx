@@ -67,12 +67,14 @@ from wsfast.exceptions import InvalidUTF8, PayloadTooBig, ProtocolError
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
+    "Backlog",
     "BatchBuilder",
     "BlockingReceiver",
     "Frame",
     "FrameParser",
     "Inflater",
     "Receiver",
+    "StreamCore",
     "encode_frame",
     "mask",
     "mask_inplace",
@@ -455,11 +457,9 @@ def encode_frame(opcode, payload=b"", *, fin=True, rsv=0, mask_key=None):
     """
     cdef Py_buffer view
     cdef unsigned char k[4]
-    cdef unsigned char *out_p
-    cdef Py_ssize_t n, pos
-    cdef uint64_t length
-    cdef int op, first, i
-    cdef unsigned char mask_bit = 0x80 if mask_key is not None else 0
+    cdef Py_ssize_t n
+    cdef int op, first
+    cdef bint mask_bit = mask_key is not None
     if type(opcode) is not int:
         opcode = index(opcode)
     if not (0 <= opcode <= 15 and (KNOWN_OPCODES >> <int>opcode) & 1):
@@ -482,28 +482,37 @@ def encode_frame(opcode, payload=b"", *, fin=True, rsv=0, mask_key=None):
         first = (0x80 if fin else 0) | (<int>rsv << 4) | op
         if mask_bit:
             _load_key(mask_key, k)
-        pos = 2 if n < 126 else 4 if n < 65536 else 10
-        out = PyBytes_FromStringAndSize(NULL, pos + (4 if mask_bit else 0) + n)
-        out_p = <unsigned char *>PyBytes_AS_STRING(out)
-        out_p[0] = first
-        if n < 126:
-            out_p[1] = mask_bit | n
-        elif n < 65536:
-            out_p[1] = mask_bit | 126
-            out_p[2] = n >> 8
-            out_p[3] = n & 0xFF
-        else:
-            out_p[1] = mask_bit | 127
-            length = n
-            for i in range(8):
-                out_p[2 + i] = (length >> (56 - 8 * i)) & 0xFF
-        if mask_bit:
-            memcpy(out_p + pos, k, 4)
-            wsfast_mask(out_p + pos + 4, <const unsigned char *>view.buf, n, k, 0)
-        elif n:  # an empty buffer may have no memory at all
-            memcpy(out_p + pos, view.buf, n)
+        return _frame_bytes(first, <const unsigned char *>view.buf, n, k if mask_bit else NULL)
     finally:
         PyBuffer_Release(&view)
+
+
+cdef bytes _frame_bytes(int first, const unsigned char *payload, Py_ssize_t n, const unsigned char *key):
+    """The frame whose first byte is ``first`` around ``n`` payload bytes; masked with the
+    4 bytes at ``key`` unless it is NULL. Lengths take the shortest encoding."""
+    cdef uint64_t length
+    cdef int i
+    cdef unsigned char mask_bit = 0x80 if key != NULL else 0
+    cdef Py_ssize_t pos = 2 if n < 126 else 4 if n < 65536 else 10
+    out = PyBytes_FromStringAndSize(NULL, pos + (4 if mask_bit else 0) + n)
+    cdef unsigned char *out_p = <unsigned char *>PyBytes_AS_STRING(out)
+    out_p[0] = first
+    if n < 126:
+        out_p[1] = mask_bit | n
+    elif n < 65536:
+        out_p[1] = mask_bit | 126
+        out_p[2] = n >> 8
+        out_p[3] = n & 0xFF
+    else:
+        out_p[1] = mask_bit | 127
+        length = n
+        for i in range(8):
+            out_p[2 + i] = (length >> (56 - 8 * i)) & 0xFF
+    if mask_bit:
+        memcpy(out_p + pos, key, 4)
+        wsfast_mask(out_p + pos + 4, payload, n, key, 0)
+    elif n:  # an empty buffer may have no memory at all
+        memcpy(out_p + pos, payload, n)
     return out
 
 
@@ -1687,3 +1696,4 @@ def mask_kernel():
 
 
 include "receiver.pxi"
+include "stream_core.pxi"

@@ -675,9 +675,9 @@ def test_reading_pauses_while_messages_pile_up(count, size, limit):
 
 def test_on_uvloop_reading_pauses_while_the_woken_receiver_has_not_run():
     # uvloop reads up to 32 times before a woken recv() runs: reading pauses once
-    # _BURST_BYTES wait for it, and no message is lost.
+    # BURST_BYTES wait for it, and no message is lost.
     uvloop = pytest.importorskip("uvloop")
-    from wsfast.asyncio.connection import _BURST_BYTES, _MAX_READ_SIZE, _MESSAGE_OVERHEAD
+    from wsfast._stream_core import BURST_BYTES, MAX_READ_SIZE, MESSAGE_OVERHEAD
     from wsfast.bench.runner import Server
 
     count, size = 200_000, 100
@@ -707,7 +707,7 @@ def test_on_uvloop_reading_pauses_while_the_woken_receiver_has_not_run():
     finally:
         server.close()
     # What waited before the last two reads (those that paused), and those two reads.
-    assert longest <= _BURST_BYTES // (size + _MESSAGE_OVERHEAD) + 2 * _MAX_READ_SIZE // (size + 2)
+    assert longest <= BURST_BYTES // (size + MESSAGE_OVERHEAD) + 2 * MAX_READ_SIZE // (size + 2)
 
 
 def test_close_reads_past_unread_messages():

@@ -2,7 +2,8 @@
 
 ``WSFAST_NO_EXTENSIONS=1`` (any non-empty value) forces the pure twin. :func:`codec_info`
 says which twin and which masking kernel run. ``BlockingReceiver`` and ``Receiver`` are the
-chosen twin's receivers, as generic bases of the connections.
+chosen twin's receivers, as generic bases of the connections, and ``StreamCore`` the
+asyncio connection's base (a ``Receiver``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ __all__ = [
     "FrameParser",
     "Inflater",
     "Receiver",
+    "StreamCore",
     "codec",
     "codec_info",
     "encode_frame",
@@ -100,6 +102,7 @@ mask_inplace = codec.mask_inplace
 if TYPE_CHECKING:
     BlockingReceiver = codec.BlockingReceiver
     Receiver = codec.Receiver
+    StreamCore = codec.StreamCore
 else:
     # Only the compiled twin has it: its receivers' iteration slots, which a class made
     # in Python would otherwise reach through a method lookup per message.
@@ -125,4 +128,7 @@ else:
         __slots__ = ()
 
     class Receiver(codec.Receiver, _CompiledIteration, Generic[M]):
+        __slots__ = ()
+
+    class StreamCore(codec.StreamCore, _CompiledIteration, Generic[M]):
         __slots__ = ()

@@ -1,5 +1,6 @@
 """Type stubs of the compiled frame codec (same API as ``wsfast._pure``)."""
 
+import asyncio
 import collections
 from collections.abc import Callable, Coroutine, Sized
 from typing import Any, Final, Generic, final, overload
@@ -9,15 +10,18 @@ from typing_extensions import Buffer, Self, disjoint_base
 from ._typing import M
 from .batch import Batch
 from .exceptions import DecodeError
+from .protocol import Connection, _Event
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
+    "Backlog",
     "BatchBuilder",
     "BlockingReceiver",
     "Frame",
     "FrameParser",
     "Inflater",
     "Receiver",
+    "StreamCore",
     "encode_frame",
     "mask",
     "mask_inplace",
@@ -158,6 +162,51 @@ class Receiver(_MessageQueue[M]):
     def __aiter__(self) -> Self: ...
     async def _wait_for_messages(self, timeout: float | None) -> None: ...
     def _resume_reading(self) -> None: ...
+
+@final
+class Backlog:
+    """How many bytes the queued messages of a connection hold (see wsfast._backlog)."""
+
+    @property
+    def nbytes(self) -> int: ...
+    @property
+    def _charges(self) -> collections.deque[tuple[int, int]]: ...
+    def charge(self, messages: int, nbytes: int) -> None: ...
+    def settle(self, queued: int) -> int: ...
+    def reset(self, messages: int = 0, nbytes: int = 0) -> None: ...
+
+@disjoint_base
+class StreamCore(Receiver[M]):
+    """The receive and send paths of an asyncio connection (see wsfast._stream_core)."""
+
+    _conn: Connection
+    _transport: asyncio.Transport
+    _view: memoryview
+    _window: memoryview | None
+    _handshaking: bool
+    _compressed: bool
+    _last_read: float
+    _unqueued: int
+    _waiter: asyncio.Future[None] | None
+    @property
+    def _backlog(self) -> Backlog: ...
+    _high_water: float
+    _batching: bool
+    _on_message: Any
+    _callback_error: Exception | None
+    def _attach(self, transport: asyncio.Transport) -> None: ...
+    def _detach(self) -> None: ...
+    def _start_frames(self, connection: Connection) -> None: ...
+    def _read_buffer(self, sizehint: int) -> memoryview: ...
+    def _data_received(self, nbytes: int) -> None: ...
+    def _process(self, data: Buffer) -> None: ...
+    def _wake_receiver(self) -> None: ...
+    def send_nowait(self, message: str | Buffer) -> None: ...
+    def _handshake_received(self, data: bytes) -> None: ...
+    def _receive_batch(self, data: Buffer) -> None: ...
+    def _messages_only(self, events: list[_Event]) -> list[str | bytes]: ...
+    def _after_receiving(self) -> None: ...
+    def _callback_failed(self, exc: Exception) -> None: ...
 
 def encode_frame(
     opcode: int, payload: Buffer = b"", *, fin: bool = True, rsv: int = 0, mask_key: Buffer | None = None

@@ -19,7 +19,9 @@ from operator import index
 from struct import Struct
 from typing import TYPE_CHECKING, overload
 
+from ._backlog import Backlog
 from ._receiver import BlockingReceiver, Receiver
+from ._stream_core import StreamCore
 from .batch import DEFAULT_MAX_BYTES, Batch
 from .enums import Opcode
 from .exceptions import InvalidUTF8, PayloadTooBig, ProtocolError
@@ -35,12 +37,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
+    "Backlog",
     "BatchBuilder",
     "BlockingReceiver",
     "Frame",
     "FrameParser",
     "Inflater",
     "Receiver",
+    "StreamCore",
     "encode_frame",
     "mask",
     "mask_inplace",

@@ -286,6 +286,13 @@ class Connection:
             items = parser.feed_messages(data)
         except ProtocolError as exc:
             return self._failed(exc, self._events)
+        return self._parsed(items)
+
+    def _parsed(self, items: list[Frame | bytes | str]) -> list[_Event]:
+        """The events of what the parser's feed_messages() returned: the second half of
+        :meth:`receive_data`, for the compiled asyncio connection, which feeds the parser
+        itself while only whole messages come (see wsfast._stream_core)."""
+        parser = self._parser
         # The parser delivered every unfragmented message itself: when nothing else came
         # and no fragmented message is open, its list is already the events.
         events = self._events(items) if parser.last_frame_count or self._message_opcode is not None else items

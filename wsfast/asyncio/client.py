@@ -87,7 +87,7 @@ class Client(WebSocket[M]):
         return f"<wsfast.asyncio.Client {self.state.name}>"
 
     def _connection_made(self, transport: asyncio.Transport) -> None:
-        self._transport = transport
+        self._attach(transport)
         transport.write(self._handshake.request())
 
     def _handshake_received(self, data: bytes) -> None:

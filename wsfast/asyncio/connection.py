@@ -21,15 +21,15 @@ import socket
 import struct
 from typing import TYPE_CHECKING, Any, cast
 
-from .._codec import DEFAULT_MAX_SIZE, Receiver
+from .._codec import DEFAULT_MAX_SIZE, StreamCore
 from .._io import DEFAULT_SEND_TIMEOUT
+from .._stream_core import MESSAGE_OVERHEAD, READ_SIZE
 from .._typing import M
 from ..batch import DEFAULT_MAX_BYTES, Batch
 from ..enums import CloseCode
-from ..exceptions import ConnectionClosed, DecodeError
+from ..exceptions import ConnectionClosed
 from ..keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, Keepalive
 from ..protocol import Close, Connection, Ping, Pong, State
-from ._backlog import Backlog
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -58,20 +58,6 @@ logger = logging.getLogger("wsfast")
 
 DEFAULT_MAX_QUEUED_BYTES = 4 * 1024 * 1024
 
-# A connection's read buffer doubles, up to _MAX_READ_SIZE, each time a read fills it:
-# fewer, bigger reads for a fast feed. Bigger reads would bring more small messages at
-# once than the allocator keeps memory for (100-byte messages came 40% more slowly with
-# 4 MiB). A client starts at _READ_SIZE; a server's connections start in a buffer they
-# share (see wsfast.asyncio.server).
-_READ_SIZE = 256 * 1024
-_MAX_READ_SIZE = 1024 * 1024
-# Each queued message also costs a Python object and a queue slot; counting this
-# keeps a flood of tiny messages within the read limit too.
-_MESSAGE_OVERHEAD = 64
-# Reading pauses when this much waits for a recv() woken by an earlier read that has not
-# run yet: uvloop reads up to 32 times in a row before it runs, and it would then find
-# its first messages out of the cache. Reading resumes once it took three quarters.
-_BURST_BYTES = 512 * 1024
 # A message in a batch costs only its offset and its text flag.
 _BATCHED_OVERHEAD = 9
 
@@ -114,7 +100,7 @@ class _Protocol(asyncio.BufferedProtocol):
         self._ws._resume_writing()
 
 
-class WebSocket(Receiver[M]):
+class WebSocket(StreamCore[M]):
     """An open WebSocket connection: the base of :class:`wsfast.asyncio.Client` and of
     the :class:`wsfast.asyncio.ServerConnection` a server's handler receives.
 
@@ -142,34 +128,22 @@ class WebSocket(Receiver[M]):
     # A server holds thousands of these: without slots, each would carry a 1.6 KB dict.
     __slots__ = (
         "_abort_timer",
-        "_backlog",
-        "_batching",
-        "_callback_error",
         "_close_timeout",
         "_closed",
-        "_conn",
         "_connection_options",
         "_drain_waiters",
         "_handshake",
-        "_handshaking",
-        "_high_water",
         "_keepalive",
         "_keepalive_timer",
         "_loop",
         "_lost_reason",
-        "_on_message",
         "_opened",
         "_pings",
         "_receiving",
         "_send_timeout",
         "_time",
-        "_transport",
-        "_unqueued",
         "_unsent_ping",
         "_unsent_pong",
-        "_view",
-        "_waiter",
-        "_window",
         "_writing_paused",
     )
 
@@ -194,7 +168,7 @@ class WebSocket(Receiver[M]):
     ) -> None:
         if max_queued_bytes is not None and max_queued_bytes < 0:
             raise ValueError("max_queued_bytes must be >= 0 or None")
-        super().__init__()  # the queue of received messages, behind recv() and async for
+        super().__init__()  # the queue of received messages, behind recv() and async for, and the I/O paths
         loop = self._loop = asyncio.get_running_loop()
         self._handshake = handshake
         self._connection_options: _ConnectionOptions = {
@@ -205,13 +179,9 @@ class WebSocket(Receiver[M]):
         }
         # Replaced once the handshake tells whether messages are compressed.
         self._conn = Connection(client=client, **self._connection_options)
-        self._handshaking = True
-        # Set by connection_made(), before anything uses it.
-        self._transport: asyncio.Transport = None  # type: ignore[assignment]
         # A memoryview, not the bytearray: the TLS transport fills it in slices, and
         # slicing a bytearray would copy.
-        self._view = memoryview(bytearray(_READ_SIZE)) if read_buffer is None else read_buffer
-        self._window: memoryview | None = None  # the read buffer when it is a large payload's own place
+        self._view = memoryview(bytearray(READ_SIZE)) if read_buffer is None else read_buffer
         self._opened: asyncio.Future[None] = loop.create_future()  # the peer's half of the handshake arrived
         self._closed: asyncio.Future[None] = loop.create_future()
         self._lost_reason: BaseException | None = None
@@ -223,15 +193,10 @@ class WebSocket(Receiver[M]):
 
         # Receiving: messages wait in the Receiver's _messages; _waiter wakes the coroutine
         # that waits for one; _receiving is False once no more messages can arrive.
-        self._waiter: asyncio.Future[None] | None = None
         self._receiving = True
-        self._backlog = Backlog()  # bytes of the queued messages and their overhead, or more
-        self._unqueued = 0  # bytes read since the last read that queued messages
         self._high_water = math.inf if max_queued_bytes is None else max_queued_bytes
-        self._batching = False  # messages are parsed into batches (recv_batch)
         self._on_message = on_message
         self._decode = decode  # what recv(), recv_many(), async for and on_message get goes through it
-        self._callback_error: Exception | None = None  # what on_message raised
 
         # Sending: _writing_paused while the transport's buffer is over its high-water
         # mark; sends then wait in _drain_waiters.
@@ -372,7 +337,7 @@ class WebSocket(Receiver[M]):
             taken.extend(batch)
         messages = self._messages
         messages.extendleft(reversed(taken))
-        self._backlog.reset(len(messages), sum(map(len, messages)) + _MESSAGE_OVERHEAD * len(messages))
+        self._backlog.reset(len(messages), sum(map(len, messages)) + MESSAGE_OVERHEAD * len(messages))
 
     async def _wait_for_messages(self, timeout: float | None, batching: bool = False) -> None:
         """Return once a message is queued (into batches when ``batching``, which
@@ -420,17 +385,6 @@ class WebSocket(Receiver[M]):
         self.send_nowait(message)
         if self._writing_paused:
             await self._drain(self._send_timeout if timeout is _SEND_TIMEOUT else timeout)
-
-    def send_nowait(self, message: str | Buffer) -> None:
-        """Send a message as :meth:`send` does, without waiting: what the socket cannot
-        take yet waits in the transport's buffer, however much that is.
-
-        For plain functions such as an ``on_message`` callback; elsewhere prefer
-        ``await send()``, which lets a full buffer drain first.
-        """
-        conn = self._conn
-        conn.send(message)
-        self._transport.write(conn.data_to_send())
 
     def ping(self, payload: str | Buffer = b"") -> asyncio.Future[float]:
         """Send a ping; return a future that resolves with the round-trip time in seconds
@@ -590,6 +544,8 @@ class WebSocket(Receiver[M]):
         self._keepalive_timer = None
         keepalive = self._keepalive
         now = self._time()
+        # Reads note their time here, the keepalive's only when it asks.
+        keepalive.last_received = max(keepalive.last_received, self._last_read)
         if self._reading_paused:
             keepalive.last_received = now  # unread messages wait: the peer's silence proves nothing
         if keepalive.expired(now):
@@ -611,34 +567,7 @@ class WebSocket(Receiver[M]):
         return _Protocol(self)
 
     def _connection_made(self, transport: asyncio.Transport) -> None:
-        self._transport = transport
-
-    def _read_buffer(self, sizehint: int) -> memoryview:
-        """Where the transport reads next: straight into a large payload arriving (the
-        codec's payload window, which saves copying it), else the read buffer."""
-        self._window = None  # a window not filled must go before the next one is made
-        if not self._handshaking:
-            window = self._conn.payload_window()
-            if window is not None:
-                self._window = window
-                return window
-        return self._view
-
-    def _data_received(self, nbytes: int) -> None:
-        self._keepalive.last_received = self._time()
-        self._unqueued += nbytes
-        window = self._window
-        if window is not None:
-            self._window = None
-            self._process(window[:nbytes])
-            return
-        view = self._view
-        if self._handshaking:
-            self._handshake_received(bytes(view[:nbytes]))
-        else:
-            self._process(view[:nbytes])
-        if nbytes == len(view) and nbytes < _MAX_READ_SIZE:
-            self._view = memoryview(bytearray(2 * nbytes))
+        self._attach(transport)
 
     def _handshake_received(self, data: bytes) -> None:
         """Bytes of the peer's half of the opening handshake (the role decides)."""
@@ -653,26 +582,10 @@ class WebSocket(Receiver[M]):
     def _handshake_done(self, connection: Connection, leftover: bytes) -> None:
         """The handshake succeeded: from now on, bytes are frames for ``connection``
         (the first ones may have come with the handshake: ``leftover``)."""
-        self._conn = connection
-        self._handshaking = False
+        self._start_frames(connection)
         self._schedule_keepalive()
         if leftover:
             self._process(leftover)
-
-    def _process(self, data: Buffer) -> None:
-        """Feed received bytes to the Connection and act on what it returns."""
-        if self._batching:
-            self._receive_batch(data)
-        else:
-            events = self._conn.receive_data(data)
-            if events:
-                if self._on_message is None:
-                    self._queue(events)
-                else:
-                    self._deliver(events)
-        conn = self._conn
-        if conn.last_controls or conn.error is not None:  # else there is nothing to answer
-            self._after_receiving()
 
     def _receive_batch(self, data: Buffer) -> None:
         """Parse received bytes into the Connection's batches (for recv_batch)."""
@@ -687,52 +600,6 @@ class WebSocket(Receiver[M]):
                 self._reading_paused = True
                 self._resume_below = len(self._messages) // 4
             self._wake_receiver()
-
-    def _queue(self, events: list[_Event]) -> None:
-        queued: list[str | bytes]
-        queued = self._messages_only(events) if self._conn.last_controls else events  # type: ignore[assignment]  # no control event
-        if not queued:
-            return
-        messages = self._messages
-        messages.extend(queued)
-        count = len(queued)
-        # Uncompressed, the bytes read since the last messages bound the payloads they
-        # completed: cheaper than adding up lengths.
-        nbytes = sum(map(len, queued)) if self._handshake.deflate_params else self._unqueued
-        self._unqueued = 0
-        backlog = self._backlog
-        backlog.charge(count, nbytes + _MESSAGE_OVERHEAD * count)
-        waiter = self._waiter  # done: woken by an earlier read, recv() has not run since
-        limit = min(self._high_water, _BURST_BYTES) if waiter is not None and waiter.done() else self._high_water
-        if backlog.settle(len(messages)) > limit and not self._reading_paused:
-            self._transport.pause_reading()
-            self._reading_paused = True
-            self._resume_below = len(messages) // 4
-        self._wake_receiver()
-
-    def _deliver(self: Self, events: list[_Event]) -> None:
-        """Hand each message to on_message; a callback that raises closes with 1011."""
-        delivered: list[str | bytes]
-        delivered = self._messages_only(events) if self._conn.last_controls else events  # type: ignore[assignment]  # no control event
-        on_message = self._on_message
-        decode = self._decode
-        remaining = iter(delivered)  # where to go on from after a callback raised
-        event: Any  # bytes with decode, then decoded: M, as each message is without decode
-        while self._callback_error is None:
-            try:
-                for event in remaining:
-                    if decode is not None:
-                        try:
-                            event = decode(event)  # text comes as bytes with decode
-                        except Exception as exc:  # noqa: BLE001 - the application's decoder
-                            _log_decode_failure(event, exc)
-                            continue
-                    on_message(self, event)  # type: ignore[misc]  # _process() calls this only with a callback
-                return
-            except Exception as exc:  # noqa: BLE001 - the application's callback: any failure closes with 1011
-                if not (isinstance(exc, ConnectionClosed) and self._conn.state is not State.OPEN):
-                    self._callback_failed(exc)
-                # else it answered a message that came just before the close: go on
 
     def _messages_only(self, events: Sequence[_Event]) -> list[str | bytes]:
         """The messages among ``events``; pongs go to the ping waiters, and the other
@@ -755,11 +622,6 @@ class WebSocket(Receiver[M]):
             conn.send_close(CloseCode.INTERNAL_ERROR, "")
             self._flush()
         self._drop_after_close_timeout()
-
-    def _wake_receiver(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
     def _after_receiving(self) -> None:
         """After control frames or a violation: send the automatic replies unless the
@@ -811,6 +673,7 @@ class WebSocket(Receiver[M]):
         if self._closed.done():
             return  # a failed TLS handshake may end here twice
         self._lost_reason = exc
+        self._detach()
         for timer in (self._abort_timer, self._keepalive_timer):
             if timer is not None:
                 timer.cancel()
@@ -832,14 +695,6 @@ class WebSocket(Receiver[M]):
                 ping_waiter.exception()  # a ping nobody awaits must not log an error
         self._pings.clear()
         self._unsent_ping = None
-
-
-def _log_decode_failure(message: bytes, exc: Exception) -> None:
-    """Report a message that ``decode`` failed on, which no on_message gets: the
-    connection stays open, as it does when recv() raises the DecodeError."""
-    failure = DecodeError(message)
-    failure.__cause__ = exc
-    logger.error("decode failed; the message is dropped", exc_info=failure)
 
 
 def _control_payload(payload: str | Buffer) -> bytes:

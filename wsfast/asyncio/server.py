@@ -103,7 +103,7 @@ class ServerConnection(WebSocket[M]):
         return f"<wsfast.asyncio.ServerConnection {self.state.name} {self.remote_address}>"
 
     def _connection_made(self, transport: asyncio.Transport) -> None:
-        self._transport = transport
+        self._attach(transport)
         self._server._connection_made(self)
 
     def _handshake_received(self, data: bytes) -> None:

@@ -1,0 +1,383 @@
+# The hot paths of the asyncio connection, as wsfast._stream_core (the pure twin) describes
+# them: the base of wsfast.asyncio.WebSocket. Here a read is parsed, and its messages
+# queued or handed to on_message, with no Python frame run on the way, and a message is
+# framed and written with none either. Plain frames skip the sans-I/O Connection: its own
+# parser is fed here, and anything else (control frames, fragments, a frame arriving in
+# pieces, a violation) goes back to the Connection's methods, as receive_data() would.
+# Included by _compiled.pyx, after receiver.pxi.
+
+cdef extern from "direct_io.h":
+    bint DIRECT_SEND "WSFAST_DIRECT_SEND"
+    Py_ssize_t direct_send "wsfast_direct_send"(long fd, const char *data, Py_ssize_t size)
+    double monotonic_now "wsfast_monotonic"()
+
+cdef extern from "Python.h":
+    const char *PyUnicode_AsUTF8AndSize(object text, Py_ssize_t *size) except NULL
+
+import logging
+from os import urandom
+
+from wsfast._stream_core import BURST_BYTES, MAX_READ_SIZE, MESSAGE_OVERHEAD
+from wsfast.exceptions import ConnectionClosed
+
+cdef Py_ssize_t _MAX_READ_SIZE = MAX_READ_SIZE
+cdef Py_ssize_t _MESSAGE_OVERHEAD = MESSAGE_OVERHEAD
+cdef double _BURST_BYTES = BURST_BYTES
+
+cdef enum:
+    KEY_POOL = 512  # random bytes fetched at once for mask keys: 128 messages' worth
+
+# Transports whose sends may go to their socket directly while they hold nothing: TCP as
+# asyncio's selector loop and uvloop make it (not TLS, not the proactor loop, not a
+# transport of another kind, which may buffer or frame on its own).
+_DIRECT_TRANSPORTS = frozenset({
+    ("asyncio.selector_events", "_SelectorSocketTransport"),
+    ("uvloop.loop", "TCPTransport"),
+    ("uvloop.loop", "UnixTransport"),
+})
+
+_logger = logging.getLogger("wsfast")
+cdef object _OPEN = None  # wsfast.protocol.State.OPEN, once a connection starts
+
+
+cdef object _open_state():
+    # wsfast.protocol imports this module: State is looked up once it is needed.
+    global _OPEN
+    if _OPEN is None:
+        from wsfast.protocol import State
+        _OPEN = State.OPEN
+    return _OPEN
+
+
+cdef _log_decode_failure(message, exc):
+    """Report a message that ``decode`` failed on, which no on_message gets."""
+    failure = DecodeError(message)
+    failure.__cause__ = exc
+    _logger.error("decode failed; the message is dropped", exc_info=failure)
+
+
+@cython.final
+@cython.auto_pickle(False)  # a connection's state
+cdef class Backlog:
+    """How many bytes the queued messages of a connection hold (see wsfast._backlog)."""
+
+    cdef readonly object _charges  # (messages, bytes) of each read, oldest first
+    cdef Py_ssize_t _messages  # messages charged and not yet forgotten
+    cdef readonly Py_ssize_t nbytes
+
+    def __cinit__(self):
+        self._charges = collections.deque()
+
+    def charge(self, Py_ssize_t messages, Py_ssize_t nbytes):
+        """``messages`` joined the end of the queue, holding ``nbytes`` in all."""
+        self._charge(messages, nbytes)
+
+    cdef int _charge(self, Py_ssize_t messages, Py_ssize_t nbytes) except -1:
+        self._charges.append((messages, nbytes))
+        self._messages += messages
+        self.nbytes += nbytes
+        return 0
+
+    def settle(self, Py_ssize_t queued):
+        """Forget the reads whose messages have all left a queue now ``queued`` long;
+        return ``nbytes``."""
+        return self._settle(queued)
+
+    cdef Py_ssize_t _settle(self, Py_ssize_t queued) except -1:
+        cdef Py_ssize_t taken = self._messages - queued
+        cdef Py_ssize_t messages
+        charges = self._charges
+        while charges:
+            messages = charges[0][0]
+            if messages > taken:
+                break
+            messages, nbytes = charges.popleft()
+            taken -= messages
+            self._messages -= messages
+            self.nbytes -= nbytes
+        return self.nbytes
+
+    def reset(self, Py_ssize_t messages=0, Py_ssize_t nbytes=0):
+        """The queue holds ``messages`` holding ``nbytes``, from now on one charge."""
+        self._charges.clear()
+        self._messages = self.nbytes = 0
+        if messages:
+            self._charge(messages, nbytes)
+
+
+@cython.auto_pickle(False)  # a live connection
+cdef class StreamCore(Receiver):
+    """The receive and send paths of an asyncio connection (see wsfast._stream_core)."""
+
+    cdef public object _conn
+    cdef public object _transport
+    cdef public object _view
+    cdef public object _window
+    cdef public bint _handshaking
+    cdef public bint _compressed
+    cdef public double _last_read
+    cdef public Py_ssize_t _unqueued
+    cdef public object _waiter
+    cdef readonly Backlog _backlog
+    cdef public double _high_water
+    cdef public bint _batching
+    cdef public object _on_message
+    cdef public object _callback_error
+    # The Connection's compiled parser, fed here while only plain frames come; else None.
+    cdef FrameParser _parser
+    cdef bint _plain_send  # a message goes out as one frame, uncompressed: framed here
+    cdef bint _masking  # a client's frames are masked
+    cdef bint _stale_controls  # the Connection's last_controls may be left from its last call
+    cdef long _fd  # the TCP socket written to while the transport holds nothing, or -1
+    cdef object _buffered  # the transport's get_write_buffer_size
+    cdef bytes _keys  # random bytes for mask keys, used from _key_pos on
+    cdef Py_ssize_t _key_pos
+
+    def __cinit__(self):  # takes no arguments: it ignores the subclass's
+        self._view = memoryview(b"")
+        self._handshaking = True
+        self._last_read = monotonic_now()
+        self._backlog = Backlog()
+        self._high_water = INFINITY
+        self._fd = -1
+        self._key_pos = KEY_POOL
+
+    # Set up ------------------------------------------------------------------------
+
+    def _attach(self, transport):
+        """The transport connected: reads come through it, and sends go to it."""
+        self._transport = transport
+        kind = type(transport)
+        if (
+            DIRECT_SEND
+            and (kind.__module__, kind.__qualname__) in _DIRECT_TRANSPORTS
+            and transport.get_extra_info("sslcontext") is None
+        ):
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                self._fd = sock.fileno()
+                self._buffered = transport.get_write_buffer_size
+
+    def _detach(self):
+        """The transport is gone: its socket may be closed, and its number reused."""
+        self._fd = -1
+        self._buffered = None
+
+    def _start_frames(self, connection):
+        """The handshake succeeded: from now on, bytes are frames for ``connection``."""
+        self._conn = connection
+        self._compressed = connection._deflate is not None
+        self._handshaking = False
+        self._masking = connection.client
+        self._plain_send = connection._deflate is None and connection.max_frame_size is None
+        parser = connection._parser
+        # The Connection checks a message limit below 125 bytes itself, frame by frame.
+        self._parser = parser if type(parser) is FrameParser and connection._fast_ok else None
+        self._stale_controls = True
+
+    # Receiving ---------------------------------------------------------------------
+
+    def _read_buffer(self, sizehint):
+        """Where the transport reads next: straight into a large payload arriving (the
+        codec's payload window, which saves copying it), else the read buffer."""
+        self._window = None  # a window not filled must go before the next one is made
+        if self._handshaking or (self._parser is not None and self._parser._payload == NULL):
+            return self._view  # no payload arriving: no window
+        window = self._conn.payload_window()
+        if window is not None:
+            self._window = window
+            return window
+        return self._view
+
+    def _data_received(self, Py_ssize_t nbytes):
+        self._last_read = monotonic_now()
+        self._unqueued += nbytes
+        window = self._window
+        if window is not None:
+            self._window = None
+            self._process_data(window[:nbytes])
+            return
+        view = self._view
+        if self._handshaking:
+            self._handshake_received(bytes(view[:nbytes]))
+        elif self._parser is not None and not self._batching:
+            self._receive_plain(view[:nbytes])
+        else:
+            self._process_data(view[:nbytes])
+        if nbytes == len(view) and nbytes < _MAX_READ_SIZE:
+            self._view = memoryview(bytearray(2 * nbytes))
+
+    def _process(self, data):
+        """Feed received bytes to the Connection and act on what it returns."""
+        self._process_data(data)
+
+    cdef int _process_data(self, data) except -1:
+        conn = self._conn
+        if self._batching:
+            self._receive_batch(data)
+            self._after_connection()
+            return 0
+        self._handled(conn.receive_data(data))
+        return 0
+
+    cdef int _receive_plain(self, data) except -1:
+        """What receive_data() does, without its frames while only whole messages come."""
+        conn = self._conn
+        if not (conn._receiving and conn._message_opcode is None and conn._arriving_text is None):
+            return self._handled(conn.receive_data(data))
+        parser = self._parser
+        try:
+            items = parser._feed(data, True, None)
+        except ProtocolError as exc:
+            conn.last_controls = 0
+            return self._handled(conn._failed(exc, conn._events))
+        if parser.last_frame_count or parser._payload != NULL or parser._head_len:
+            conn.last_controls = 0
+            return self._handled(conn._parsed(items))
+        if self._stale_controls:
+            conn.last_controls = 0
+            self._stale_controls = False
+        if items:  # only messages: nothing to answer
+            self._dispatch(items, False)
+        return 0
+
+    cdef int _handled(self, list events) except -1:
+        """Act on the events the Connection returned."""
+        controls = self._conn.last_controls
+        if controls:
+            self._stale_controls = True
+        if events:
+            self._dispatch(events, controls)
+        return self._after_connection()
+
+    cdef int _after_connection(self) except -1:
+        conn = self._conn
+        if conn.last_controls or conn.error is not None:  # else there is nothing to answer
+            self._after_receiving()
+        return 0
+
+    cdef int _dispatch(self, list events, bint controls) except -1:
+        if self._on_message is None:
+            return self._queue(events, controls)
+        return self._deliver(events, controls)
+
+    cdef int _queue(self, list events, bint controls) except -1:
+        cdef list queued = self._messages_only(events) if controls else events
+        cdef Py_ssize_t count = len(queued)
+        cdef Py_ssize_t nbytes
+        cdef double limit = self._high_water
+        if not count:
+            return 0
+        messages = self._messages
+        messages.extend(queued)
+        # Uncompressed, the bytes read since the last messages bound the payloads they
+        # completed: cheaper than adding up lengths.
+        nbytes = sum(map(len, queued)) if self._compressed else self._unqueued
+        self._unqueued = 0
+        self._backlog._charge(count, nbytes + _MESSAGE_OVERHEAD * count)
+        waiter = self._waiter  # done: woken by an earlier read, recv() has not run since
+        if waiter is not None and waiter.done() and _BURST_BYTES < limit:
+            limit = _BURST_BYTES
+        if self._backlog._settle(len(messages)) > limit and not self._reading_paused:
+            self._transport.pause_reading()
+            self._reading_paused = True
+            self._resume_below = len(messages) // 4
+        return self._wake()
+
+    cdef int _deliver(self, list events, bint controls) except -1:
+        """Hand each message to on_message; a callback that raises closes with 1011."""
+        cdef list delivered = self._messages_only(events) if controls else events
+        cdef Py_ssize_t index = 0
+        on_message = self._on_message
+        decode = self._decode_function
+        while self._callback_error is None and index < len(delivered):
+            event = delivered[index]
+            index += 1
+            if decode is not None:
+                try:
+                    event = decode(event)  # text comes as bytes with decode
+                except Exception as exc:
+                    _log_decode_failure(event, exc)
+                    continue
+            try:
+                on_message(self, event)
+            except Exception as exc:  # the application's callback: any failure closes with 1011
+                if not (isinstance(exc, ConnectionClosed) and self._conn.state is not _open_state()):
+                    self._callback_failed(exc)
+                # else it answered a message that came just before the close: go on
+        return 0
+
+    def _wake_receiver(self):
+        self._wake()
+
+    cdef int _wake(self) except -1:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        return 0
+
+    # Sending -----------------------------------------------------------------------
+
+    def send_nowait(self, message):
+        """Send a message as :meth:`send` does, without waiting: what the socket cannot
+        take yet waits in the transport's buffer, however much that is.
+
+        For plain functions such as an ``on_message`` callback; elsewhere prefer
+        ``await send()``, which lets a full buffer drain first.
+        """
+        cdef const char *text
+        cdef Py_ssize_t size
+        conn = self._conn
+        kind = type(message)
+        if self._plain_send and (kind is bytes or kind is str) and conn.state is _open_state():
+            if kind is bytes:
+                frame = self._frame(0x82, PyBytes_AS_STRING(message), PyBytes_GET_SIZE(message))
+            else:
+                text = PyUnicode_AsUTF8AndSize(message, &size)
+                frame = self._frame(0x81, text, size)
+        else:
+            conn.send(message)
+            frame = conn.data_to_send()
+        self._write(frame)
+
+    cdef bytes _frame(self, int first, const char *payload, Py_ssize_t size):
+        """A whole message's frame, masked with a fresh key by a client."""
+        cdef const unsigned char *key = NULL
+        if self._masking:
+            if self._key_pos == KEY_POOL:
+                self._keys = urandom(KEY_POOL)
+                self._key_pos = 0
+            key = <const unsigned char *>PyBytes_AS_STRING(self._keys) + self._key_pos
+            self._key_pos += 4
+        return _frame_bytes(first, <const unsigned char *>payload, size, key)
+
+    cdef int _write(self, bytes frame) except -1:
+        """Write ``frame`` to the socket while the transport holds nothing (what the
+        socket does not take goes to the transport), else to the transport."""
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(frame)
+        cdef Py_ssize_t sent
+        if self._fd >= 0 and size and not self._buffered():
+            sent = direct_send(self._fd, PyBytes_AS_STRING(frame), size)
+            if sent == size:
+                return 0
+            if sent > 0:
+                frame = frame[sent:]
+        self._transport.write(frame)
+        return 0
+
+    # What the subclass provides ----------------------------------------------------
+
+    def _handshake_received(self, data):
+        raise NotImplementedError
+
+    def _receive_batch(self, data):
+        raise NotImplementedError
+
+    def _messages_only(self, events):
+        raise NotImplementedError
+
+    def _after_receiving(self):
+        raise NotImplementedError
+
+    def _callback_failed(self, exc):
+        raise NotImplementedError
