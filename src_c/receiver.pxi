@@ -9,7 +9,7 @@ cdef extern from "subclass_slots.h":
 
 cdef extern from "receiving.h":
     ctypedef object (*step_func "wsfast_step")(object self, object arg, bint *yielded)
-    void install_send "wsfast_install_send"(object type, step_func step)
+    int install_send "wsfast_install_send"(object type, step_func step) except -1
     int coro_send "wsfast_coro_send"(object coro, object arg, PyObject **result) except -1
 
 from cpython.exc cimport PyErr_Clear, PyErr_ExceptionMatches
@@ -33,9 +33,10 @@ cdef enum:
 
 cdef enum:
     # The states of a _Receiving, as of a coroutine: not started, waiting in the
-    # subclass's _wait_for_messages(), finished.
+    # subclass's _wait_for_messages(), waiting on a future of its own, finished.
     RECEIVING_FRESH
     RECEIVING_WAITING
+    RECEIVING_PARKED
     RECEIVING_DONE
 
 
@@ -300,6 +301,20 @@ cdef class Receiver(_MessageQueue):
     def _resume_reading(self):
         raise NotImplementedError
 
+    # What _wait_for_messages(None) does, in the common case, without a coroutine: a
+    # subclass that can returns a future from _park(), woken once a message is queued or
+    # none will come (None: take the coroutine's way); _unpark() once it is done, which
+    # raises when no message came; _abandon() for a wait given up.
+
+    cdef object _park(self):
+        return None
+
+    cdef int _unpark(self) except -1:
+        return 0
+
+    cdef int _abandon(self, object future) except -1:
+        return 0
+
 
 @cython.final
 @cython.freelist(8)
@@ -309,9 +324,17 @@ cdef class _Receiving:
 
     cdef Receiver _receiver
     cdef object _timeout
-    cdef object _waiting  # the coroutine _wait_for_messages(), while it runs
+    cdef object _waiting  # the coroutine _wait_for_messages() while it runs, or the parked future
     cdef int _state
     cdef bint _iterating  # for __anext__: the end of the messages stops the iteration
+
+    def __dealloc__(self):
+        if self._state == RECEIVING_PARKED:  # dropped while it waited: the wait is over
+            self._state = RECEIVING_DONE
+            try:
+                self._receiver._abandon(self._waiting)
+            except BaseException:
+                pass  # it only forgets the future
 
     def __await__(self):
         return self
@@ -327,6 +350,10 @@ cdef class _Receiving:
         raise StopIteration(result)
 
     def throw(self, typ, val=None, tb=None):
+        if self._state == RECEIVING_PARKED:  # cancelled while parked: give the wait up
+            self._receiver._abandon(self._waiting)
+            self._waiting = None
+            self._state = RECEIVING_FRESH  # raised below, as into a coroutine not started
         if self._state == RECEIVING_WAITING:
             try:
                 # The one-argument form where it suffices: the others are deprecated.
@@ -346,8 +373,25 @@ cdef class _Receiving:
     def close(self):
         if self._state == RECEIVING_WAITING:
             self._waiting.close()
+        elif self._state == RECEIVING_PARKED:
+            self._receiver._abandon(self._waiting)
         self._state = RECEIVING_DONE
         self._waiting = None
+
+    cdef object _resume(self, bint *yielded):
+        """Go on once the parked future is done: take the message it woke for."""
+        future = self._waiting
+        if not future.done():  # stepped before it is: wait on
+            future._asyncio_future_blocking = True
+            yielded[0] = True
+            return future
+        self._waiting = None
+        try:
+            self._receiver._unpark()
+        except BaseException as exc:
+            self._failed(exc)
+            raise
+        return self._take()
 
     cdef object _forward(self, object arg, bint *yielded):
         """Send ``arg`` into the waiting coroutine; take the message once it returns."""
@@ -391,6 +435,8 @@ cdef class _Receiving:
 cdef object receiving_step(object awaitable, object arg, bint *yielded):
     """One step of a _Receiving, for both send() and the am_send slot."""
     cdef _Receiving receiving = <_Receiving>awaitable
+    if receiving._state == RECEIVING_PARKED:
+        return receiving._resume(yielded)
     if receiving._state == RECEIVING_WAITING:
         return receiving._forward(arg, yielded)
     if receiving._state == RECEIVING_DONE:
@@ -408,6 +454,14 @@ cdef object receiving_step(object awaitable, object arg, bint *yielded):
             receiving._state = RECEIVING_FRESH  # another thread raised it first
         if len(receiver._messages):
             return receiving._take()
+    if receiving._timeout is None:
+        future = receiver._park()
+        if future is not None:  # as `await future` would: asyncio's Task waits on it
+            receiving._state = RECEIVING_PARKED
+            receiving._waiting = future
+            future._asyncio_future_blocking = True
+            yielded[0] = True
+            return future
     receiving._state = RECEIVING_WAITING
     receiving._waiting = receiver._wait_for_messages(receiving._timeout)
     return receiving._forward(None, yielded)

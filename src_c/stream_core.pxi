@@ -15,9 +15,10 @@ cdef extern from "Python.h":
     const char *PyUnicode_AsUTF8AndSize(object text, Py_ssize_t *size) except NULL
 
 import logging
+from asyncio import get_running_loop
 from os import urandom
 
-from wsfast._stream_core import BURST_BYTES, MAX_READ_SIZE, MESSAGE_OVERHEAD
+from wsfast._stream_core import BURST_BYTES, MAX_READ_SIZE, MESSAGE_OVERHEAD, SEND_TIMEOUT
 from wsfast.exceptions import ConnectionClosed
 
 cdef Py_ssize_t _MAX_READ_SIZE = MAX_READ_SIZE
@@ -123,6 +124,9 @@ cdef class StreamCore(Receiver):
     cdef public bint _batching
     cdef public object _on_message
     cdef public object _callback_error
+    cdef public bint _receiving
+    cdef public bint _writing_paused
+    cdef object _new_future  # the loop's create_future
     # The Connection's compiled parser, fed here while only plain frames come; else None.
     cdef FrameParser _parser
     cdef bint _plain_send  # a message goes out as one frame, uncompressed: framed here
@@ -139,6 +143,7 @@ cdef class StreamCore(Receiver):
         self._last_read = monotonic_now()
         self._backlog = Backlog()
         self._high_water = INFINITY
+        self._receiving = True
         self._fd = -1
         self._key_pos = KEY_POOL
 
@@ -147,6 +152,7 @@ cdef class StreamCore(Receiver):
     def _attach(self, transport):
         """The transport connected: reads come through it, and sends go to it."""
         self._transport = transport
+        self._new_future = get_running_loop().create_future
         kind = type(transport)
         if (
             DIRECT_SEND
@@ -310,6 +316,31 @@ cdef class StreamCore(Receiver):
     def _wake_receiver(self):
         self._wake()
 
+    cdef object _park(self):
+        """What _wait_for_messages(None) does when no other coroutine waits, messages go to
+        the queue and more may come: a future, woken with the next read that queues."""
+        if (
+            self._on_message is not None
+            or self._batching
+            or not self._receiving
+            or self._waiter is not None
+            or self._new_future is None
+        ):
+            return None  # the coroutine's way: it raises, or unbatches, or waits for batches
+        future = self._waiter = self._new_future()
+        return future
+
+    cdef int _unpark(self) except -1:
+        self._waiter = None
+        if not len(self._messages) and not self._conn.batched:
+            raise self._closed_exception()
+        return 0
+
+    cdef int _abandon(self, object future) except -1:
+        if self._waiter is future:
+            self._waiter = None
+        return 0
+
     cdef int _wake(self) except -1:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -318,6 +349,23 @@ cdef class StreamCore(Receiver):
 
     # Sending -----------------------------------------------------------------------
 
+    def send(self, message, timeout=SEND_TIMEOUT):
+        """Send a message: text for a ``str``, binary for any bytes-like object.
+
+        The frame goes whole to the transport at once; then, if the transport's write
+        buffer is full, this waits until it drains. ``timeout`` (by default the
+        connection's ``send_timeout``; None: no limit) bounds that wait: past it the
+        peer counts as gone, the connection is dropped and TimeoutError raised (part of
+        the message may have left). Cancelling the wait never leaves a partial frame.
+        Raises :class:`~wsfast.ConnectionClosed` once closing has begun. What it returns
+        can be awaited or given to ``asyncio.create_task()``, like a coroutine.
+        """
+        cdef _Sending sending = _Sending.__new__(_Sending)
+        sending._core = self
+        sending._message = message
+        sending._timeout = timeout
+        return sending
+
     def send_nowait(self, message):
         """Send a message as :meth:`send` does, without waiting: what the socket cannot
         take yet waits in the transport's buffer, however much that is.
@@ -325,6 +373,9 @@ cdef class StreamCore(Receiver):
         For plain functions such as an ``on_message`` callback; elsewhere prefer
         ``await send()``, which lets a full buffer drain first.
         """
+        self._send(message)
+
+    cdef int _send(self, message) except -1:
         cdef const char *text
         cdef Py_ssize_t size
         conn = self._conn
@@ -338,7 +389,7 @@ cdef class StreamCore(Receiver):
         else:
             conn.send(message)
             frame = conn.data_to_send()
-        self._write(frame)
+        return self._write(frame)
 
     cdef bytes _frame(self, int first, const char *payload, Py_ssize_t size):
         """A whole message's frame, masked with a fresh key by a client."""
@@ -381,3 +432,98 @@ cdef class StreamCore(Receiver):
 
     def _callback_failed(self, exc):
         raise NotImplementedError
+
+    async def _drain(self, timeout):
+        raise NotImplementedError
+
+
+@cython.final
+@cython.freelist(8)
+@cython.auto_pickle(False)
+cdef class _Sending:
+    """The awaitable of one StreamCore.send(): a coroutine to asyncio, which sends when
+    it starts, and finishes at once unless the transport's buffer is full."""
+
+    cdef StreamCore _core
+    cdef object _message
+    cdef object _timeout
+    cdef object _waiting  # the coroutine _drain(), while the buffer drains
+    cdef int _state  # as a _Receiving's: RECEIVING_FRESH, _WAITING or _DONE
+
+    def __await__(self):
+        return self
+
+    def __next__(self):
+        return self.send(None)
+
+    def send(self, value):
+        cdef bint yielded = False
+        result = sending_step(self, value, &yielded)
+        if yielded:
+            return result
+        raise StopIteration(result)
+
+    def throw(self, typ, val=None, tb=None):
+        if self._state == RECEIVING_WAITING:
+            try:
+                value = self._waiting.throw(typ) if val is None and tb is None else self._waiting.throw(typ, val, tb)
+            except BaseException:
+                self._state = RECEIVING_DONE
+                self._waiting = None
+                raise
+            return value
+        self._state = RECEIVING_DONE
+        self._message = None
+        if val is None:
+            val = typ() if isinstance(typ, type) else typ
+        raise val.with_traceback(tb) if tb is not None else val
+
+    def close(self):
+        if self._state == RECEIVING_WAITING:
+            self._waiting.close()
+        self._state = RECEIVING_DONE
+        self._waiting = None
+        self._message = None
+
+    cdef object _forward(self, object arg, bint *yielded):
+        cdef PyObject *result = NULL
+        try:
+            if coro_send(self._waiting, arg, &result):
+                yielded[0] = True
+                value = <object>result
+                Py_XDECREF(result)
+                return value
+        except BaseException:
+            self._state = RECEIVING_DONE
+            self._waiting = None
+            raise
+        Py_XDECREF(result)  # the coroutine's None
+        self._state = RECEIVING_DONE
+        self._waiting = None
+        return None
+
+
+cdef object sending_step(object awaitable, object arg, bint *yielded):
+    """One step of a _Sending, for both send() and the am_send slot."""
+    cdef _Sending sending = <_Sending>awaitable
+    if sending._state == RECEIVING_WAITING:
+        return sending._forward(arg, yielded)
+    if sending._state == RECEIVING_DONE:
+        raise RuntimeError("cannot reuse already awaited coroutine")
+    if arg is not None:
+        raise TypeError("can't send non-None value to a just-started coroutine")
+    cdef StreamCore core = sending._core
+    message = sending._message
+    sending._message = None
+    sending._state = RECEIVING_DONE
+    core._send(message)
+    if not core._writing_paused:
+        return None
+    timeout = sending._timeout
+    sending._state = RECEIVING_WAITING
+    sending._waiting = core._drain(core._send_timeout if timeout is SEND_TIMEOUT else timeout)
+    return sending._forward(None, yielded)
+
+
+install_send(_Sending, sending_step)
+collections.abc.Coroutine.register(_Sending)

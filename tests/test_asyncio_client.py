@@ -571,6 +571,44 @@ def test_recv_timeout_keeps_the_message():
     run(main())
 
 
+def test_an_abandoned_recv_leaves_the_connection_usable():
+    # A recv() started, waiting, then dropped without being resumed or closed (its task
+    # gone): the wait is given up, and the next recv() is not refused.
+    async def main():
+        async with websockets_server() as url, connect(url) as ws:
+            for _ in range(3):
+                receiving = ws.recv()
+                waiting_on = receiving.send(None)  # as a Task's first step: it waits
+                assert isinstance(waiting_on, asyncio.Future)
+                del receiving, waiting_on
+            await ws.send("still served")
+            assert await ws.recv(timeout=5) == "still served"
+            receiving = ws.recv()
+            receiving.send(None)
+            receiving.close()  # closed while waiting: given up too
+            await ws.send("again")
+            assert await ws.recv(timeout=5) == "again"
+
+    run(main())
+
+
+def test_send_returns_a_coroutine_that_sends_when_it_runs():
+    async def main():
+        async with websockets_server() as url, connect(url) as ws:
+            unsent = ws.send("never")  # not awaited: nothing goes out
+            assert asyncio.iscoroutine(unsent)
+            unsent.close()
+            await asyncio.gather(ws.send("one"), asyncio.create_task(ws.send("two")))
+            assert sorted([await ws.recv(), await ws.recv()]) == ["one", "two"]
+            finished = ws.send("three")
+            await finished
+            with pytest.raises(RuntimeError):
+                await finished  # like a coroutine, it runs once
+            assert await ws.recv() == "three"
+
+    run(main())
+
+
 def test_concurrent_recv_is_refused():
     async def main():
         async with websockets_server() as url, connect(url) as ws:

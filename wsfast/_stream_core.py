@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from .protocol import Connection, _Event
 
-__all__ = ["BURST_BYTES", "MAX_READ_SIZE", "MESSAGE_OVERHEAD", "READ_SIZE", "StreamCore"]
+__all__ = ["BURST_BYTES", "MAX_READ_SIZE", "MESSAGE_OVERHEAD", "READ_SIZE", "SEND_TIMEOUT", "StreamCore"]
 
 logger = logging.getLogger("wsfast")
 
@@ -52,6 +52,10 @@ MESSAGE_OVERHEAD = 64
 # its first messages out of the cache. Reading resumes once it took three quarters.
 BURST_BYTES = 512 * 1024
 
+# Stands for "the connection's send_timeout" in send(), where None means no limit (typed
+# as the float | None it stands for).
+SEND_TIMEOUT: Any = object()
+
 
 class StreamCore(Receiver[M]):
     """The receive and send paths of an asyncio connection (see the module)."""
@@ -66,11 +70,13 @@ class StreamCore(Receiver[M]):
         "_high_water",
         "_last_read",
         "_on_message",
+        "_receiving",
         "_transport",
         "_unqueued",
         "_view",
         "_waiter",
         "_window",
+        "_writing_paused",
     )
 
     _on_message: Any  # Callable[[Self, M], object] | None, typed by the subclass
@@ -89,6 +95,8 @@ class StreamCore(Receiver[M]):
         self._waiter: asyncio.Future[None] | None = None  # of the coroutine waiting for a message
         self._backlog = Backlog()  # bytes of the queued messages and their overhead, or more
         self._high_water = math.inf  # the most bytes queued before reading pauses
+        self._receiving = True  # False once no more messages can arrive
+        self._writing_paused = False  # the transport's buffer is over its high-water mark
         self._batching = False  # messages are parsed into batches (recv_batch)
         self._on_message = None
         self._callback_error: Exception | None = None  # what on_message raised
@@ -205,6 +213,20 @@ class StreamCore(Receiver[M]):
 
     # Sending -----------------------------------------------------------------------
 
+    async def send(self, message: str | Buffer, timeout: float | None = SEND_TIMEOUT) -> None:
+        """Send a message: text for a ``str``, binary for any bytes-like object.
+
+        The frame goes whole to the transport at once; then, if the transport's write
+        buffer is full, this waits until it drains. ``timeout`` (by default the
+        connection's ``send_timeout``; None: no limit) bounds that wait: past it the
+        peer counts as gone, the connection is dropped and TimeoutError raised (part of
+        the message may have left). Cancelling the wait never leaves a partial frame.
+        Raises :class:`~wsfast.ConnectionClosed` once closing has begun.
+        """
+        self.send_nowait(message)
+        if self._writing_paused:
+            await self._drain(self._send_timeout if timeout is SEND_TIMEOUT else timeout)
+
     def send_nowait(self, message: str | Buffer) -> None:
         """Send a message as :meth:`send` does, without waiting: what the socket cannot
         take yet waits in the transport's buffer, however much that is.
@@ -231,6 +253,11 @@ class StreamCore(Receiver[M]):
         raise NotImplementedError
 
     def _callback_failed(self, exc: Exception) -> None:
+        raise NotImplementedError
+
+    _send_timeout: float | None
+
+    async def _drain(self, timeout: float | None) -> None:
         raise NotImplementedError
 
 

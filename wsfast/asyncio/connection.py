@@ -63,10 +63,6 @@ _BATCHED_OVERHEAD = 9
 
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 seconds: close with a reset
 
-# Stands for "the connection's send_timeout" in send(), where None means no limit (typed
-# as the float | None it stands for).
-_SEND_TIMEOUT: Any = object()
-
 
 class _Protocol(asyncio.BufferedProtocol):
     """Forwards asyncio's transport callbacks to a WebSocket, keeping them out of its API."""
@@ -139,12 +135,10 @@ class WebSocket(StreamCore[M]):
         "_lost_reason",
         "_opened",
         "_pings",
-        "_receiving",
         "_send_timeout",
         "_time",
         "_unsent_ping",
         "_unsent_pong",
-        "_writing_paused",
     )
 
     _on_message: Callable[[Self, M], object] | None
@@ -193,7 +187,6 @@ class WebSocket(StreamCore[M]):
 
         # Receiving: messages wait in the Receiver's _messages; _waiter wakes the coroutine
         # that waits for one; _receiving is False once no more messages can arrive.
-        self._receiving = True
         self._high_water = math.inf if max_queued_bytes is None else max_queued_bytes
         self._on_message = on_message
         self._decode = decode  # what recv(), recv_many(), async for and on_message get goes through it
@@ -201,7 +194,6 @@ class WebSocket(StreamCore[M]):
         # Sending: _writing_paused while the transport's buffer is over its high-water
         # mark; sends then wait in _drain_waiters.
         self._send_timeout = send_timeout
-        self._writing_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._pings: list[tuple[bytes, float, asyncio.Future[float]]] = []  # in sending order
         # A ping and a pong written while the buffer was full: until it drains, later
@@ -371,20 +363,6 @@ class WebSocket(StreamCore[M]):
         return exc
 
     # Sending -----------------------------------------------------------------------
-
-    async def send(self, message: str | Buffer, timeout: float | None = _SEND_TIMEOUT) -> None:
-        """Send a message: text for a ``str``, binary for any bytes-like object.
-
-        The frame goes whole to the transport at once; then, if the transport's write
-        buffer is full, this waits until it drains. ``timeout`` (by default the
-        connection's ``send_timeout``; None: no limit) bounds that wait: past it the
-        peer counts as gone, the connection is dropped and TimeoutError raised (part of
-        the message may have left). Cancelling the wait never leaves a partial frame.
-        Raises :class:`~wsfast.ConnectionClosed` once closing has begun.
-        """
-        self.send_nowait(message)
-        if self._writing_paused:
-            await self._drain(self._send_timeout if timeout is _SEND_TIMEOUT else timeout)
 
     def ping(self, payload: str | Buffer = b"") -> asyncio.Future[float]:
         """Send a ping; return a future that resolves with the round-trip time in seconds
