@@ -26,7 +26,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SANITIZE = "address,undefined,fuzzer-no-link"
-# The tests of the codec and of what drives it hardest: a few minutes under ASan.
+# The tests of the codec, of what drives it hardest and of the compiled asyncio connection:
+# a few minutes under ASan.
 CODEC_TESTS = [
     "test_frame.py",
     "test_parser.py",
@@ -43,6 +44,9 @@ CODEC_TESTS = [
     "test_deflate.py",
     "test_receiver.py",
     "test_threads.py",
+    "test_backlog.py",
+    "test_asyncio_client.py",
+    "test_asyncio_send_path.py",
 ]
 
 

@@ -1374,18 +1374,35 @@ Streaming frame parser: feed it bytes in any chunking, get complete frames back.
 
     cdef list _feed_owned(self, object data, bint messages, BatchBuilder batch):
         cdef Py_buffer view
-        cdef list frames = []
         if self._error is not None:
             self._raise_again()
         _get_bytes(data, &view)  # a bad argument changes nothing
+        try:
+            return self._feed_bytes(<const unsigned char *>view.buf, view.len, messages, batch)
+        finally:
+            PyBuffer_Release(&view)
+
+    cdef list _feed_messages_at(self, const unsigned char *buf, Py_ssize_t n):
+        """feed_messages() of the ``n`` bytes at ``buf``, which the caller keeps alive:
+        for the compiled asyncio connection, which reads into a buffer of its own."""
+        _enter(self, &self._busy)
+        try:
+            if self._error is not None:
+                self._raise_again()
+            return self._feed_bytes(buf, n, True, None)
+        finally:
+            _leave(self, &self._busy)
+
+    cdef list _feed_bytes(self, const unsigned char *buf, Py_ssize_t n, bint messages, BatchBuilder batch):
+        cdef list frames = []
         self._messages = messages
         self._inline = messages and self.inflater is not None and not self._open
         self._batch = batch
         self.last_frame_count = 0
         self.last_batch_count = 0
         try:
-            if view.len:  # an empty buffer may have no memory at all
-                self._parse(<const unsigned char *>view.buf, view.len, frames)
+            if n:  # an empty buffer may have no memory at all
+                self._parse(buf, n, frames)
         except (ProtocolError, UnicodeDecodeError, MemoryError) as exc:
             raise self._fail(exc, frames) from None
         except BaseException:
@@ -1394,7 +1411,6 @@ Streaming frame parser: feed it bytes in any chunking, get complete frames back.
             raise
         finally:
             self._batch = None
-            PyBuffer_Release(&view)
         return frames
 
     cdef object _fail(self, BaseException exc, list frames):

@@ -13,6 +13,7 @@ cdef extern from "direct_io.h":
 
 cdef extern from "Python.h":
     const char *PyUnicode_AsUTF8AndSize(object text, Py_ssize_t *size) except NULL
+    Py_buffer *PyMemoryView_GET_BUFFER(object view)
 
 import logging
 from asyncio import get_running_loop
@@ -132,6 +133,9 @@ cdef class StreamCore(Receiver):
     cdef bint _plain_send  # a message goes out as one frame, uncompressed: framed here
     cdef bint _masking  # a client's frames are masked
     cdef bint _stale_controls  # the Connection's last_controls may be left from its last call
+    # The last read parsed only whole messages, so the Connection stands where it stood:
+    # receiving, no fragmented message open, no text frame half checked.
+    cdef bint _settled
     cdef long _fd  # the TCP socket written to while the transport holds nothing, or -1
     cdef object _buffered  # the transport's get_write_buffer_size
     cdef bytes _keys  # random bytes for mask keys, used from _key_pos on
@@ -166,12 +170,14 @@ cdef class StreamCore(Receiver):
 
     def _detach(self):
         """The transport is gone: its socket may be closed, and its number reused."""
+        self._settled = False
         self._fd = -1
         self._buffered = None
 
     def _start_frames(self, connection):
         """The handshake succeeded: from now on, bytes are frames for ``connection``."""
         self._conn = connection
+        self._settled = False
         self._compressed = connection._deflate is not None
         self._handshaking = False
         self._masking = connection.client
@@ -206,8 +212,8 @@ cdef class StreamCore(Receiver):
         view = self._view
         if self._handshaking:
             self._handshake_received(bytes(view[:nbytes]))
-        elif self._parser is not None and not self._batching:
-            self._receive_plain(view[:nbytes])
+        elif self._parser is not None and not self._batching and type(view) is memoryview:
+            self._receive_plain(view, nbytes)
         else:
             self._process_data(view[:nbytes])
         if nbytes == len(view) and nbytes < _MAX_READ_SIZE:
@@ -219,6 +225,7 @@ cdef class StreamCore(Receiver):
 
     cdef int _process_data(self, data) except -1:
         conn = self._conn
+        self._settled = False
         if self._batching:
             self._receive_batch(data)
             self._after_connection()
@@ -226,14 +233,17 @@ cdef class StreamCore(Receiver):
         self._handled(conn.receive_data(data))
         return 0
 
-    cdef int _receive_plain(self, data) except -1:
-        """What receive_data() does, without its frames while only whole messages come."""
+    cdef int _receive_plain(self, view, Py_ssize_t nbytes) except -1:
+        """What receive_data() does with the first ``nbytes`` of the read buffer ``view``,
+        without its Python frames while only whole messages come."""
         conn = self._conn
-        if not (conn._receiving and conn._message_opcode is None and conn._arriving_text is None):
-            return self._handled(conn.receive_data(data))
+        if not self._settled:
+            if not (conn._receiving and conn._message_opcode is None and conn._arriving_text is None):
+                return self._handled(conn.receive_data(view[:nbytes]))
+            self._settled = True
         parser = self._parser
-        try:
-            items = parser._feed(data, True, None)
+        try:  # the view keeps the buffer alive meanwhile
+            items = parser._feed_messages_at(<const unsigned char *>PyMemoryView_GET_BUFFER(view).buf, nbytes)
         except ProtocolError as exc:
             conn.last_controls = 0
             return self._handled(conn._failed(exc, conn._events))
@@ -249,6 +259,7 @@ cdef class StreamCore(Receiver):
 
     cdef int _handled(self, list events) except -1:
         """Act on the events the Connection returned."""
+        self._settled = False  # it may have moved
         controls = self._conn.last_controls
         if controls:
             self._stale_controls = True

@@ -10,8 +10,9 @@ import time
 
 import pytest
 
-from peers import Peer, RawServer, accept_response, close_politely, frame
+from peers import Peer, RawServer, accept_response, close_politely, elapsed, frame, silent
 from wsfast import _io
+from wsfast._stream import READ_SLICE
 from wsfast.client import Client, connect
 from wsfast.enums import Opcode
 from wsfast.exceptions import (
@@ -515,6 +516,42 @@ def test_recv_timeout_leaves_the_connection_usable(echo_url):
             ws.recv_frame(timeout=0.01)
         ws.send("after the timeouts")
         assert ws.recv_frame(timeout=TIMEOUT).payload == b"after the timeouts"
+
+
+@pytest.mark.parametrize("timeout", [0.2, READ_SLICE * 2.3])
+def test_reads_that_wait_in_recv_keep_every_deadline(timeout):
+    # A plain TCP connection's reads wait inside recv() itself, a slice at a time: a
+    # timeout shorter than a slice, or one that ends within the last slice, still ends
+    # the wait on time, and the connection stays usable.
+    with RawServer(silent) as server, connect(server.url, ping_interval=None, close_timeout=0.3) as ws:
+        assert ws._stream.waits_in_read
+        start = time.monotonic()
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=timeout)
+        assert timeout <= elapsed(start) < timeout + READ_SLICE / 2
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=0)
+
+
+def test_a_thread_blocked_in_recv_wakes_when_another_one_aborts():
+    # The reader waits inside recv() with no deadline; closing from another thread, to a
+    # peer that never answers, ends that wait once close_timeout passes.
+    with RawServer(silent) as server, connect(server.url, ping_interval=None, close_timeout=0.3) as ws:
+        failure: list[BaseException] = []
+
+        def read() -> None:
+            try:
+                ws.recv()
+            except BaseException as exc:  # noqa: BLE001 - reported to the test
+                failure.append(exc)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        time.sleep(0.1)  # in recv() by now, or about to be: either way it must end
+        ws.close()
+        reader.join(TIMEOUT)
+        assert not reader.is_alive()
+        assert isinstance(failure[0], ConnectionClosed)
 
 
 def test_recv_timeout_with_a_partial_frame_keeps_it():

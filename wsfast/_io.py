@@ -23,7 +23,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from ._codec import BlockingReceiver
-from ._stream import Stream, seconds_until, wait
+from ._stream import READ_SLICE, Stream, seconds_until, wait
 from ._typing import M
 from .batch import DEFAULT_MAX_BYTES, Batch
 from .deflate import DeflateParams
@@ -149,6 +149,7 @@ class WebSocket(BlockingReceiver[M]):
             raise ValueError("decode takes bytes: it needs a Connection(text_as_bytes=True)")
         if not isinstance(stream, Stream):
             stream = Stream(stream)
+        stream.wait_in_reads()  # the handshake is done: reads may wait in recv() itself
         self._stream = stream
         self._conn = connection
         self._keepalive = Keepalive(ping_interval, ping_timeout, monotonic())
@@ -359,18 +360,22 @@ class WebSocket(BlockingReceiver[M]):
         # Wait first, unless the last read suggests more is there: one system call fewer.
         ready = self._full or stream.buffered
         while True:
+            wait = False  # the read itself waits (a slice at most)
             if not ready:
                 # Replies that could not go out yet leave once the socket takes them.
                 unsent = stream.unsent
-                if not stream.wait_readable(seconds_until(deadline), write=unsent > 0 and not stream.write_needs_read):
+                timeout = seconds_until(deadline)
+                if stream.waits_in_read and not unsent and (timeout is None or timeout >= READ_SLICE):
+                    wait = True
+                elif not stream.wait_readable(timeout, write=unsent > 0 and not stream.write_needs_read):
                     return False
-                if unsent:
+                elif unsent:
                     self._send_replies()
             try:
                 if window is None:
-                    size = stream.read_into(self._buffer)
+                    size = stream.read_into(self._buffer, wait=wait)
                 else:
-                    size = stream.read_into_pair(window, self._view[:_TAIL_SIZE])
+                    size = stream.read_into_pair(window, self._view[:_TAIL_SIZE], wait=wait)
             except OSError as exc:  # a reset or a TLS error: the connection is gone
                 logger.debug("read failed: %r", exc)
                 size = 0

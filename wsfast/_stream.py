@@ -1,9 +1,11 @@
 """Non-blocking byte streams under the blocking connections: TCP, or TLS over TCP.
 
-A stream never blocks. Reading returns None when nothing is ready; writing queues what
-the socket cannot take yet and :meth:`Stream.flush` sends as much as it takes now. The
-connection waits with :func:`wait` (``poll``), always with a deadline, and never while
-holding a lock, so a thread sending to a peer that stopped reading delays no other thread.
+A stream never blocks, but in a read asked to wait. Reading returns None when nothing is
+ready; writing queues what the socket cannot take yet and :meth:`Stream.flush` sends as
+much as it takes now. The connection waits with :func:`wait` (``poll``), always with a
+deadline, and never while holding a lock, so a thread sending to a peer that stopped
+reading delays no other thread; over plain TCP its reading thread may instead wait in the
+read itself, a slice at a time (:meth:`Stream.wait_in_reads`).
 
 For TLS, one read decrypts every record that is ready, where one call of an
 ``ssl.SSLSocket`` returns at most one record (16 KiB); a record that arrived only in part
@@ -36,6 +38,13 @@ _TLS_BATCH = 256 * 1024
 _LINGER_RESET = struct.pack("HH" if sys.platform == "win32" else "ii", 1, 0)
 # What one send() call hands the kernel at most: larger slices only cost copying.
 _SEND_SLICE = 4 * 1024 * 1024
+# A plain TCP stream's reading thread may wait inside recv() itself (SO_RCVTIMEO on a
+# blocking socket, every other call made with MSG_DONTWAIT): one system call per read
+# instead of poll() and then recv(). It waits at most this long at a time, then the
+# caller looks at its deadline again; it polls for waits shorter than this.
+READ_SLICE = 1.0
+_CAN_WAIT_IN_READ = sys.platform != "win32" and hasattr(socket, "MSG_DONTWAIT") and hasattr(socket, "SO_RCVTIMEO")
+_TIMEVAL_SLICE = struct.pack("ll", int(READ_SLICE), int(READ_SLICE % 1 * 1e6))
 
 
 if hasattr(select, "poll"):
@@ -80,9 +89,11 @@ class Stream:
 
     tls = False
     write_needs_read = False  # a TLS write waits for the peer's handshake data first
+    waits_in_read = False  # read_into(wait=True) waits up to READ_SLICE (see wait_in_reads())
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
+        self._dont_wait = 0  # the flags of every call that must not wait: MSG_DONTWAIT once reads may
         self.sock = sock
         self._lock = threading.Lock()  # guards the queue (and the TLS object)
         self._queue: collections.deque[memoryview] = collections.deque()
@@ -99,6 +110,21 @@ class Stream:
 
     def getpeername(self) -> Any:
         return self.sock.getpeername()
+
+    def wait_in_reads(self) -> None:
+        """Let :meth:`read_into` and :meth:`read_into_pair` wait inside the system call
+        when asked to (plain TCP where the platform allows; otherwise nothing changes):
+        the socket becomes blocking, with a receive timeout of READ_SLICE, and every
+        other call on it is made with MSG_DONTWAIT."""
+        if not _CAN_WAIT_IN_READ or self.tls:
+            return
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _TIMEVAL_SLICE)
+        except OSError:
+            return  # an unusual socket: it keeps polling
+        self._dont_wait = socket.MSG_DONTWAIT
+        self.sock.setblocking(True)
+        self.waits_in_read = True
 
     # Reading -----------------------------------------------------------------------
 
@@ -123,20 +149,21 @@ class Stream:
         """True when bytes may be readable without waiting for the socket."""
         return False
 
-    def read_into(self, view: Buffer) -> int | None:
+    def read_into(self, view: Buffer, *, wait: bool = False) -> int | None:
         """Read into ``view``; the byte count, 0 at the end of the stream, None when
-        nothing is ready. Raises OSError when the connection broke."""
+        nothing is ready. Raises OSError when the connection broke. With ``wait``, on a
+        stream that :attr:`waits_in_read`, it waits up to READ_SLICE for bytes first."""
         try:
-            return self.sock.recv_into(view)
-        except BlockingIOError:
+            return self.sock.recv_into(view, 0, 0 if wait else self._dont_wait)
+        except BlockingIOError:  # nothing yet (or the slice passed)
             return None
 
-    def read_into_pair(self, first: memoryview, second: memoryview) -> int | None:
+    def read_into_pair(self, first: memoryview, second: memoryview, *, wait: bool = False) -> int | None:
         """Like :meth:`read_into`, filling ``first`` before ``second`` in one call."""
         if not hasattr(self.sock, "recvmsg_into"):  # Windows
-            return self.read_into(first)
+            return self.read_into(first, wait=wait)
         try:
-            return self.sock.recvmsg_into([first, second])[0]
+            return self.sock.recvmsg_into([first, second], 0, 0 if wait else self._dont_wait)[0]
         except BlockingIOError:
             return None
 
@@ -153,7 +180,7 @@ class Stream:
                 return self._enqueue(data)
             view = memoryview(data).cast("B")
             try:
-                count = self.sock.send(view[:_SEND_SLICE])
+                count = self.sock.send(view[:_SEND_SLICE], self._dont_wait)
             except OSError:  # full (flush() retries), or broken (flush() raises)
                 count = 0
             self._queued += count
@@ -186,7 +213,7 @@ class Stream:
             while queue:
                 head = queue[0]
                 try:
-                    count = self.sock.send(head[:_SEND_SLICE])
+                    count = self.sock.send(head[:_SEND_SLICE], self._dont_wait)
                 except BlockingIOError:
                     return False
                 self._sent += count
@@ -293,7 +320,7 @@ class TLSStream(Stream):
     def buffered(self) -> bool:
         return self._eof or self.sock.pending() > 0
 
-    def read_into(self, view: Buffer) -> int | None:
+    def read_into(self, view: Buffer, *, wait: bool = False) -> int | None:  # TLS never waits in reads
         """Decrypt every TLS record that is ready into ``view`` (one call of the socket's
         reads at most one record); the byte count, 0 at the end, None when none is ready."""
         view = memoryview(view)  # slices of it are where records go, not copies
@@ -316,7 +343,7 @@ class TLSStream(Stream):
             return filled
         return 0 if self._eof else None
 
-    def read_into_pair(self, first: memoryview, second: memoryview) -> int | None:
+    def read_into_pair(self, first: memoryview, second: memoryview, *, wait: bool = False) -> int | None:
         count = self.read_into(first)
         if count == len(first):  # the payload's window is full: go on into the read buffer
             more = self.read_into(second)

@@ -92,6 +92,8 @@ CASES = (
     Case("echo-256-deflate", "echo", 20_000, 256, "req/s", json=True, deflate=True),
     Case("tick-latency-10k", "latency", 40_000, 100, "us p99", rate=10_000),
     Case("tick-latency-100k", "latency", 400_000, 100, "us p99", rate=100_000),
+    # 2 seconds: a client that does not keep up falls behind by a million ticks a second.
+    Case("tick-latency-1m", "latency", 2_000_000, 100, "us p99", rate=1_000_000),
     Case("uvicorn-feed-100", "feed", 200_000, 100, uvicorn=True),
     Case("uvicorn-echo-256", "echo", 20_000, 256, "req/s", uvicorn=True),
     Case("mask-16", "codec", unit="calls/s"),
