@@ -19,7 +19,7 @@ import logging
 from asyncio import get_running_loop
 from os import urandom
 
-from wsfast._stream_core import BURST_BYTES, MAX_READ_SIZE, MESSAGE_OVERHEAD, SEND_TIMEOUT
+from wsfast._stream_core import BURST_BYTES, MAX_READ_SIZE, MESSAGE_OVERHEAD, SEND_TIMEOUT, deliver
 from wsfast.exceptions import ConnectionClosed
 
 cdef Py_ssize_t _MAX_READ_SIZE = MAX_READ_SIZE
@@ -28,6 +28,9 @@ cdef double _BURST_BYTES = BURST_BYTES
 
 cdef enum:
     KEY_POOL = 512  # random bytes fetched at once for mask keys: 128 messages' worth
+    # The most messages of one read handed to on_message from here: more go through
+    # wsfast._stream_core.deliver(), whose calls, from Python, cost less each.
+    DELIVERED_FROM_C = 4
 
 # Transports whose sends may go to their socket directly while they hold nothing: TCP as
 # asyncio's selector loop and uvloop make it (not TLS, not the proactor loop, not a
@@ -305,6 +308,9 @@ cdef class StreamCore(Receiver):
         """Hand each message to on_message; a callback that raises closes with 1011."""
         cdef list delivered = self._messages_only(events) if controls else events
         cdef Py_ssize_t index = 0
+        if len(delivered) > DELIVERED_FROM_C:
+            deliver(self, delivered)
+            return 0
         on_message = self._on_message
         decode = self._decode_function
         while self._callback_error is None and index < len(delivered):

@@ -186,25 +186,7 @@ class StreamCore(Receiver[M]):
         """Hand each message to on_message; a callback that raises closes with 1011."""
         delivered: list[str | bytes]
         delivered = self._messages_only(events) if self._conn.last_controls else events  # type: ignore[assignment]  # no control event
-        on_message = self._on_message
-        decode = self._decode
-        remaining = iter(delivered)  # where to go on from after a callback raised
-        event: Any  # bytes with decode, then decoded: M, as each message is without decode
-        while self._callback_error is None:
-            try:
-                for event in remaining:
-                    if decode is not None:
-                        try:
-                            event = decode(event)  # text comes as bytes with decode
-                        except Exception as exc:  # noqa: BLE001 - the application's decoder
-                            log_decode_failure(event, exc)
-                            continue
-                    on_message(self, event)
-                return
-            except Exception as exc:  # noqa: BLE001 - the application's callback: any failure closes with 1011
-                if not (isinstance(exc, ConnectionClosed) and self._conn.state is not _open_state()):
-                    self._callback_failed(exc)
-                # else it answered a message that came just before the close: go on
+        deliver(self, delivered)
 
     def _wake_receiver(self) -> None:
         waiter = self._waiter
@@ -259,6 +241,32 @@ class StreamCore(Receiver[M]):
 
     async def _drain(self, timeout: float | None) -> None:
         raise NotImplementedError
+
+
+def deliver(ws: StreamCore[Any], messages: list[str | bytes]) -> None:
+    """Hand each of ``messages`` to ``ws``'s on_message (decoded with its decode); a
+    callback that raises closes with 1011. The compiled twin calls this too, for the
+    messages of a read that brought many: from Python, each call of a Python callback
+    costs less than from C (it needs no new run of the interpreter's loop)."""
+    on_message = ws._on_message
+    decode = ws._decode
+    remaining = iter(messages)  # where to go on from after a callback raised
+    event: Any  # bytes with decode, then decoded: M, as each message is without decode
+    while ws._callback_error is None:
+        try:
+            for event in remaining:
+                if decode is not None:
+                    try:
+                        event = decode(event)  # text comes as bytes with decode
+                    except Exception as exc:  # noqa: BLE001 - the application's decoder
+                        log_decode_failure(event, exc)
+                        continue
+                on_message(ws, event)
+            return
+        except Exception as exc:  # noqa: BLE001 - the application's callback: any failure closes with 1011
+            if not (isinstance(exc, ConnectionClosed) and ws._conn.state is not _open_state()):
+                ws._callback_failed(exc)
+            # else it answered a message that came just before the close: go on
 
 
 def _open_state() -> Any:
