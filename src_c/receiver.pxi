@@ -329,7 +329,9 @@ cdef class _Receiving:
     cdef bint _iterating  # for __anext__: the end of the messages stops the iteration
 
     def __dealloc__(self):
-        if self._state == RECEIVING_PARKED:  # dropped while it waited: the wait is over
+        # Dropped while it waited: the wait is over. (The collector may have cleared the
+        # receiver first, breaking a cycle: then nobody waits on it any more.)
+        if self._state == RECEIVING_PARKED and self._receiver is not None:
             self._state = RECEIVING_DONE
             try:
                 self._receiver._abandon(self._waiting)
