@@ -103,10 +103,12 @@ class Peer:
 
 
 @contextlib.asynccontextmanager
-async def raw_server(script, codec=None):
+async def raw_server(script, codec=None, receive_buffer=None):
     """A server that completes the handshake, then runs ``await script(peer)``.
 
     Yields (url, done): ``done`` is a future with what the script returned or raised.
+    With ``receive_buffer``, its sockets' SO_RCVBUF: a peer that does not read is full
+    sooner.
     """
     codec = codec or importlib.import_module("wsfast._pure")
     done = asyncio.get_running_loop().create_future()
@@ -127,7 +129,10 @@ async def raw_server(script, codec=None):
         finally:
             writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    listener = socket.create_server(("127.0.0.1", 0))
+    if receive_buffer is not None:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)  # accepted sockets inherit it
+    server = await asyncio.start_server(handle, sock=listener)
     async with server:
         port = server.sockets[0].getsockname()[1]
         yield f"ws://127.0.0.1:{port}/", done

@@ -5,7 +5,6 @@ closed connection never writes to a socket that took its number; each frame has 
 mask key. On asyncio's loop and uvloop's, over raw sockets on 127.0.0.1."""
 
 import asyncio
-import contextlib
 import os
 import socket
 import struct
@@ -13,9 +12,9 @@ import struct
 import pytest
 
 import wsfast.asyncio
+from test_asyncio_client import raw_server
 from wsfast import Opcode
 from wsfast.exceptions import ConnectionClosed
-from wsfast.handshake import ServerHandshake
 
 LOOPS = ["asyncio", "uvloop"]
 
@@ -57,34 +56,11 @@ def frames_of(data):
     return frames, data[pos:]
 
 
-@contextlib.asynccontextmanager
-async def quiet_server(script):
-    """A raw server that completes the handshake, then runs ``await script(reader, writer)``
-    with a small receive buffer, so that a peer that does not read is soon full. Yields
-    (url, done), ``done`` resolving to what the script returned."""
-    done = asyncio.get_running_loop().create_future()
-
-    async def handle(reader, writer):
-        handshake = ServerHandshake()
-        try:
-            while not handshake.receive_data(await reader.read(65536)):
-                if reader.at_eof():
-                    return
-            writer.write(handshake.response())
-            result = await script(reader, writer, handshake.leftover)
-            if not done.done():
-                done.set_result(result)
-        except Exception as exc:  # noqa: BLE001 - reported to the test through ``done``
-            if not done.done():
-                done.set_exception(exc)
-        finally:
-            writer.close()
-
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # inherited by accepted sockets
-    server = await asyncio.start_server(handle, sock=listener)
-    async with server:
-        yield f"ws://127.0.0.1:{listener.getsockname()[1]}/", done
+def quiet_server(script):
+    """A raw server (see test_asyncio_client) whose sockets have a small receive buffer,
+    so that a peer that does not read is soon full; ``script`` gets the peer's reader,
+    writer and the bytes that came with the handshake."""
+    return raw_server(lambda peer: script(peer.reader, peer.writer, peer.handshake.leftover), receive_buffer=4096)
 
 
 async def read_frames(reader, leftover, count):
