@@ -11,6 +11,8 @@ cdef extern from "direct_io.h":
     Py_ssize_t direct_send "wsfast_direct_send"(long fd, const char *data, Py_ssize_t size)
     double monotonic_now "wsfast_monotonic"()
 
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+
 cdef extern from "Python.h":
     const char *PyUnicode_AsUTF8AndSize(object text, Py_ssize_t *size) except NULL
     Py_buffer *PyMemoryView_GET_BUFFER(object view)
@@ -27,6 +29,7 @@ cdef Py_ssize_t _MESSAGE_OVERHEAD = MESSAGE_OVERHEAD
 cdef double _BURST_BYTES = BURST_BYTES
 
 cdef enum:
+    SMALL_RING = 64  # charges a Backlog keeps room for once its queue is empty
     KEY_POOL = 512  # random bytes fetched at once for mask keys: 128 messages' worth
     # The most messages of one read handed to on_message from here: more go through
     # wsfast._stream_core.deliver(), whose calls, from Python, cost less each.
@@ -61,26 +64,62 @@ cdef _log_decode_failure(message, exc):
     _logger.error("decode failed; the message is dropped", exc_info=failure)
 
 
+cdef struct _Charge:
+    Py_ssize_t messages
+    Py_ssize_t nbytes
+
+
 @cython.final
 @cython.auto_pickle(False)  # a connection's state
 cdef class Backlog:
-    """How many bytes the queued messages of a connection hold (see wsfast._backlog)."""
+    """How many bytes the queued messages of a connection hold (see wsfast._backlog).
+    The charges of the reads wait in a ring of C structs: no tuple per read."""
 
-    cdef readonly object _charges  # (messages, bytes) of each read, oldest first
+    cdef _Charge *_ring  # the charges, oldest at _head; NULL while there are none
+    cdef Py_ssize_t _capacity
+    cdef Py_ssize_t _head
+    cdef Py_ssize_t _count
     cdef Py_ssize_t _messages  # messages charged and not yet forgotten
     cdef readonly Py_ssize_t nbytes
 
-    def __cinit__(self):
-        self._charges = collections.deque()
+    def __dealloc__(self):
+        PyMem_Free(self._ring)
+
+    @property
+    def _charges(self):
+        """The charges, oldest first, as (messages, bytes)."""
+        return [
+            (self._ring[(self._head + k) % self._capacity].messages, self._ring[(self._head + k) % self._capacity].nbytes)
+            for k in range(self._count)
+        ]
 
     def charge(self, Py_ssize_t messages, Py_ssize_t nbytes):
         """``messages`` joined the end of the queue, holding ``nbytes`` in all."""
         self._charge(messages, nbytes)
 
     cdef int _charge(self, Py_ssize_t messages, Py_ssize_t nbytes) except -1:
-        self._charges.append((messages, nbytes))
+        cdef _Charge *slot
+        if self._count == self._capacity:
+            self._grow()
+        slot = &self._ring[(self._head + self._count) % self._capacity]
+        slot.messages = messages
+        slot.nbytes = nbytes
+        self._count += 1
         self._messages += messages
         self.nbytes += nbytes
+        return 0
+
+    cdef int _grow(self) except -1:
+        cdef Py_ssize_t capacity = max(8, 2 * self._capacity)
+        cdef _Charge *ring = <_Charge *>PyMem_Malloc(capacity * sizeof(_Charge))
+        if ring == NULL:
+            raise MemoryError()
+        for k in range(self._count):
+            ring[k] = self._ring[(self._head + k) % self._capacity]
+        PyMem_Free(self._ring)
+        self._ring = ring
+        self._capacity = capacity
+        self._head = 0
         return 0
 
     def settle(self, Py_ssize_t queued):
@@ -90,22 +129,31 @@ cdef class Backlog:
 
     cdef Py_ssize_t _settle(self, Py_ssize_t queued) except -1:
         cdef Py_ssize_t taken = self._messages - queued
-        cdef Py_ssize_t messages
-        charges = self._charges
-        while charges:
-            messages = charges[0][0]
-            if messages > taken:
+        cdef _Charge *oldest
+        while self._count:
+            oldest = &self._ring[self._head]
+            if oldest.messages > taken:
                 break
-            messages, nbytes = charges.popleft()
-            taken -= messages
-            self._messages -= messages
-            self.nbytes -= nbytes
+            taken -= oldest.messages
+            self._messages -= oldest.messages
+            self.nbytes -= oldest.nbytes
+            self._head = (self._head + 1) % self._capacity
+            self._count -= 1
+        if not self._count and self._capacity > SMALL_RING:
+            self._forget_ring()  # a burst of reads is over: give its memory back
         return self.nbytes
+
+    cdef void _forget_ring(self) noexcept:
+        PyMem_Free(self._ring)
+        self._ring = NULL
+        self._capacity = self._head = self._count = 0
 
     def reset(self, Py_ssize_t messages=0, Py_ssize_t nbytes=0):
         """The queue holds ``messages`` holding ``nbytes``, from now on one charge."""
-        self._charges.clear()
+        self._head = self._count = 0
         self._messages = self.nbytes = 0
+        if self._capacity > SMALL_RING:
+            self._forget_ring()
         if messages:
             self._charge(messages, nbytes)
 
@@ -131,6 +179,7 @@ cdef class StreamCore(Receiver):
     cdef public bint _receiving
     cdef public bint _writing_paused
     cdef object _new_future  # the loop's create_future
+    cdef object _extend  # the queue's bound extend
     # The Connection's compiled parser, fed here while only plain frames come; else None.
     cdef FrameParser _parser
     cdef bint _plain_send  # a message goes out as one frame, uncompressed: framed here
@@ -153,6 +202,7 @@ cdef class StreamCore(Receiver):
         self._receiving = True
         self._fd = -1
         self._key_pos = KEY_POOL
+        self._extend = self._messages.extend
 
     # Set up ------------------------------------------------------------------------
 
@@ -288,21 +338,26 @@ cdef class StreamCore(Receiver):
         cdef double limit = self._high_water
         if not count:
             return 0
+        cdef bint woken = False  # by an earlier read, and recv() has not run since
         messages = self._messages
-        messages.extend(queued)
+        self._extend(queued)
         # Uncompressed, the bytes read since the last messages bound the payloads they
         # completed: cheaper than adding up lengths.
         nbytes = sum(map(len, queued)) if self._compressed else self._unqueued
         self._unqueued = 0
         self._backlog._charge(count, nbytes + _MESSAGE_OVERHEAD * count)
-        waiter = self._waiter  # done: woken by an earlier read, recv() has not run since
-        if waiter is not None and waiter.done() and _BURST_BYTES < limit:
-            limit = _BURST_BYTES
+        waiter = self._waiter
+        if waiter is not None:
+            woken = waiter.done()
+            if woken and _BURST_BYTES < limit:
+                limit = _BURST_BYTES
         if self._backlog._settle(len(messages)) > limit and not self._reading_paused:
             self._transport.pause_reading()
             self._reading_paused = True
             self._resume_below = len(messages) // 4
-        return self._wake()
+        if waiter is not None and not woken:
+            waiter.set_result(None)
+        return 0
 
     cdef int _deliver(self, list events, bint controls) except -1:
         """Hand each message to on_message; a callback that raises closes with 1011."""
