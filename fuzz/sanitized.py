@@ -47,6 +47,8 @@ CODEC_TESTS = [
     "test_backlog.py",
     "test_asyncio_client.py",
     "test_asyncio_send_path.py",
+    "test_blocking_fast_path.py",
+    "test_client.py",
 ]
 
 

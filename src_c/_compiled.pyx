@@ -10,7 +10,8 @@ are inflated with zlib's C API straight into the object they come out as. In
 ``feed_batch`` whole messages are copied (and unmasked) straight from the caller's
 buffer into the one a batch of them shares. ``BlockingReceiver`` and ``Receiver``
 (receiver.pxi) hand the clients' messages to ``recv()`` with no Python frame (nor
-coroutine) per message.
+coroutine) per message; ``StreamCore`` (stream_core.pxi) and ``BlockingCore``
+(blocking_core.pxi) read, parse and send a connection's plain messages with none either.
 
 Free-threaded Python: nothing here is shared between objects but constants and the
 masking kernel, chosen once at import. A parser, an inflater or a batch builder is used
@@ -69,6 +70,7 @@ __all__ = [
     "DEFAULT_MAX_SIZE",
     "Backlog",
     "BatchBuilder",
+    "BlockingCore",
     "BlockingReceiver",
     "Frame",
     "FrameParser",
@@ -1712,4 +1714,6 @@ def mask_kernel():
 
 
 include "receiver.pxi"
+include "framing.pxi"
 include "stream_core.pxi"
+include "blocking_core.pxi"

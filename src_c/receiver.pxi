@@ -197,7 +197,10 @@ cdef class BlockingReceiver(_MessageQueue):
         while True:
             # A failure left by the last call is raised without waiting.
             if not len(messages) and self._decode_failure is None:
-                if deadline == INFINITY and timeout is not None:
+                if timeout is None:
+                    if self._read_now():
+                        continue
+                elif deadline == INFINITY:
                     deadline = monotonic() + timeout
                 self._fill(messages, timeout)
             taken = self._take()
@@ -223,6 +226,13 @@ cdef class BlockingReceiver(_MessageQueue):
     def _fill(self, queue, timeout):
         raise NotImplementedError
 
+    # A subclass may read without _fill()'s Python frames when no timeout is given:
+    # _read_now() returns 1 once it read (messages may or may not have come), 0 to let
+    # _fill() do it.
+
+    cdef int _read_now(self) except -1:
+        return 0
+
 
 cdef inline object _next_message(BlockingReceiver self, timeout):
     """The next message of ``self`` as received, waiting as recv() does."""
@@ -230,7 +240,10 @@ cdef inline object _next_message(BlockingReceiver self, timeout):
     cdef double deadline = INFINITY  # set on the first wait with a timeout
     while True:
         if not len(self._messages):
-            if deadline == INFINITY and timeout is not None:
+            if timeout is None:
+                if self._read_now():
+                    continue
+            elif deadline == INFINITY:
                 deadline = monotonic() + timeout
             self._fill(self._messages, timeout)
         message = _call_no_args(self._popleft)
@@ -246,6 +259,8 @@ cdef inline object _iterated_message(BlockingReceiver self):
     cdef PyObject *message
     while True:
         if not len(self._messages):
+            if self._read_now():
+                continue
             try:
                 self._fill(self._messages, None)
             except ConnectionClosedOK:

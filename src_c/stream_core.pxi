@@ -6,22 +6,14 @@
 # pieces, a violation) goes back to the Connection's methods, as receive_data() would.
 # Included by _compiled.pyx, after receiver.pxi.
 
-cdef extern from "direct_io.h":
-    bint DIRECT_SEND "WSFAST_DIRECT_SEND"
-    Py_ssize_t direct_send "wsfast_direct_send"(long fd, const char *data, Py_ssize_t size)
-    double monotonic_now "wsfast_monotonic"()
-
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 
 cdef extern from "Python.h":
-    const char *PyUnicode_AsUTF8AndSize(object text, Py_ssize_t *size) except NULL
     Py_buffer *PyMemoryView_GET_BUFFER(object view)
 
-import logging
 from asyncio import get_running_loop
-from os import urandom
 
-from wsfast._stream_core import BURST_BYTES, MAX_READ_SIZE, MESSAGE_OVERHEAD, SEND_TIMEOUT, deliver
+from wsfast._stream_core import BURST_BYTES, MAX_READ_SIZE, MESSAGE_OVERHEAD, SEND_TIMEOUT, deliver, log_decode_failure
 from wsfast.exceptions import ConnectionClosed
 
 cdef Py_ssize_t _MAX_READ_SIZE = MAX_READ_SIZE
@@ -30,7 +22,6 @@ cdef double _BURST_BYTES = BURST_BYTES
 
 cdef enum:
     SMALL_RING = 64  # charges a Backlog keeps room for once its queue is empty
-    KEY_POOL = 512  # random bytes fetched at once for mask keys: 128 messages' worth
     # The most messages of one read handed to on_message from here: more go through
     # wsfast._stream_core.deliver(), whose calls, from Python, cost less each.
     DELIVERED_FROM_C = 4
@@ -43,26 +34,6 @@ _DIRECT_TRANSPORTS = frozenset({
     ("uvloop.loop", "TCPTransport"),
     ("uvloop.loop", "UnixTransport"),
 })
-
-_logger = logging.getLogger("wsfast")
-cdef object _OPEN = None  # wsfast.protocol.State.OPEN, once a connection starts
-
-
-cdef object _open_state():
-    # wsfast.protocol imports this module: State is looked up once it is needed.
-    global _OPEN
-    if _OPEN is None:
-        from wsfast.protocol import State
-        _OPEN = State.OPEN
-    return _OPEN
-
-
-cdef _log_decode_failure(message, exc):
-    """Report a message that ``decode`` failed on, which no on_message gets."""
-    failure = DecodeError(message)
-    failure.__cause__ = exc
-    _logger.error("decode failed; the message is dropped", exc_info=failure)
-
 
 cdef struct _Charge:
     Py_ssize_t messages
@@ -182,16 +153,13 @@ cdef class StreamCore(Receiver):
     cdef object _extend  # the queue's bound extend
     # The Connection's compiled parser, fed here while only plain frames come; else None.
     cdef FrameParser _parser
-    cdef bint _plain_send  # a message goes out as one frame, uncompressed: framed here
-    cdef bint _masking  # a client's frames are masked
+    cdef _MessageFramer _framer  # while a message goes out as one frame, uncompressed; else None
     cdef bint _stale_controls  # the Connection's last_controls may be left from its last call
     # The last read parsed only whole messages, so the Connection stands where it stood:
     # receiving, no fragmented message open, no text frame half checked.
     cdef bint _settled
     cdef long _fd  # the TCP socket written to while the transport holds nothing, or -1
     cdef object _buffered  # the transport's get_write_buffer_size
-    cdef bytes _keys  # random bytes for mask keys, used from _key_pos on
-    cdef Py_ssize_t _key_pos
 
     def __cinit__(self):  # takes no arguments: it ignores the subclass's
         self._view = memoryview(b"")
@@ -201,7 +169,6 @@ cdef class StreamCore(Receiver):
         self._high_water = INFINITY
         self._receiving = True
         self._fd = -1
-        self._key_pos = KEY_POOL
         self._extend = self._messages.extend
 
     # Set up ------------------------------------------------------------------------
@@ -233,8 +200,8 @@ cdef class StreamCore(Receiver):
         self._settled = False
         self._compressed = connection._deflate is not None
         self._handshaking = False
-        self._masking = connection.client
-        self._plain_send = connection._deflate is None and connection.max_frame_size is None
+        if connection._deflate is None and connection.max_frame_size is None:
+            self._framer = _MessageFramer(connection.client)
         parser = connection._parser
         # The Connection checks a message limit below 125 bytes itself, frame by frame.
         self._parser = parser if type(parser) is FrameParser and connection._fast_ok else None
@@ -375,7 +342,7 @@ cdef class StreamCore(Receiver):
                 try:
                     event = decode(event)  # text comes as bytes with decode
                 except Exception as exc:
-                    _log_decode_failure(event, exc)
+                    log_decode_failure(event, exc)
                     continue
             try:
                 on_message(self, event)
@@ -386,7 +353,9 @@ cdef class StreamCore(Receiver):
         return 0
 
     def _wake_receiver(self):
-        self._wake()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     cdef object _park(self):
         """What _wait_for_messages(None) does when no other coroutine waits, messages go to
@@ -411,12 +380,6 @@ cdef class StreamCore(Receiver):
     cdef int _abandon(self, object future) except -1:
         if self._waiter is future:
             self._waiter = None
-        return 0
-
-    cdef int _wake(self) except -1:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
         return 0
 
     # Sending -----------------------------------------------------------------------
@@ -448,31 +411,14 @@ cdef class StreamCore(Receiver):
         self._send(message)
 
     cdef int _send(self, message) except -1:
-        cdef const char *text
-        cdef Py_ssize_t size
         conn = self._conn
-        kind = type(message)
-        if self._plain_send and (kind is bytes or kind is str) and conn.state is _open_state():
-            if kind is bytes:
-                frame = self._frame(0x82, PyBytes_AS_STRING(message), PyBytes_GET_SIZE(message))
-            else:
-                text = PyUnicode_AsUTF8AndSize(message, &size)
-                frame = self._frame(0x81, text, size)
-        else:
+        frame = None
+        if self._framer is not None and conn.state is _open_state():
+            frame = self._framer.message(message)
+        if frame is None:
             conn.send(message)
             frame = conn.data_to_send()
         return self._write(frame)
-
-    cdef bytes _frame(self, int first, const char *payload, Py_ssize_t size):
-        """A whole message's frame, masked with a fresh key by a client."""
-        cdef const unsigned char *key = NULL
-        if self._masking:
-            if self._key_pos == KEY_POOL:
-                self._keys = urandom(KEY_POOL)
-                self._key_pos = 0
-            key = <const unsigned char *>PyBytes_AS_STRING(self._keys) + self._key_pos
-            self._key_pos += 4
-        return _frame_bytes(first, <const unsigned char *>payload, size, key)
 
     cdef int _write(self, bytes frame) except -1:
         """Write ``frame`` to the socket while the transport holds nothing (what the

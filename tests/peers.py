@@ -72,29 +72,34 @@ class Peer:
 
 class RawServer:
     """Accepts one connection and runs ``script(peer)`` on it, after answering the upgrade
-    with ``response(request)`` (by default a valid 101; None: no handshake at all)."""
+    with ``response(request)`` (by default a valid 101; None: no handshake at all); over
+    TLS with the server ``context`` given."""
 
-    def __init__(self, script=None, response=accept_response) -> None:
+    def __init__(self, script=None, response=accept_response, context=None) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.url = f"ws://127.0.0.1:{self.port}/"
         self.script = script
         self.response = response
+        self.context = context
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
         sock, _ = self.listener.accept()
-        with sock:
-            sock.settimeout(TIMEOUT)
-            try:
-                if self.response is not None:
-                    sock.sendall(self.response(read_request(sock)))
-                if self.script is not None:
-                    self.script(Peer(sock))
-            except BaseException as exc:  # noqa: BLE001 - reported by join()
-                self.error = exc
+        sock.settimeout(TIMEOUT)
+        try:
+            if self.context is not None:
+                sock = self.context.wrap_socket(sock, server_side=True)
+            if self.response is not None:
+                sock.sendall(self.response(read_request(sock)))
+            if self.script is not None:
+                self.script(Peer(sock))
+        except BaseException as exc:  # noqa: BLE001 - reported by join()
+            self.error = exc
+        finally:
+            sock.close()
 
     def join(self) -> None:
         self.thread.join(TIMEOUT)

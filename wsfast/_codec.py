@@ -2,8 +2,9 @@
 
 ``WSFAST_NO_EXTENSIONS=1`` (any non-empty value) forces the pure twin. :func:`codec_info`
 says which twin and which masking kernel run. ``BlockingReceiver`` and ``Receiver`` are the
-chosen twin's receivers, as generic bases of the connections, and ``StreamCore`` the
-asyncio connection's base (a ``Receiver``).
+chosen twin's receivers, as generic bases of the connections; ``BlockingCore`` (a
+``BlockingReceiver``) and ``StreamCore`` (a ``Receiver``) are the bases of the blocking
+and the asyncio connection.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ._typing import M
 __all__ = [
     "DEFAULT_MAX_SIZE",
     "IMPLEMENTATION",
+    "BlockingCore",
     "BlockingReceiver",
     "CodecInfo",
     "Frame",
@@ -101,6 +103,7 @@ mask_inplace = codec.mask_inplace
 
 if TYPE_CHECKING:
     BlockingReceiver = codec.BlockingReceiver
+    BlockingCore = codec.BlockingCore
     Receiver = codec.Receiver
     StreamCore = codec.StreamCore
 else:
@@ -125,6 +128,9 @@ else:
     # Generic has no __new__ or __init__, and slots keep the subclasses without a __dict__.
 
     class BlockingReceiver(codec.BlockingReceiver, _CompiledIteration, Generic[M]):
+        __slots__ = ()
+
+    class BlockingCore(codec.BlockingCore, _CompiledIteration, Generic[M]):
         __slots__ = ()
 
     class Receiver(codec.Receiver, _CompiledIteration, Generic[M]):

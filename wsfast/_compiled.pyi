@@ -9,13 +9,14 @@ from typing_extensions import Buffer, Self, disjoint_base
 
 from ._typing import M
 from .batch import Batch
-from .exceptions import DecodeError
+from .exceptions import DecodeError, ProtocolError
 from .protocol import Connection, _Event
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
     "Backlog",
     "BatchBuilder",
+    "BlockingCore",
     "BlockingReceiver",
     "Frame",
     "FrameParser",
@@ -150,6 +151,30 @@ class BlockingReceiver(_MessageQueue[M]):
     def __iter__(self) -> Self: ...
     def __next__(self) -> M: ...
     def _fill(self, queue: Sized, timeout: float | None) -> None: ...
+
+@disjoint_base
+class BlockingCore(BlockingReceiver[M]):
+    """The read and send paths of a blocking connection (see wsfast._blocking_core)."""
+
+    _conn: Connection
+    _buffer: bytearray
+    _full: bool
+    _reader_busy: bool
+    _readers_waiting: int
+    _last_read: float
+    _due: float
+    _settled: bool
+    _fd: int
+    def _start_core(self) -> None: ...
+    def _claim_reading(self) -> bool: ...
+    def send(self, message: str | Buffer, timeout: float | None = ...) -> None: ...
+    def _send(self, action: Callable[[Any], None], argument: Any, timeout: float | None) -> None: ...
+    def _wait_sent(self, end: int, timeout: float | None) -> None: ...
+    def _send_failure(self, exc: OSError) -> Exception: ...
+    def _parsed_read(self, items: list[Any] | None, failure: ProtocolError | None) -> None: ...
+    def _connection_lost(self) -> None: ...
+    def _grow_if_filled(self, size: int) -> None: ...
+    def _wake_readers(self) -> None: ...
 
 @disjoint_base
 class Receiver(_MessageQueue[M]):

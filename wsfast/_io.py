@@ -10,6 +10,10 @@ that stopped reading holds up neither a reader nor :meth:`WebSocket.close`.
 
 Keepalive pings, the answers to the peer's pings and the close handshake all run in the
 thread that receives (or closes): a connection nobody reads from sends nothing by itself.
+
+Its base, :class:`~wsfast._blocking_core.BlockingCore`, holds the state its hot paths
+share; the compiled twin reads and sends plain messages over plain TCP there, without the
+Python methods here, which take over for everything else.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ import threading
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from ._codec import BlockingReceiver
+from ._blocking_core import SEND_TIMEOUT as _SEND_TIMEOUT
+from ._codec import BlockingCore
 from ._stream import READ_SLICE, Stream, seconds_until, wait
 from ._typing import M
 from .batch import DEFAULT_MAX_BYTES, Batch
@@ -39,7 +44,7 @@ if TYPE_CHECKING:
     from typing_extensions import Buffer, Self
 
     from ._codec import Frame
-    from .exceptions import ConnectionClosed
+    from .exceptions import ConnectionClosed, ProtocolError
     from .protocol import _Event
 
     _A = TypeVar("_A")
@@ -62,10 +67,6 @@ _MAX_READ_SIZE = 1024 * 1024
 # that most payloads are still read straight into place (measured on 16 KiB-4 MiB ones).
 _TAIL_SIZE = 1024 * 1024
 
-# Stands for "the connection's send_timeout" in send(), where None means no limit (typed
-# as the float | None it stands for).
-_SEND_TIMEOUT: Any = object()
-
 
 def deadline_after(timeout: float | None) -> float:
     """The ``monotonic()`` time ``timeout`` seconds from now; infinity for None."""
@@ -87,7 +88,7 @@ def time_left(deadline: float) -> float | None:
     return left
 
 
-class WebSocket(BlockingReceiver[M]):
+class WebSocket(BlockingCore[M]):
     """An open WebSocket connection: the base of :class:`wsfast.client.Client` and of the
     connections a :class:`wsfast.server.Server` hands to its handler.
 
@@ -103,24 +104,19 @@ class WebSocket(BlockingReceiver[M]):
     """
 
     # Slots keep attribute reads as fast as on a plain class, which a subclass of the
-    # compiled BlockingReceiver with a __dict__ would not be.
+    # compiled BlockingCore with a __dict__ would not be.
     __slots__ = (
         "_batching",
-        "_buffer",
         "_close_timeout",
         "_closing_deadline",
-        "_conn",
         "_conn_lock",
         "_frame_mode",
         "_frames",
-        "_full",
         "_keepalive",
         "_leftover",
         "_lost",
-        "_reader_busy",
         "_reader_free",
         "_reader_lock",
-        "_readers_waiting",
         "_send_timeout",
         "_stream",
         "_view",
@@ -153,6 +149,9 @@ class WebSocket(BlockingReceiver[M]):
         self._stream = stream
         self._conn = connection
         self._keepalive = Keepalive(ping_interval, ping_timeout, monotonic())
+        self._last_read = self._keepalive.last_received
+        self._due = 0.0  # the keepalive's next deadline, unknown until the first read
+        self._settled = False
         self._buffer = bytearray(_READ_SIZE)
         self._view = memoryview(self._buffer)
         self._full = False  # the last read filled the buffer: more is likely waiting
@@ -190,6 +189,7 @@ class WebSocket(BlockingReceiver[M]):
         """This end's socket address, as ``socket.getsockname()`` returns it."""
         self.remote_address = stream.getpeername()
         """The peer's socket address, as ``socket.getpeername()`` returns it."""
+        self._start_core()
 
     # Properties --------------------------------------------------------------------
 
@@ -304,15 +304,15 @@ class WebSocket(BlockingReceiver[M]):
         """Become the thread that reads, waiting for another one to finish until
         ``deadline``; False if it did not (or if the connection is gone: check _lost)."""
         with self._reader_lock:  # the Condition's lock: cheaper to take than the Condition
-            if self._reader_busy:
-                self._readers_waiting += 1
-                try:
-                    while self._reader_busy:
-                        if self._lost.is_set() or not self._reader_free.wait(seconds_until(deadline)):
-                            return False
-                finally:
-                    self._readers_waiting -= 1
-            self._reader_busy = True
+            if self._claim_reading():
+                return True
+            self._readers_waiting += 1
+            try:
+                while not self._claim_reading():
+                    if self._lost.is_set() or not self._reader_free.wait(seconds_until(deadline)):
+                        return False
+            finally:
+                self._readers_waiting -= 1
             return True
 
     def _stop_reading(self) -> None:
@@ -324,10 +324,13 @@ class WebSocket(BlockingReceiver[M]):
     def _read_or_tick(self, deadline: float) -> bool:
         """Read once, until ``deadline`` at most, doing the keepalive and closing work that
         falls due meanwhile; False if ``deadline`` came first."""
+        keepalive = self._keepalive
         while True:
+            if self._last_read > keepalive.last_received:  # reads note the time here
+                keepalive.last_received = self._last_read
             closing = self._closing_deadline
-            keepalive = self._keepalive
-            limit = min(deadline, keepalive.deadline, math.inf if closing is None else closing)
+            self._due = keepalive.deadline
+            limit = min(deadline, self._due, math.inf if closing is None else closing)
             if self._read(limit):
                 return True
             now = monotonic()
@@ -350,6 +353,7 @@ class WebSocket(BlockingReceiver[M]):
         """Read once from the stream, waiting until ``deadline`` at most, and process what
         came; False if nothing came in time. Only the reading thread calls it."""
         data: bytes | memoryview
+        self._settled = False  # the Connection may move
         data = self._leftover
         if data:
             self._leftover = b""
@@ -386,7 +390,7 @@ class WebSocket(BlockingReceiver[M]):
             self._full = False
             self._connection_lost()
             return True
-        self._keepalive.last_received = monotonic()
+        self._last_read = monotonic()
         if window is None:
             self._full = size == len(self._buffer)
             data = self._view[:size]
@@ -415,6 +419,7 @@ class WebSocket(BlockingReceiver[M]):
     def _process(self, data: Buffer) -> None:
         """Feed received bytes to the Connection, queue what it returns, send its replies."""
         conn = self._conn
+        self._settled = False
         with self._conn_lock:
             if self._frame_mode:
                 frames = conn.receive_frames(data)
@@ -427,13 +432,36 @@ class WebSocket(BlockingReceiver[M]):
                 controls = conn.receive_batch(data)  # the messages wait in batches
                 if controls:
                     self._queue_messages(controls)
-            else:
-                events = conn.receive_data(data)
-                if events:
-                    if not conn.last_controls:  # messages only: the usual case
-                        self._messages.extend(events)  # type: ignore[arg-type]  # no control event among them
-                        return  # nothing to answer, and closing has not begun
-                    self._queue_messages(events)
+            elif self._queued(conn.receive_data(data)):
+                return  # nothing to answer, and closing has not begun
+        self._after_read()
+
+    def _parsed_read(self, items: list[Any] | None, failure: ProtocolError | None) -> None:
+        """The rest of a read the compiled twin parsed itself (see _process): ``items`` are
+        what the parser returned, or ``failure`` what it raised."""
+        conn = self._conn
+        with self._conn_lock:
+            conn.last_controls = 0
+            events = conn._failed(failure, conn._events) if failure is not None else conn._parsed(items or [])
+            if self._queued(events):
+                return
+        self._after_read()
+
+    def _queued(self, events: list[_Event]) -> bool:
+        """Queue the messages among the Connection's ``events``; True when there were only
+        messages: nothing to answer, and closing has not begun."""
+        if not events:
+            return False
+        if not self._conn.last_controls:  # messages only: the usual case
+            self._messages.extend(events)  # type: ignore[arg-type]  # no control event among them
+            return True
+        self._queue_messages(events)
+        return False
+
+    def _after_read(self) -> None:
+        """Begin closing once the peer's close frame came (or it broke the protocol), and
+        send what the Connection has to answer."""
+        conn = self._conn
         if self._closing_deadline is None and (conn.close_code is not None or conn.close_transport):
             self._start_closing()
         self._send_replies()
@@ -456,18 +484,6 @@ class WebSocket(BlockingReceiver[M]):
 
     # Sending -----------------------------------------------------------------------
 
-    def send(self, message: str | Buffer, timeout: float | None = _SEND_TIMEOUT) -> None:
-        """Send a message: text for a ``str``, binary for any bytes-like object.
-
-        Returns once the kernel took the whole message. ``timeout`` (by default the
-        connection's ``send_timeout``; None: no limit) bounds that wait: past it, part of
-        the message may be on the wire already, so the connection is dropped and
-        TimeoutError raised. Raises :class:`~wsfast.ConnectionClosed` once closing has
-        begun or the connection dropped, and TypeError for anything but str or a
-        bytes-like object.
-        """
-        self._send(self._conn.send, message, timeout)
-
     def ping(self, payload: str | Buffer = b"", timeout: float | None = _SEND_TIMEOUT) -> None:
         """Send a ping (at most 125 bytes; a str is sent as UTF-8). The peer's pong shows
         up in :meth:`recv_frame`; :meth:`recv` skips it. ``timeout`` as for :meth:`send`."""
@@ -489,19 +505,32 @@ class WebSocket(BlockingReceiver[M]):
                 return
             # Queued before the Connection is let go, so that frames leave in queue order.
             end = stream.write(data)
+        self._wait_until_sent(end, deadline)
+
+    def _wait_sent(self, end: int, timeout: float | None) -> None:
+        """Wait, until the send timeout at most, for the kernel to take the queued bytes up
+        to stream position ``end`` (what the compiled twin's send() could not hand over)."""
+        self._wait_until_sent(end, deadline_after(self._send_timeout if timeout is _SEND_TIMEOUT else timeout))
+
+    def _wait_until_sent(self, end: int, deadline: float) -> None:
+        stream = self._stream
         try:
             while stream.sent < end and not stream.flush():
                 needs_read = stream.write_needs_read
                 if not wait(stream.sock, seconds_until(deadline), read=needs_read, write=not needs_read):
                     break
         except OSError as exc:
-            logger.debug("send failed: %r", exc)
-            conn = self._conn
-            code = 1006 if conn.close_code is None else conn.close_code
-            raise ConnectionClosedError(code, conn.close_reason or "", conn.close_sent_code) from exc
+            raise self._send_failure(exc) from exc
         if stream.sent < end:
             self._abort("a send timed out: the peer takes no more")
             raise TimeoutError("timed out sending; the connection was dropped")
+
+    def _send_failure(self, exc: OSError) -> ConnectionClosedError:
+        """What a send that met ``exc`` (the connection broke) raises."""
+        logger.debug("send failed: %r", exc)
+        conn = self._conn
+        code = 1006 if conn.close_code is None else conn.close_code
+        return ConnectionClosedError(code, conn.close_reason or "", conn.close_sent_code)
 
     def _send_replies(self) -> None:
         """Hand the Connection's automatic replies (pongs, the close reply) to the stream,
@@ -565,6 +594,7 @@ class WebSocket(BlockingReceiver[M]):
         self._start_closing()
 
     def _start_closing(self) -> None:
+        self._settled = False  # reads take the Python way, which watches the deadline
         if self._closing_deadline is None:
             self._closing_deadline = deadline_after(self._close_timeout)
 
@@ -596,14 +626,19 @@ class WebSocket(BlockingReceiver[M]):
         self._connection_lost()
 
     def _connection_lost(self) -> None:
+        self._fd = -1  # before the socket closes: its number may be reused
         with self._conn_lock:
             self._conn.receive_eof()
         self._stream.close()
         if not self._lost.is_set():
             self._lost.set()
             logger.debug("connection closed: %s %r", self._conn.close_code, self._conn.close_reason)
+        self._wake_readers()  # close() may wait for the reader: it is done
+
+    def _wake_readers(self) -> None:
+        """Wake the threads waiting to read: the reader is done (or gone)."""
         with self._reader_free:
-            self._reader_free.notify_all()  # close() may wait for the reader: it is done
+            self._reader_free.notify_all()
 
     def __enter__(self) -> Self:
         return self

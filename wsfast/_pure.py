@@ -20,6 +20,7 @@ from struct import Struct
 from typing import TYPE_CHECKING, overload
 
 from ._backlog import Backlog
+from ._blocking_core import BlockingCore
 from ._receiver import BlockingReceiver, Receiver
 from ._stream_core import StreamCore
 from .batch import DEFAULT_MAX_BYTES, Batch
@@ -39,6 +40,7 @@ __all__ = [
     "DEFAULT_MAX_SIZE",
     "Backlog",
     "BatchBuilder",
+    "BlockingCore",
     "BlockingReceiver",
     "Frame",
     "FrameParser",
