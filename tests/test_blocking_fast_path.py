@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import pytest
 
 from peers import RawServer, close_politely, elapsed, frame, stop_reading
-from wsfast import _codec
+from wsfast import _codec, _io
 from wsfast.client import connect
 from wsfast.enums import Opcode
 from wsfast.exceptions import ConnectionClosed, ConnectionClosedError
@@ -71,20 +71,42 @@ def read_in_thread(ws, count: int) -> tuple[threading.Thread, list]:
     return thread, got
 
 
-def test_the_fast_paths_are_taken(wire):
+def test_the_fast_paths_are_taken(wire, monkeypatch):
+    # An echo exchange: the compiled twin reads and sends in C, all but the first read
+    # (which learns the keepalive's deadline) and any that a signal or a slice passing
+    # sends the Python way; the pure twin takes the Python way every time.
+    count = 50
+    calls = {"_read": 0, "_send": 0}
+
+    def counted(name):
+        method = getattr(_io.WebSocket, name)
+
+        def call(self, *args):
+            calls[name] += 1
+            return method(self, *args)
+
+        monkeypatch.setattr(_io.WebSocket, name, call)
+
+    counted("_read")
+    counted("_send")
+
     def script(peer):
-        peer.sendall(frame(Opcode.TEXT, b"one"))
-        assert peer.next_frame().payload == b"back"
-        peer.sendall(frame(Opcode.BINARY, b"two"))
+        for index in range(count):
+            peer.sendall(frame(Opcode.TEXT, str(index).encode()))
+            assert peer.next_frame().payload == str(index).encode()
         close_politely(peer)
 
     with wire.raw_server(script) as server, wire.connect(server.url) as ws:
-        assert ws.recv() == "one"  # the first read goes the Python way: it learns the deadlines
-        ws.send("back")
-        assert ws.recv() == b"two"
-        # Only the compiled twin has them; the pure one reads and sends the Python way.
+        for index in range(count):
+            assert ws.recv() == str(index)
+            ws.send(str(index))
         assert (ws._fd >= 0) is COMPILED
-        assert ws._settled is COMPILED
+        if COMPILED:
+            assert calls == {"_read": calls["_read"], "_send": 0}
+            assert calls["_read"] <= count // 5
+        else:
+            assert calls["_send"] == count
+            assert calls["_read"] >= count
     assert ws._fd == -1  # forgotten once the socket closed: its number may be reused
 
 
@@ -184,7 +206,7 @@ def test_keepalive_pings_while_reads_are_fast_and_a_silent_peer_is_dropped():
                 count += 1
         assert pinged.is_set()
         assert count > 20
-        assert elapsed(start) < 1.5 + 1 + 2 * 1.0  # interval + timeout, plus slack for the slices
+        assert elapsed(start) < 1.5 + 1 + 3  # interval + timeout, plus slack for a loaded machine
     assert caught.value.sent_code == 1011
 
 
