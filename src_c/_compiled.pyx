@@ -1714,6 +1714,6 @@ def mask_kernel():
 
 
 include "receiver.pxi"
-include "framing.pxi"
+include "fast_paths.pxi"
 include "stream_core.pxi"
 include "blocking_core.pxi"

@@ -6,7 +6,7 @@
 # Python frame on the way. What they cannot finish (a control frame, a
 # fragment, a frame in pieces, a violation, a socket that takes only part of a frame, a
 # keepalive or closing deadline near) goes to the subclass's Python methods.
-# Included by _compiled.pyx, after framing.pxi.
+# Included by _compiled.pyx, after fast_paths.pxi.
 
 from cpython.exc cimport PyErr_CheckSignals
 
@@ -51,7 +51,8 @@ cdef class BlockingCore(BlockingReceiver):
 
     def _start_core(self):
         """Set up the fast paths once the subclass has its connection, stream and locks:
-        plain TCP whose reads may wait in recv(), with the GIL to guard them."""
+        plain TCP whose reads may wait in recv(), or TLS through the ssl socket's TLS
+        object, with the GIL to guard them."""
         stream = self._stream
         conn = self._conn
         if not (GIL_GUARDS and DIRECT_SEND):
@@ -67,12 +68,8 @@ cdef class BlockingCore(BlockingReceiver):
         self._fd = stream.fileno()
         self._unsent = stream._queue
         self._conn_locked = self._conn_lock.locked
-        parser = conn._parser
-        # The Connection checks a message limit below 125 bytes itself, frame by frame.
-        if type(parser) is FrameParser and conn._fast_ok:
-            self._parser = parser
-        if conn._deflate is None and conn.max_frame_size is None:
-            self._framer = _MessageFramer(conn.client)
+        self._parser = _plain_parser(conn)
+        self._framer = _plain_framer(conn)
 
     def _claim_reading(self):
         """Become the reading thread if none is (see _start_reading); atomic here, as the
@@ -85,8 +82,8 @@ cdef class BlockingCore(BlockingReceiver):
     # Receiving ---------------------------------------------------------------------
 
     cdef int _read_now(self) except -1:
-        """For a recv() with no timeout that found no message: one read over plain TCP,
-        waiting a slice (READ_SLICE) at most, parsed here when it holds only whole
+        """For a recv() with no timeout that found no message: one read (over TLS, the
+        records ready then), waiting a slice (READ_SLICE) at most, parsed here when it holds only whole
         messages; 1 when it read something (or found the connection gone), 0 when the
         Python way must take over (it then waits on, with its deadlines)."""
         cdef Py_ssize_t size, got
@@ -197,9 +194,7 @@ cdef class BlockingCore(BlockingReceiver):
             or self._closing_deadline is not None
             or conn._batches is not None
             or conn.error is not None
-            or not conn._receiving
-            or conn._message_opcode is not None
-            or conn._arriving_text is not None
+            or not _between_messages(conn)
         ):
             return False
         self._settled = True
@@ -213,7 +208,7 @@ cdef class BlockingCore(BlockingReceiver):
             self._settled = False
             self._parsed_read(None, exc)
             return 0
-        if parser.last_frame_count or parser._payload != NULL or parser._head_len:
+        if not _whole_messages_only(parser):
             self._settled = False
             self._parsed_read(items, None)
         elif items:

@@ -200,11 +200,8 @@ cdef class StreamCore(Receiver):
         self._settled = False
         self._compressed = connection._deflate is not None
         self._handshaking = False
-        if connection._deflate is None and connection.max_frame_size is None:
-            self._framer = _MessageFramer(connection.client)
-        parser = connection._parser
-        # The Connection checks a message limit below 125 bytes itself, frame by frame.
-        self._parser = parser if type(parser) is FrameParser and connection._fast_ok else None
+        self._framer = _plain_framer(connection)
+        self._parser = _plain_parser(connection)
         self._stale_controls = True
 
     # Receiving ---------------------------------------------------------------------
@@ -258,7 +255,7 @@ cdef class StreamCore(Receiver):
         without its Python frames while only whole messages come."""
         conn = self._conn
         if not self._settled:
-            if not (conn._receiving and conn._message_opcode is None and conn._arriving_text is None):
+            if not _between_messages(conn):
                 return self._handled(conn.receive_data(view[:nbytes]))
             self._settled = True
         parser = self._parser
@@ -267,7 +264,7 @@ cdef class StreamCore(Receiver):
         except ProtocolError as exc:
             conn.last_controls = 0
             return self._handled(conn._failed(exc, conn._events))
-        if parser.last_frame_count or parser._payload != NULL or parser._head_len:
+        if not _whole_messages_only(parser):
             conn.last_controls = 0
             return self._handled(conn._parsed(items))
         if self._stale_controls:

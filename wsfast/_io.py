@@ -12,8 +12,8 @@ Keepalive pings, the answers to the peer's pings and the close handshake all run
 thread that receives (or closes): a connection nobody reads from sends nothing by itself.
 
 Its base, :class:`~wsfast._blocking_core.BlockingCore`, holds the state its hot paths
-share; the compiled twin reads and sends plain messages over plain TCP there, without the
-Python methods here, which take over for everything else.
+share; the compiled twin reads and sends plain messages there (over plain TCP and TLS),
+without the Python methods here, which take over for everything else.
 """
 
 from __future__ import annotations

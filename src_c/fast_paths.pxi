@@ -1,5 +1,6 @@
-# What both compiled connections (stream_core.pxi, blocking_core.pxi) share to send a
-# message without a Python frame: its frame, made here, and a socket written to directly.
+# What the fast paths of both compiled connections (stream_core.pxi, blocking_core.pxi)
+# share: the system calls of direct_io.h, when the Connection's parser may be fed directly
+# and what its results say, and the frames of whole messages, made here.
 # Included by _compiled.pyx, after receiver.pxi.
 
 cdef extern from "direct_io.h":
@@ -31,6 +32,34 @@ cdef object _open_state():
         from wsfast.protocol import State
         _OPEN = State.OPEN
     return _OPEN
+
+
+cdef FrameParser _plain_parser(conn):
+    """The Connection ``conn``'s compiled parser, for a fast path to feed while only whole
+    messages come; None when the Connection must see every frame (it checks a message
+    limit below 125 bytes itself, frame by frame) or its parser is the pure one."""
+    parser = conn._parser
+    return parser if type(parser) is FrameParser and conn._fast_ok else None
+
+
+cdef bint _between_messages(conn) except -1:
+    """The Connection stands where a fast path may feed its parser: receiving, no
+    fragmented message open, no text frame half checked."""
+    return conn._receiving and conn._message_opcode is None and conn._arriving_text is None
+
+
+cdef inline bint _whole_messages_only(FrameParser parser) noexcept:
+    """The parser's last feed brought only whole messages and kept nothing back: its list
+    is the events receive_data() would return, and the Connection has not moved."""
+    return not (parser.last_frame_count or parser._payload != NULL or parser._head_len)
+
+
+cdef _MessageFramer _plain_framer(conn):
+    """A framer for the Connection ``conn`` while it sends each message as one frame,
+    uncompressed (no extension, no frame size limit); else None."""
+    if conn._deflate is None and conn.max_frame_size is None:
+        return _MessageFramer(conn.client)
+    return None
 
 
 @cython.final
