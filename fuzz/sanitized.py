@@ -47,6 +47,7 @@ CODEC_TESTS = [
     "test_backlog.py",
     "test_asyncio_client.py",
     "test_asyncio_send_path.py",
+    "test_asyncio_tls.py",
     "test_blocking_fast_path.py",
     "test_client.py",
 ]

@@ -77,6 +77,7 @@ __all__ = [
     "Inflater",
     "Receiver",
     "StreamCore",
+    "TLSCore",
     "encode_frame",
     "mask",
     "mask_inplace",
@@ -1716,4 +1717,5 @@ def mask_kernel():
 include "receiver.pxi"
 include "fast_paths.pxi"
 include "stream_core.pxi"
+include "tls_core.pxi"
 include "blocking_core.pxi"

@@ -35,6 +35,21 @@ _DIRECT_TRANSPORTS = frozenset({
     ("uvloop.loop", "UnixTransport"),
 })
 
+cdef long _direct_socket(transport) except -2:
+    """The number of the TCP socket under ``transport``, for writes while the transport
+    holds nothing; -1 when it must take every byte itself."""
+    kind = type(transport)
+    if (
+        DIRECT_SEND
+        and (kind.__module__, kind.__qualname__) in _DIRECT_TRANSPORTS
+        and transport.get_extra_info("sslcontext") is None
+    ):
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            return sock.fileno()
+    return -1
+
+
 cdef struct _Charge:
     Py_ssize_t messages
     Py_ssize_t nbytes
@@ -177,16 +192,9 @@ cdef class StreamCore(Receiver):
         """The transport connected: reads come through it, and sends go to it."""
         self._transport = transport
         self._new_future = get_running_loop().create_future
-        kind = type(transport)
-        if (
-            DIRECT_SEND
-            and (kind.__module__, kind.__qualname__) in _DIRECT_TRANSPORTS
-            and transport.get_extra_info("sslcontext") is None
-        ):
-            sock = transport.get_extra_info("socket")
-            if sock is not None:
-                self._fd = sock.fileno()
-                self._buffered = transport.get_write_buffer_size
+        self._fd = _direct_socket(transport)
+        if self._fd >= 0:
+            self._buffered = transport.get_write_buffer_size
 
     def _detach(self):
         """The transport is gone: its socket may be closed, and its number reused."""

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import gc
 import resource
+import ssl
 import time
 
 import pytest
@@ -75,6 +76,29 @@ def test_asyncio_clients_are_freed(echo_url, codec, collector_off, compression):
     before = alive(wsfast.asyncio.Client)
     asyncio.run(asyncio.wait_for(main(), 60))
     assert alive(wsfast.asyncio.Client) == before
+
+
+def test_asyncio_tls_clients_are_freed(codec, collector_off, tls):
+    """wss://: the connection and wsfast's TLS under it, also after failed handshakes."""
+    from wsfast.asyncio._tls import TLSTransport
+
+    server_context, client_context = tls
+    untrusting = ssl.create_default_context()  # does not know the test CA
+
+    async def main(url):
+        for _ in range(RECONNECTS // 2):
+            async with wsfast.asyncio.connect(url, ssl=client_context, codec=codec, proxy=None) as ws:
+                await ws.send("x")
+                assert await ws.recv(TIMEOUT) == "x"
+            del ws
+            with pytest.raises(ssl.SSLCertVerificationError):
+                await wsfast.asyncio.connect(url, ssl=untrusting, codec=codec, proxy=None)
+        await asyncio.sleep(0)  # the transports' last callbacks
+
+    before = alive(wsfast.asyncio.Client, TLSTransport)
+    with serve(codec=codec, ssl=server_context) as server:
+        asyncio.run(asyncio.wait_for(main(f"wss://127.0.0.1:{server.port}/"), 60))
+    assert alive(wsfast.asyncio.Client, TLSTransport) == before
 
 
 def test_reconnecting_asyncio_clients_are_freed_and_memory_stays_flat(echo_url, codec, collector_off):

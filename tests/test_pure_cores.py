@@ -13,6 +13,7 @@ SUITES = [
     "test_asyncio_client.py",
     "test_asyncio_server.py",
     "test_asyncio_send_path.py",
+    "test_asyncio_tls.py",
     "test_blocking_fast_path.py",
     "test_client.py",
     "test_threads.py",

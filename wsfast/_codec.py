@@ -4,7 +4,8 @@
 says which twin and which masking kernel run. ``BlockingReceiver`` and ``Receiver`` are the
 chosen twin's receivers, as generic bases of the connections; ``BlockingCore`` (a
 ``BlockingReceiver``) and ``StreamCore`` (a ``Receiver``) are the bases of the blocking
-and the asyncio connection.
+and the asyncio connection; ``TLSCore`` the base of the TLS the asyncio connection runs
+itself.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "Inflater",
     "Receiver",
     "StreamCore",
+    "TLSCore",
     "codec",
     "codec_info",
     "encode_frame",
@@ -100,6 +102,7 @@ Inflater = codec.Inflater
 encode_frame = codec.encode_frame
 mask = codec.mask
 mask_inplace = codec.mask_inplace
+TLSCore = codec.TLSCore
 
 if TYPE_CHECKING:
     BlockingReceiver = codec.BlockingReceiver

@@ -2,6 +2,7 @@
 
 import asyncio
 import collections
+import ssl
 from collections.abc import Callable, Coroutine, Sized
 from typing import Any, Final, Generic, final, overload
 
@@ -23,6 +24,7 @@ __all__ = [
     "Inflater",
     "Receiver",
     "StreamCore",
+    "TLSCore",
     "encode_frame",
     "mask",
     "mask_inplace",
@@ -237,6 +239,33 @@ class StreamCore(Receiver[M]):
     def _after_receiving(self) -> None: ...
     def _callback_failed(self, exc: Exception) -> None: ...
     async def _drain(self, timeout: float | None) -> None: ...
+
+@disjoint_base
+class TLSCore:
+    """The hot paths of the TLS the asyncio client runs itself (see wsfast._tls_core)."""
+
+    _raw: asyncio.Transport
+    _tls: Any
+    @property
+    def _incoming(self) -> ssl.MemoryBIO: ...
+    @property
+    def _outgoing(self) -> ssl.MemoryBIO: ...
+    _view: memoryview
+    _get_buffer: Callable[[int], memoryview] | None
+    _buffer_updated: Callable[[int], None] | None
+    _handshaking: bool
+    _closing: bool
+    _reading_paused: bool
+    def _attach_socket(self, transport: asyncio.BaseTransport) -> None: ...
+    def _detach_socket(self) -> None: ...
+    def get_buffer(self, sizehint: int) -> memoryview: ...
+    def buffer_updated(self, nbytes: int) -> None: ...
+    def _decrypt(self) -> None: ...
+    def write(self, data: Buffer) -> None: ...
+    def _flush(self) -> None: ...
+    def _handshake_received(self, nbytes: int) -> None: ...
+    def _failed(self, exc: BaseException) -> None: ...
+    def close(self) -> None: ...
 
 def encode_frame(
     opcode: int, payload: Buffer = b"", *, fin: bool = True, rsv: int = 0, mask_key: Buffer | None = None

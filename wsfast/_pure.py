@@ -23,6 +23,7 @@ from ._backlog import Backlog
 from ._blocking_core import BlockingCore
 from ._receiver import BlockingReceiver, Receiver
 from ._stream_core import StreamCore
+from ._tls_core import TLSCore
 from .batch import DEFAULT_MAX_BYTES, Batch
 from .enums import Opcode
 from .exceptions import InvalidUTF8, PayloadTooBig, ProtocolError
@@ -47,6 +48,7 @@ __all__ = [
     "Inflater",
     "Receiver",
     "StreamCore",
+    "TLSCore",
     "encode_frame",
     "mask",
     "mask_inplace",

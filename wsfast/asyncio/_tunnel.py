@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import ssl as ssl_module
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -23,20 +22,18 @@ async def create_connection(
     port: int,
     *,
     proxy: Proxy | None,
-    ssl: ssl_module.SSLContext | None,
-    server_hostname: str | None,
 ) -> tuple[asyncio.Transport, _ProtocolT]:
-    """``loop.create_connection`` to ``host``:``port``, through ``proxy`` unless it is None;
-    TLS (``ssl``, checked against ``server_hostname``) then runs inside the tunnel.
+    """``loop.create_connection`` to ``host``:``port``, through ``proxy`` unless it is None
+    (the protocol runs TLS, if any, inside the tunnel).
 
     Raises :class:`~wsfast.ProxyError` (or a subclass) when the proxy cannot be reached,
     fails or refuses, or another OSError. The caller bounds the time it takes.
     """
     if proxy is None:
-        return await loop.create_connection(protocol_factory, host, port, ssl=ssl, server_hostname=server_hostname)
+        return await loop.create_connection(protocol_factory, host, port)
     sock = await _open_tunnel(loop, host, port, proxy)
     try:
-        return await loop.create_connection(protocol_factory, sock=sock, ssl=ssl, server_hostname=server_hostname)
+        return await loop.create_connection(protocol_factory, sock=sock)
     except BaseException:
         sock.close()
         raise

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl as ssl_module
+from functools import partial
 from collections.abc import AsyncIterator, Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any, Generic, overload
 
@@ -30,6 +31,7 @@ from ..protocol import Connection, State
 from ..proxy import resolve_proxy
 from ..reconnect import Backoff, after_close, is_retryable
 from ..uri import parse_uri
+from ._tls import TLSTransport
 from ._tunnel import create_connection
 from .connection import DEFAULT_MAX_QUEUED_BYTES, WebSocket, logger, set_nodelay, wait_for
 
@@ -417,25 +419,27 @@ class _Connect(Generic[M]):
         try:
             await wait_for(self._connect_and_handshake(client), self._timeout)
         except TimeoutError:
+            client._forget_opening()
             raise TimeoutError(f"opening the WebSocket connection to {self._url} timed out") from None
+        except BaseException:
+            client._forget_opening()
+            raise
         return client
 
     async def _connect_and_handshake(self, client: Client[M]) -> None:
         loop = asyncio.get_running_loop()
         uri = self._uri
+        context, hostname = self._ssl, self._server_hostname
+        if context is None:
+            protocol_factory: Callable[[], asyncio.BaseProtocol] = client._new_protocol
+        else:  # wsfast runs TLS itself, over the loop's TCP transport
+            protocol_factory = partial(TLSTransport, client, context, server_side=False, server_hostname=hostname)
+        transport = None
         try:
-            await create_connection(
-                loop,
-                client._new_protocol,
-                uri.host,
-                uri.port,
-                proxy=self._proxy,
-                ssl=self._ssl,
-                server_hostname=self._server_hostname if self._ssl else None,
-            )
-            set_nodelay(client._transport, self._tcp_nodelay)
+            transport, _ = await create_connection(loop, protocol_factory, uri.host, uri.port, proxy=self._proxy)
+            set_nodelay(transport, self._tcp_nodelay)
             await client._opened
         except BaseException:
-            if client._transport is not None:
-                client._transport.abort()
+            if transport is not None:
+                transport.abort()
             raise

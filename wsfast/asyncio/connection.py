@@ -19,6 +19,7 @@ import logging
 import math
 import socket
 import struct
+import sys
 from typing import TYPE_CHECKING, Any, cast
 
 from .._codec import DEFAULT_MAX_SIZE, StreamCore
@@ -551,6 +552,21 @@ class WebSocket(StreamCore[M]):
         """Bytes of the peer's half of the opening handshake (the role decides)."""
         raise NotImplementedError
 
+    def _opening_failed(self, exc: BaseException) -> None:
+        """The connection could not open (the TLS handshake failed): opening raises
+        ``exc`` itself."""
+        if not self._opened.done():
+            self._opened.set_exception(exc)
+            self._opened.exception()  # whoever waited for it may be gone: no warning
+
+    def _forget_opening(self) -> None:
+        """Opening failed, and its caller has the error: the future that holds it goes,
+        as the error's traceback refers back here (a cycle only the collector frees)."""
+        opened = self._opened
+        if opened.done() and not opened.cancelled():
+            self._opened = self._loop.create_future()
+            self._opened.cancel()
+
     def _handshake_lost(self, exc: BaseException | None) -> BaseException:
         """Why the handshake failed, when TCP ended in its middle."""
         error = ConnectionResetError("the connection closed during the opening handshake")
@@ -686,12 +702,37 @@ def _control_payload(payload: str | Buffer) -> bytes:
 async def wait_for(awaitable: Awaitable[_T], timeout: float | None) -> _T:
     """Await ``awaitable`` for at most ``timeout`` seconds (None: no limit).
 
-    Raises the built-in TimeoutError, which asyncio's is not before Python 3.11.
+    Raises the built-in TimeoutError, which asyncio's is not before Python 3.11. Awaited
+    in this task, not in one of its own as ``asyncio.wait_for`` does: a task that ends
+    with an error keeps it, and the error's traceback the frames that waited for the
+    task, which makes a cycle of whatever they refer to (a connection that failed to
+    open) that only the collector frees.
     """
+    if timeout is None:
+        return await awaitable
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(timeout):
+            return await awaitable
+    # Python 3.10: the task is cancelled when time is up, and that cancellation raised
+    # as TimeoutError.
+    task = asyncio.current_task()
+    assert task is not None  # a coroutine of the connection's, in a task
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        task.cancel()
+
+    timer = asyncio.get_running_loop().call_later(timeout, expire)
     try:
-        return await asyncio.wait_for(awaitable, timeout)
-    except asyncio.TimeoutError:
-        raise TimeoutError from None
+        return await awaitable
+    except asyncio.CancelledError:
+        if expired:
+            raise TimeoutError from None
+        raise
+    finally:
+        timer.cancel()
 
 
 def reset(transport: asyncio.Transport) -> None:
