@@ -7,8 +7,6 @@
 
 from ssl import MemoryBIO, SSLError, SSLWantReadError
 
-from wsfast._stream_core import READ_SIZE
-
 
 @cython.auto_pickle(False)  # a live connection
 cdef class TLSCore:
@@ -37,7 +35,7 @@ cdef class TLSCore:
     def __cinit__(self):  # takes no arguments: it ignores the subclass's
         self._incoming = MemoryBIO()
         self._outgoing = MemoryBIO()
-        self._view = memoryview(bytearray(READ_SIZE))
+        self._view = memoryview(b"")  # where the loop's transport reads, set by the subclass
         self._handshaking = True
         self._fd = -1
         self._feed = self._incoming.write

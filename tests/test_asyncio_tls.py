@@ -5,6 +5,7 @@ record, sends close_notify or drops TCP ends the connection with a clear error, 
 bounds; close() sends close_notify. On asyncio's loop and uvloop's, over raw TLS sockets
 on 127.0.0.1 (tests/peers.py)."""
 
+import asyncio
 import os
 import socket
 import ssl
@@ -226,5 +227,83 @@ def test_a_peer_that_stops_reading_times_sends_out(loop_name, tls):
                     await ws.send(b"x" * 1_000_000)
             assert elapsed(start) < 5
             assert ws._transport.get_write_buffer_size() < 64 * 1_000_000
+
+    run(loop_name, main())
+
+
+# The asyncio server's TLS is wsfast's too ---------------------------------------------------
+
+
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_the_asyncio_server_runs_tls_itself(loop_name, tls):
+    server_context, client_context = tls
+    seen = []
+
+    async def handler(ws):
+        seen.append(type(ws._transport).__name__)
+        async for message in ws:
+            await ws.send(message)
+
+    async def main():
+        async with wsfast.asyncio.serve(handler, "127.0.0.1", 0, ssl=server_context) as server:
+            url = f"wss://127.0.0.1:{server.port}/"
+            async with wsfast.asyncio.connect(url, ssl=client_context, proxy=None) as ws:
+                big = os.urandom(1 << 20)
+                await ws.send(big)
+                assert await ws.recv(5) == big
+                for n in range(100):
+                    await ws.send(f"m{n}")
+                for n in range(100):
+                    assert await ws.recv(5) == f"m{n}"
+
+    run(loop_name, main())
+    assert seen == ["TLSTransport"]
+
+
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_the_asyncio_server_drops_a_client_that_corrupts_a_record(loop_name, tls):
+    server_context, client_context = tls
+    closed = []
+
+    async def handler(ws):
+        try:
+            async for message in ws:
+                await ws.send(message)
+        finally:
+            closed.append(ws.close_code)
+
+    async def main():
+        async with wsfast.asyncio.serve(handler, "127.0.0.1", 0, ssl=server_context) as server:
+            url = f"wss://127.0.0.1:{server.port}/"
+            # The blocking client, in a thread: its socket is at hand.
+            ws = await asyncio.to_thread(wsfast.connect, url, ssl=client_context, proxy=None)
+            try:
+                await asyncio.to_thread(ws.send, "before")
+                assert await asyncio.to_thread(ws.recv, 5) == "before"
+                os.write(ws._stream.sock.fileno(), b"\x17\x03\x03\x00\x20" + os.urandom(32))
+                await wait_until(lambda: closed)
+                assert closed == [1006]
+            finally:
+                ws._stream.sock.close()
+
+    run(loop_name, main())
+
+
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_closing_the_server_drops_a_client_in_its_tls_handshake(loop_name, tls):
+    server_context, _ = tls
+
+    async def main():
+        server = await wsfast.asyncio.serve(None, "127.0.0.1", 0, ssl=server_context, open_timeout=60)
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"\x16\x03\x01")  # the start of a ClientHello, and no more
+        await asyncio.sleep(0.1)
+        start = time.monotonic()
+        server.close()
+        await server.wait_closed()
+        with pytest.raises(ConnectionResetError):  # dropped with a reset
+            await asyncio.wait_for(reader.read(), 5)
+        assert elapsed(start) < 5
+        writer.close()
 
     run(loop_name, main())

@@ -156,7 +156,9 @@ def test_closed_connections_of_the_threaded_server_are_freed(codec, collector_of
     assert alive(wsfast.server.ServerConnection) == 0
 
 
-def test_closed_connections_of_the_asyncio_server_are_freed(codec, collector_off):
+@pytest.mark.parametrize("secure", [False, True], ids=["ws", "wss"])
+def test_closed_connections_of_the_asyncio_server_are_freed(codec, collector_off, secure, request):
+    server_context, client_context = request.getfixturevalue("tls") if secure else (None, None)
     handled = []
 
     async def handler(ws):
@@ -165,10 +167,10 @@ def test_closed_connections_of_the_asyncio_server_are_freed(codec, collector_off
             await ws.send(message)
 
     async def main():
-        async with wsfast.asyncio.serve(handler, "127.0.0.1", 0, codec=codec) as server:
-            url = f"ws://127.0.0.1:{server.port}/"
+        async with wsfast.asyncio.serve(handler, "127.0.0.1", 0, codec=codec, ssl=server_context) as server:
+            url = f"{'wss' if secure else 'ws'}://127.0.0.1:{server.port}/"
             for _ in range(RECONNECTS // 4):
-                async with wsfast.asyncio.connect(url, codec=codec) as ws:
+                async with wsfast.asyncio.connect(url, codec=codec, ssl=client_context, proxy=None) as ws:
                     await ws.send("x")
                     assert await ws.recv(TIMEOUT) == "x"
                 del ws

@@ -19,8 +19,6 @@ from __future__ import annotations
 import ssl
 from typing import TYPE_CHECKING, Any
 
-from ._stream_core import READ_SIZE
-
 if TYPE_CHECKING:
     import asyncio
     from collections.abc import Callable
@@ -52,7 +50,7 @@ class TLSCore:
         self._tls: Any = None  # the ssl module's TLS object behind the SSLObject, once connected
         self._incoming = ssl.MemoryBIO()  # records received, not yet decrypted
         self._outgoing = ssl.MemoryBIO()  # records made, not yet written
-        self._view = memoryview(bytearray(READ_SIZE))  # where the loop's transport reads
+        self._view = memoryview(b"")  # where the loop's transport reads, set by the subclass
         # The connection's get_buffer and buffer_updated: decrypted bytes go there.
         self._get_buffer: Callable[[int], memoryview] | None = None
         self._buffer_updated: Callable[[int], None] | None = None

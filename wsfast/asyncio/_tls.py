@@ -18,6 +18,7 @@ import ssl
 from typing import TYPE_CHECKING, Any
 
 from .._codec import TLSCore
+from .._stream_core import READ_SIZE
 
 if TYPE_CHECKING:
     from .connection import WebSocket
@@ -27,15 +28,25 @@ __all__ = ["TLSTransport"]
 
 class TLSTransport(TLSCore, asyncio.BufferedProtocol):
     """TLS between the loop's TCP transport and ``ws``, which gets it as its transport
-    once the TLS handshake is done (see the module). The handshake's failure (e.g.
-    ``ssl.SSLCertVerificationError``) fails ``ws``'s opening with that error."""
+    once the TLS handshake is done (a server's connection: at once). The handshake's
+    failure (e.g. ``ssl.SSLCertVerificationError``) fails ``ws``'s opening with that
+    error. ``read_buffer``: where the loop's transport reads (by default one of its own)."""
 
     __slots__ = ("_context", "_error", "_server_hostname", "_server_side", "_ssl_object", "_ws")
 
     def __init__(
-        self, ws: WebSocket[Any], context: ssl.SSLContext, *, server_side: bool, server_hostname: str | None
+        self,
+        ws: WebSocket[Any],
+        context: ssl.SSLContext,
+        *,
+        server_side: bool,
+        server_hostname: str | None = None,
+        read_buffer: memoryview | None = None,
     ) -> None:
         super().__init__()
+        # Where the loop's transport reads: the records are copied out at once, so the
+        # connections of a server share one.
+        self._view = memoryview(bytearray(READ_SIZE)) if read_buffer is None else read_buffer
         self._ws: WebSocket[Any] | None = ws  # forgotten once the connection is lost: no cycle
         self._context = context
         self._server_side = server_side
@@ -55,6 +66,11 @@ class TLSTransport(TLSCore, asyncio.BufferedProtocol):
         )
         self._tls = ssl_object._sslobj  # type: ignore[attr-defined]
         self._attach_socket(transport)
+        if self._server_side and self._ws is not None:
+            # A server's connection is its own at once: its time limit for opening, and
+            # its shutdown, cover the TLS handshake too. (A client writes its request
+            # once the handshake is done.)
+            self._ws._connection_made(self)  # type: ignore[arg-type]  # a transport to it
         self._handshake_step()
 
     def _handshake_received(self, nbytes: int) -> None:
@@ -78,7 +94,8 @@ class TLSTransport(TLSCore, asyncio.BufferedProtocol):
         assert ws is not None  # the connection is not lost: this runs in a read
         self._get_buffer = ws._read_buffer
         self._buffer_updated = ws._data_received
-        ws._connection_made(self)  # type: ignore[arg-type]  # a transport to it
+        if not self._server_side:
+            ws._connection_made(self)  # type: ignore[arg-type]  # a transport to it
         self._decrypt()  # what came with the end of the handshake
 
     def _opening_failed(self, exc: BaseException) -> None:

@@ -28,6 +28,7 @@ from ..exceptions import ConnectionClosed, InvalidHandshake
 from ..handshake import Headers, ServerHandshake
 from ..keepalive import DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, check_keepalive_options
 from ..protocol import Connection, State
+from ._tls import TLSTransport
 from .connection import DEFAULT_MAX_QUEUED_BYTES, WebSocket, logger, reset, set_nodelay, wait_for
 
 if TYPE_CHECKING:
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
     from typing import TypedDict
 
     from typing_extensions import Self, Unpack
-
-    from .connection import _Protocol
 
     class _WebSocketOptions(TypedDict, total=False):
         """The options of :class:`WebSocket` that connect and serve take."""
@@ -190,6 +189,7 @@ class Server:
         self._backlog = backlog
         self._connection_options = connection_options
         self._read_buffer = memoryview(bytearray(_SHARED_READ_SIZE))
+        self._tls_read_buffer: memoryview | None = None  # where TLS connections read records, shared too
         self._listener: asyncio.Server | None = None
         # every connection still being served -> its task
         self._connections: dict[ServerConnection[Any], asyncio.Task[None]] = {}
@@ -215,15 +215,9 @@ class Server:
         if self._shutdown is not None:
             raise RuntimeError("the server is closed")
         if self._listener is None:
-            # asyncio runs the TLS handshake before the connection is ours: one that fails
-            # or times out never reaches wsfast (asyncio logs it in its debug mode only).
+            # TLS, if any, is the connection's own (wsfast.asyncio._tls), over TCP.
             self._listener = await self._loop.create_server(
-                self._new_connection,
-                self._host,
-                self._port,
-                backlog=self._backlog,
-                ssl=self._ssl,
-                ssl_handshake_timeout=self._open_timeout if self._ssl else None,
+                self._new_connection, self._host, self._port, backlog=self._backlog
             )
             logger.debug("serving on %s", self.address)
         return self
@@ -292,10 +286,15 @@ class Server:
 
     # Connections -------------------------------------------------------------------
 
-    def _new_connection(self) -> _Protocol:
+    def _new_connection(self) -> asyncio.BufferedProtocol:
         """The protocol for a connection just accepted."""
         handshake = ServerHandshake(subprotocols=self._subprotocols, deflate=self._deflate)
-        return ServerConnection(self, handshake, **self._connection_options)._new_protocol()
+        ws = ServerConnection(self, handshake, **self._connection_options)
+        if self._ssl is None:
+            return ws._new_protocol()
+        if self._tls_read_buffer is None:
+            self._tls_read_buffer = memoryview(bytearray(_SHARED_READ_SIZE))
+        return TLSTransport(ws, self._ssl, server_side=True, read_buffer=self._tls_read_buffer)
 
     def _connection_made(self, ws: ServerConnection[Any]) -> None:
         set_nodelay(ws._transport, self._tcp_nodelay)
