@@ -11,7 +11,7 @@ The benchmark server (``python -m wsfast.bench.server``) sends the JSON ticks of
 client runs under ``valgrind --tool=callgrind`` twice, receiving 20,000 and then 60,000
 ticks; the difference of the two instruction counts divided by 40,000 is the cost of one
 message, without the start-up, the handshake and the imports. The styles: wsfast's
-blocking ``recv()``, iteration and ``recv_many()``, its asyncio ``await recv()`` and
+blocking ``recv()``, iteration, ``recv_many()`` and ``recv_batch()`` (``batch``), its asyncio ``await recv()`` and
 ``on_message`` callbacks (``arecv``, ``callback``), and picows with a listener. "alone"
 decodes the same payloads from a list in memory, one call each: the decoder's own cost,
 which ``decode=`` adds to. ``--echo`` counts a round trip of 256 bytes to the server's
@@ -85,6 +85,10 @@ def receive(url: str, style: str, decoder_name: str, count: int) -> int:
                 received += 1
                 if received == count:
                     break
+        elif style == "batch":
+            recv_batch = ws.recv_batch
+            while received < count:
+                received += len(recv_batch())
         else:
             recv_many = ws.recv_many
             while received < count:

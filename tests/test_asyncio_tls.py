@@ -32,6 +32,12 @@ async def connect(server, client_context, **options):
     return await wsfast.asyncio.connect(wss(server), ssl=client_context, proxy=None, compression=None, **options)
 
 
+async def closed_by_the_loop():
+    """Let the loop close a dropped connection's socket (it does so in a callback) before
+    the server's thread, which waits for that, is joined."""
+    await asyncio.sleep(0.05)
+
+
 def send_raw(peer, data):
     """Write ``data`` to the TCP socket under the peer's TLS, as if it were records."""
     os.write(peer.sock.fileno(), data)
@@ -82,6 +88,27 @@ def test_reading_pauses_and_resumes_with_records_left_undecrypted(loop_name, tls
                 assert len(ws._messages) < 200  # bounded: reading paused
                 for expected in messages:
                     assert await ws.recv(5) == expected
+
+    run(loop_name, main())
+
+
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_what_came_before_the_end_arrives_while_reading_pauses(loop_name, tls):
+    server_context, client_context = tls
+    messages = [struct.pack("!I", n) + os.urandom(2000) for n in range(2000)]
+
+    def script(peer):
+        peer.sendall(b"".join(frame(Opcode.BINARY, m) for m in messages))
+        # ... and TCP closes, without close_notify or a close frame
+
+    async def main():
+        with RawServer(script, context=server_context) as server:
+            ws = await connect(server, client_context, max_queued_bytes=16_384)
+            await asyncio.sleep(0.3)  # the end arrives while reading is paused
+            for expected in messages:
+                assert await ws.recv(5) == expected
+            with pytest.raises(ConnectionClosedError):
+                await ws.recv(5)
 
     run(loop_name, main())
 
@@ -181,6 +208,7 @@ def test_a_peer_that_does_not_speak_tls(loop_name, tls):
             with pytest.raises(ssl.SSLError):
                 await connect(server, client_context, timeout=5)
             assert elapsed(start) < 4
+            await closed_by_the_loop()
 
     run(loop_name, main())
 
@@ -195,6 +223,7 @@ def test_a_peer_silent_in_the_tls_handshake_times_out(loop_name, tls):
             with pytest.raises(TimeoutError):
                 await connect(server, client_context, timeout=0.5)
             assert elapsed(start) < 4
+            await closed_by_the_loop()
 
     run(loop_name, main())
 
@@ -227,6 +256,7 @@ def test_a_peer_that_stops_reading_times_sends_out(loop_name, tls):
                     await ws.send(b"x" * 1_000_000)
             assert elapsed(start) < 5
             assert ws._transport.get_write_buffer_size() < 64 * 1_000_000
+            await closed_by_the_loop()
 
     run(loop_name, main())
 

@@ -107,7 +107,13 @@ class TLSTransport(TLSCore, asyncio.BufferedProtocol):
         self.abort()
 
     def eof_received(self) -> bool:
-        return False  # let the loop's transport close; connection_lost follows
+        # The peer sent its last bytes: the connection gets every one still undecrypted
+        # (reading may have paused with some left; they are at most one read), then the
+        # loop's transport closes and connection_lost follows.
+        while not self._handshaking and not self._closing and (self._incoming.pending or self._tls.pending()):
+            self._reading_paused = False
+            self._decrypt()
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl as ssl_module
-from functools import partial
 from collections.abc import AsyncIterator, Callable, Generator, Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, overload
 
 from .._codec import DEFAULT_MAX_SIZE
