@@ -87,6 +87,9 @@ cdef object _decoded(object decode, object message):
         raise DecodeError(message) from exc
 
 
+cdef class _Receiving  # the awaitable of the asyncio Receiver's recv(), defined below
+
+
 @cython.auto_pickle(False)  # a connection's queue
 cdef class _MessageQueue:
     """The queue of received messages of both receivers, and the decoding of what they
@@ -282,10 +285,27 @@ cdef class Receiver(_MessageQueue):
 
     cdef public bint _reading_paused
     cdef public Py_ssize_t _resume_below
+    # The awaitable of the last recv() or __anext__ that took a queued message, handed
+    # out again by the next one while nobody else holds it: no awaitable made and freed
+    # per message. It refers to nothing meanwhile (no cycle through this connection).
+    cdef _Receiving _spare
 
     def __cinit__(self):  # takes no arguments: it ignores the subclass's
         self._reading_paused = False
         self._resume_below = 0
+
+    cdef inline _Receiving _new_receiving(self):
+        cdef _Receiving receiving = self._spare
+        # Two references, this one and _spare's: nobody else can still await or throw
+        # into it. (Without a GIL, a count may be stale: a new one each time.)
+        if receiving is not None and not FREE_THREADED and Py_REFCNT(<PyObject *>receiving) == 2:
+            self._spare = None
+            receiving._state = RECEIVING_FRESH
+            receiving._iterating = False
+        else:
+            receiving = _Receiving.__new__(_Receiving)
+        receiving._receiver = self
+        return receiving
 
     def recv(self, timeout=None):
         """Return the next message: ``str`` for text, ``bytes`` for binary; with a
@@ -296,14 +316,12 @@ cdef class Receiver(_MessageQueue):
         message received before has been returned. Cancelling it loses no message. What
         it returns can be awaited or given to ``asyncio.create_task()``, like a coroutine.
         """
-        cdef _Receiving receiving = _Receiving.__new__(_Receiving)
-        receiving._receiver = self
+        cdef _Receiving receiving = self._new_receiving()
         receiving._timeout = timeout
         return receiving
 
     def __anext__(self):
-        cdef _Receiving receiving = _Receiving.__new__(_Receiving)
-        receiving._receiver = self
+        cdef _Receiving receiving = self._new_receiving()
         receiving._iterating = True
         return receiving
 
@@ -449,6 +467,13 @@ cdef class _Receiving:
             raise StopAsyncIteration from None
 
 
+cdef inline void _spare(_Receiving receiving, Receiver receiver) noexcept:
+    """``receiving`` took its message: ``receiver``'s next recv() may hand it out again."""
+    receiving._receiver = None
+    receiving._timeout = None
+    receiver._spare = receiving
+
+
 cdef object receiving_step(object awaitable, object arg, bint *yielded):
     """One step of a _Receiving, for both send() and the am_send slot."""
     cdef _Receiving receiving = <_Receiving>awaitable
@@ -463,14 +488,18 @@ cdef object receiving_step(object awaitable, object arg, bint *yielded):
     cdef Receiver receiver = receiving._receiver
     if not receiver._decoding:  # the path of every message without decode: one test more
         if len(receiver._messages):
-            return receiving._take_raw()
+            message = receiving._take_raw()
+            _spare(receiving, receiver)
+            return message
     else:
         if receiver._decode_failure is not None:
             receiving._state = RECEIVING_DONE
             receiver._raise_decode_failure()
             receiving._state = RECEIVING_FRESH  # another thread raised it first
         if len(receiver._messages):
-            return receiving._take()
+            message = receiving._take()
+            _spare(receiving, receiver)
+            return message
     if receiving._timeout is None:
         future = receiver._park()
         if future is not None:  # as `await future` would: asyncio's Task waits on it

@@ -111,6 +111,29 @@ def test_an_awaitable_of_recv_runs_once(Queue):
     run(main())
 
 
+def test_an_awaitable_someone_keeps_is_never_handed_out_again(Queue):
+    """The compiled Receiver hands a finished awaitable out again to the next recv() or
+    iteration step, but only while nobody else holds it."""
+
+    async def main():
+        queue = Queue()
+        queue.put("a", "b", "c", "d", "e")
+        kept = queue.recv()
+        assert await kept == "a"
+        second = queue.recv()
+        assert second is not kept
+        assert await second == "b"
+        with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
+            await kept
+        del second
+        assert [await queue.recv(), await queue.recv()] == ["c", "d"]
+        async for message in queue:
+            assert message == "e"
+            break
+
+    run(main())
+
+
 @pytest.mark.filterwarnings("ignore:coroutine .* was never awaited")  # the pure twin's
 def test_no_message_is_lost_to_a_recv_never_awaited_or_cancelled(Queue):
     async def main():
