@@ -70,15 +70,21 @@ cdef class TLSCore:
         return self._view
 
     def buffer_updated(self, Py_ssize_t nbytes):
-        if self._handshaking:
-            self._handshake_received(nbytes)
-            return
         self._feed(self._view[:nbytes])
-        self._decrypt_received()
+        if self._handshaking:
+            self._handshake_step()
+        else:
+            self._decrypt_received()
 
     def _decrypt(self):
         """Hand the connection what the records received so far hold."""
         self._decrypt_received()
+
+    def _decrypt_all(self):
+        """Hand the connection every record received, paused or not (see wsfast._tls_core)."""
+        while not self._handshaking and not self._closing and self._undecrypted():
+            self._reading_paused = False
+            self._decrypt_received()
 
     cdef int _decrypt_received(self) except -1:
         cdef Py_ssize_t filled
@@ -166,7 +172,7 @@ cdef class TLSCore:
 
     # What the subclass provides ----------------------------------------------------
 
-    def _handshake_received(self, nbytes):
+    def _handshake_step(self):
         raise NotImplementedError
 
     def _failed(self, exc):

@@ -5,12 +5,12 @@ plain TCP transport: the pure twin of the compiled codec's ``TLSCore``, the base
 The loop's transport reads the peer's TLS records into ``_view`` (``get_buffer``,
 ``buffer_updated``); they go to OpenSSL through a memory BIO and come out decrypted
 straight into the connection's own read buffer (its ``_read_buffer`` and
-``_data_received``), record by record. :meth:`TLSCore.write` encrypts what the connection
+``_data_received``), as many records at once as fit. :meth:`TLSCore.write` encrypts what the connection
 sends and hands the records to the loop's transport. The compiled twin does the same
 without a Python frame on the way, and writes the records to the socket itself while the
 transport holds nothing, as the connection does over plain TCP.
 
-What is rare stays in the subclass: the TLS handshake (``_handshake_received``), closing,
+What is rare stays in the subclass: the TLS handshake (``_handshake_step``), closing,
 and a failure (``_failed``), which drops the connection.
 """
 
@@ -70,11 +70,11 @@ class TLSCore:
         return self._view
 
     def buffer_updated(self, nbytes: int) -> None:
-        if self._handshaking:
-            self._handshake_received(nbytes)
-            return
         self._incoming.write(self._view[:nbytes])
-        self._decrypt()
+        if self._handshaking:
+            self._handshake_step()
+        else:
+            self._decrypt()
 
     def _decrypt(self) -> None:
         """Hand the connection what the records received so far hold, into its own
@@ -90,6 +90,13 @@ class TLSCore:
                 return
         if not self._closing and self._outgoing.pending:  # e.g. the answer to a key update
             self._flush()
+
+    def _decrypt_all(self) -> None:
+        """Hand the connection every record received, paused or not: the peer sent its
+        last bytes (they are at most one read)."""
+        while not self._handshaking and not self._closing and self._undecrypted():
+            self._reading_paused = False
+            self._decrypt()
 
     def _undecrypted(self) -> bool:
         """Records received are not all decrypted, or their bytes not all handed out."""
@@ -151,7 +158,7 @@ class TLSCore:
 
     # What the subclass provides ----------------------------------------------------
 
-    def _handshake_received(self, nbytes: int) -> None:
+    def _handshake_step(self) -> None:
         raise NotImplementedError
 
     def _failed(self, exc: BaseException) -> None:

@@ -73,11 +73,8 @@ class TLSTransport(TLSCore, asyncio.BufferedProtocol):
             self._ws._connection_made(self)  # type: ignore[arg-type]  # a transport to it
         self._handshake_step()
 
-    def _handshake_received(self, nbytes: int) -> None:
-        self._incoming.write(self._view[:nbytes])
-        self._handshake_step()
-
     def _handshake_step(self) -> None:
+        """Go on with the TLS handshake, with the peer's bytes received so far."""
         assert self._ssl_object is not None  # made on connecting
         try:
             self._ssl_object.do_handshake()
@@ -107,12 +104,9 @@ class TLSTransport(TLSCore, asyncio.BufferedProtocol):
         self.abort()
 
     def eof_received(self) -> bool:
-        # The peer sent its last bytes: the connection gets every one still undecrypted
-        # (reading may have paused with some left; they are at most one read), then the
-        # loop's transport closes and connection_lost follows.
-        while not self._handshaking and not self._closing and (self._incoming.pending or self._tls.pending()):
-            self._reading_paused = False
-            self._decrypt()
+        # Reading may have paused with records left: the connection gets them all, then
+        # the loop's transport closes and connection_lost follows.
+        self._decrypt_all()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:

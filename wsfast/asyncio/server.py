@@ -189,7 +189,8 @@ class Server:
         self._backlog = backlog
         self._connection_options = connection_options
         self._read_buffer = memoryview(bytearray(_SHARED_READ_SIZE))
-        self._tls_read_buffer: memoryview | None = None  # where TLS connections read records, shared too
+        # Where the TLS connections read their records, shared too.
+        self._tls_read_buffer = None if ssl is None else memoryview(bytearray(_SHARED_READ_SIZE))
         self._listener: asyncio.Server | None = None
         # every connection still being served -> its task
         self._connections: dict[ServerConnection[Any], asyncio.Task[None]] = {}
@@ -292,8 +293,6 @@ class Server:
         ws = ServerConnection(self, handshake, **self._connection_options)
         if self._ssl is None:
             return ws._new_protocol()
-        if self._tls_read_buffer is None:
-            self._tls_read_buffer = memoryview(bytearray(_SHARED_READ_SIZE))
         return TLSTransport(ws, self._ssl, server_side=True, read_buffer=self._tls_read_buffer)
 
     def _connection_made(self, ws: ServerConnection[Any]) -> None:
